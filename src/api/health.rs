@@ -1,0 +1,68 @@
+//! Liveness and readiness probes.
+
+use poem::web::Data;
+use poem_openapi::{ApiResponse, Object, OpenApi, payload::Json};
+
+use super::ApiTags;
+use crate::{
+    error::{ErrorBody, ErrorCode, ErrorDetail},
+    state::AppState,
+};
+
+#[derive(Object, Debug)]
+pub struct Health {
+    /// `ok` when the service (and, for readiness, its database) works.
+    pub status: String,
+    /// The server's version.
+    pub version: String,
+}
+
+#[derive(ApiResponse)]
+enum Readiness {
+    /// The service and its database answer.
+    #[oai(status = 200)]
+    Ready(Json<Health>),
+    /// The database cannot be read.
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>),
+}
+
+fn ok() -> Health {
+    Health {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    }
+}
+
+pub struct HealthApi;
+
+#[OpenApi(tag = "ApiTags::Health")]
+impl HealthApi {
+    /// Liveness
+    ///
+    /// Answers as long as the process serves HTTP. Never needs a key.
+    #[oai(path = "/health", method = "get", operation_id = "health")]
+    async fn health(&self) -> Json<Health> {
+        Json(ok())
+    }
+
+    /// Readiness
+    ///
+    /// Answers 200 when the database can be queried, 503 otherwise. Never
+    /// needs a key.
+    #[oai(path = "/health/ready", method = "get", operation_id = "ready")]
+    async fn ready(&self, state: Data<&AppState>) -> Readiness {
+        match state.store.ping().await {
+            Ok(()) => Readiness::Ready(Json(ok())),
+            Err(e) => {
+                tracing::error!(error = %e, "readiness check failed");
+                Readiness::Unavailable(Json(ErrorBody {
+                    detail: ErrorDetail {
+                        code: ErrorCode::Internal,
+                        message: "the database cannot be queried; see the server log".into(),
+                    },
+                }))
+            }
+        }
+    }
+}

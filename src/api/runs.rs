@@ -1,0 +1,363 @@
+//! The Runs API: create, read, update and list pipeline runs.
+
+use poem::{Request, web::Data};
+use poem_openapi::{
+    ApiResponse, Enum, Object, OpenApi,
+    param::{Path, Query},
+    payload::Json,
+};
+
+use serde::Deserialize;
+
+use super::{
+    ApiTags,
+    body::JsonBody,
+    auth::{ApiKeyAuth, ReadAccess},
+    default_limit, page_bounds,
+    types::{DateTime, JsonObject},
+    validations::{ValidationRefBody, ValidationSummaryBody},
+};
+use crate::{
+    domain::run::{NewRunInput, Run, RunDetail, RunFilter, RunListItem, RunPatch, RunStatus},
+    error::ApiError,
+    state::AppState,
+    store::runs,
+};
+
+/// Where a run is in its life. `completed`, `failed` and `cancelled` are
+/// final.
+#[derive(Enum, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[oai(rename = "RunStatus", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatusBody {
+    /// Scheduled but not started.
+    Pending,
+    /// Currently executing.
+    Running,
+    /// Finished successfully.
+    Completed,
+    /// Encountered an error.
+    Failed,
+    /// Was cancelled.
+    Cancelled,
+}
+
+impl From<RunStatusBody> for RunStatus {
+    fn from(s: RunStatusBody) -> Self {
+        match s {
+            RunStatusBody::Pending => RunStatus::Pending,
+            RunStatusBody::Running => RunStatus::Running,
+            RunStatusBody::Completed => RunStatus::Completed,
+            RunStatusBody::Failed => RunStatus::Failed,
+            RunStatusBody::Cancelled => RunStatus::Cancelled,
+        }
+    }
+}
+
+impl From<RunStatus> for RunStatusBody {
+    fn from(s: RunStatus) -> Self {
+        match s {
+            RunStatus::Pending => RunStatusBody::Pending,
+            RunStatus::Running => RunStatusBody::Running,
+            RunStatus::Completed => RunStatusBody::Completed,
+            RunStatus::Failed => RunStatusBody::Failed,
+            RunStatus::Cancelled => RunStatusBody::Cancelled,
+        }
+    }
+}
+
+/// A new run.
+#[derive(Object, Deserialize, Debug)]
+#[oai(rename = "CreateRunRequest", deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRunRequest {
+    /// The data contract the pipeline loads data under. Required, not empty.
+    #[oai(validator(max_length = 255))]
+    pub contract_id: String,
+    /// The pipeline's name, such as an Airflow DAG id or a dbt project.
+    #[oai(validator(max_length = 255))]
+    pub pipeline_name: Option<String>,
+    /// The orchestrator's own id for this execution (an Airflow run_id).
+    #[oai(validator(max_length = 255))]
+    pub pipeline_id: Option<String>,
+    /// Initial status; `pending` when omitted.
+    pub status: Option<RunStatusBody>,
+    /// Free-form JSON object kept with the run.
+    pub metadata: Option<JsonObject>,
+    /// When the run started, to backfill a historical run; the time of the
+    /// request when omitted. RFC 3339; without an offset it is taken as UTC.
+    pub started_at: Option<DateTime>,
+    /// When the run finished; only with a final status, for backfills. The
+    /// time of the request when omitted.
+    pub completed_at: Option<DateTime>,
+}
+
+/// Changes to a run. Give at least one field; an absent field and a null
+/// one both leave the stored value as it is.
+#[derive(Object, Deserialize, Debug)]
+#[oai(rename = "UpdateRunRequest", deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateRunRequest {
+    /// The new status. A final status (`completed`, `failed`, `cancelled`)
+    /// cannot be left; repeating the current status changes nothing.
+    pub status: Option<RunStatusBody>,
+    /// Merged into the stored metadata as a JSON merge patch (RFC 7396):
+    /// given keys are set, keys given as null are removed, others stay.
+    pub metadata: Option<JsonObject>,
+    /// A new pipeline name.
+    #[oai(validator(max_length = 255))]
+    pub pipeline_name: Option<String>,
+    /// A new external pipeline id.
+    #[oai(validator(max_length = 255))]
+    pub pipeline_id: Option<String>,
+}
+
+/// The fields every view of a run carries.
+#[derive(Object, Debug)]
+#[oai(rename = "RunFields")]
+pub struct RunFields {
+    /// Server-generated: `run_` followed by a ULID, so ids sort by creation.
+    pub id: String,
+    /// The data contract the run is about.
+    pub contract_id: String,
+    /// The pipeline's name, if reported.
+    #[oai(nullable)]
+    pub pipeline_name: Option<String>,
+    /// The orchestrator's id for this execution, if reported.
+    #[oai(nullable)]
+    pub pipeline_id: Option<String>,
+    pub status: RunStatusBody,
+    /// Free-form metadata; `{}` when none was given.
+    pub metadata: JsonObject,
+    /// When the run started (RFC 3339, UTC).
+    pub started_at: DateTime,
+    /// When the run reached a final status; null while pending or running.
+    #[oai(nullable)]
+    pub completed_at: Option<DateTime>,
+    /// The name of the API key that created the run.
+    pub created_by: String,
+    /// When the run last changed.
+    pub updated_at: DateTime,
+}
+
+impl From<Run> for RunFields {
+    fn from(r: Run) -> Self {
+        Self {
+            id: r.id,
+            contract_id: r.contract_id,
+            pipeline_name: r.pipeline_name,
+            pipeline_id: r.pipeline_id,
+            status: r.status.into(),
+            metadata: JsonObject(r.metadata),
+            started_at: r.started_at.into(),
+            completed_at: r.completed_at.map(Into::into),
+            created_by: r.created_by,
+            updated_at: r.updated_at.into(),
+        }
+    }
+}
+
+/// A run with every validation recorded during it.
+#[derive(Object, Debug)]
+#[oai(rename = "Run")]
+pub struct RunBody {
+    #[oai(flatten)]
+    pub fields: RunFields,
+    /// The run's validations, oldest first.
+    pub validations: Vec<ValidationRefBody>,
+}
+
+impl From<RunDetail> for RunBody {
+    fn from(d: RunDetail) -> Self {
+        Self {
+            fields: d.run.into(),
+            validations: d.validations.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+/// A run as lists show it: with counts of its validations per status
+/// instead of the validations themselves.
+#[derive(Object, Debug)]
+#[oai(rename = "RunListItem")]
+pub struct RunListItemBody {
+    #[oai(flatten)]
+    pub fields: RunFields,
+    pub validation_summary: ValidationSummaryBody,
+}
+
+impl From<RunListItem> for RunListItemBody {
+    fn from(i: RunListItem) -> Self {
+        Self {
+            fields: i.run.into(),
+            validation_summary: i.validation_summary.into(),
+        }
+    }
+}
+
+/// One page of runs.
+#[derive(Object, Debug)]
+#[oai(rename = "RunPage")]
+pub struct RunPage {
+    /// Newest `started_at` first; runs that started together are ordered by
+    /// id, so paging never skips or repeats a run.
+    pub items: Vec<RunListItemBody>,
+    /// How many runs match the filters, across all pages.
+    pub total: u64,
+    pub limit: u32,
+    pub offset: u64,
+}
+
+#[derive(ApiResponse)]
+enum CreatedRun {
+    /// The run was created.
+    #[oai(status = 201)]
+    Created(Json<RunBody>),
+}
+
+pub struct RunsApi;
+
+#[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Runs")]
+impl RunsApi {
+    /// Create a run
+    ///
+    /// Records the start of a pipeline execution. Only `contract_id` is
+    /// required; `status` defaults to `pending` and `started_at` to now.
+    /// `created_by` is the name of the API key that sent the request.
+    #[oai(path = "/runs", method = "post", operation_id = "create_run")]
+    async fn create_run(
+        &self,
+        auth: ApiKeyAuth,
+        state: Data<&AppState>,
+        body: JsonBody<CreateRunRequest>,
+    ) -> Result<CreatedRun, ApiError> {
+        let caller = auth.writer()?;
+        let b = body.0;
+        let run = NewRunInput {
+            contract_id: b.contract_id,
+            pipeline_name: b.pipeline_name,
+            pipeline_id: b.pipeline_id,
+            status: b.status.map(Into::into),
+            metadata: b.metadata.map(|m| m.0),
+            started_at: b.started_at.map(|t| t.0),
+            completed_at: b.completed_at.map(|t| t.0),
+        }
+        .into_run(&caller.name, state.clock.now())?;
+        let detail = state
+            .store
+            .write(move |tx| {
+                runs::insert(tx, &run)?;
+                Ok(RunDetail {
+                    run,
+                    validations: Vec::new(),
+                })
+            })
+            .await?;
+        Ok(CreatedRun::Created(Json(detail.into())))
+    }
+
+    /// Get a run
+    ///
+    /// Returns the run with every validation recorded during it, oldest
+    /// first.
+    #[oai(path = "/runs/:run_id", method = "get", operation_id = "get_run")]
+    async fn get_run(
+        &self,
+        access: ReadAccess,
+        req: &Request,
+        state: Data<&AppState>,
+        /// The run's id, as returned when it was created.
+        run_id: Path<String>,
+    ) -> Result<Json<RunBody>, ApiError> {
+        state.auth.read(access, req).await?;
+        let id = run_id.0;
+        let detail = state.store.read(move |c| runs::get_detail(c, &id)).await?;
+        Ok(Json(detail.into()))
+    }
+
+    /// Update a run
+    ///
+    /// Changes a run's status, metadata or pipeline fields. Metadata is
+    /// merged (RFC 7396), so keys given at creation stay unless removed with
+    /// null. Status follows the run lifecycle: `pending` may become any
+    /// other status, `running` may become `completed`, `failed` or
+    /// `cancelled`, and those three are final (409 if asked to leave one).
+    /// Reaching a final status sets `completed_at`.
+    #[oai(path = "/runs/:run_id", method = "patch", operation_id = "update_run")]
+    async fn update_run(
+        &self,
+        auth: ApiKeyAuth,
+        state: Data<&AppState>,
+        /// The run's id.
+        run_id: Path<String>,
+        body: JsonBody<UpdateRunRequest>,
+    ) -> Result<Json<RunBody>, ApiError> {
+        auth.writer()?;
+        let b = body.0;
+        let patch = RunPatch {
+            status: b.status.map(Into::into),
+            metadata: b.metadata.map(|m| m.0),
+            pipeline_name: b.pipeline_name,
+            pipeline_id: b.pipeline_id,
+        }
+        .validated()?;
+        let now = state.clock.now();
+        let id = run_id.0;
+        let detail = state
+            .store
+            .write(move |tx| runs::update(tx, &id, &patch, now))
+            .await?;
+        Ok(Json(detail.into()))
+    }
+
+    /// List runs
+    ///
+    /// Runs matching every given filter, newest `started_at` first, one
+    /// page at a time. Dates accept RFC 3339 (`2024-01-15T10:00:00Z`), a
+    /// date-time without offset (taken as UTC) or a date (`2024-01-15`,
+    /// midnight UTC).
+    #[oai(path = "/runs", method = "get", operation_id = "list_runs")]
+    #[allow(clippy::too_many_arguments)]
+    async fn list_runs(
+        &self,
+        access: ReadAccess,
+        req: &Request,
+        state: Data<&AppState>,
+        /// Only runs of this contract.
+        contract_id: Query<Option<String>>,
+        /// Only runs of this pipeline.
+        pipeline_name: Query<Option<String>>,
+        /// Only runs in this status.
+        status: Query<Option<RunStatusBody>>,
+        /// Only runs that started at or after this time (inclusive).
+        start_date: Query<Option<DateTime>>,
+        /// Only runs that started before this time (exclusive).
+        end_date: Query<Option<DateTime>>,
+        /// Page size: 1 to 1000.
+        #[oai(default = "default_limit", validator(minimum(value = "1"), maximum(value = "1000")))]
+        limit: Query<i64>,
+        /// How many matching runs to skip.
+        #[oai(default, validator(minimum(value = "0")))]
+        offset: Query<i64>,
+    ) -> Result<Json<RunPage>, ApiError> {
+        state.auth.read(access, req).await?;
+        let (limit, offset) = page_bounds(limit.0, offset.0);
+        let filter = RunFilter {
+            contract_id: contract_id.0,
+            pipeline_name: pipeline_name.0,
+            status: status.0.map(Into::into),
+            start_date: start_date.0.map(|t| t.0),
+            end_date: end_date.0.map(|t| t.0),
+        };
+        let (items, total) = state
+            .store
+            .read(move |c| runs::list(c, &filter, limit, offset))
+            .await?;
+        Ok(Json(RunPage {
+            items: items.into_iter().map(Into::into).collect(),
+            total,
+            limit,
+            offset,
+        }))
+    }
+}

@@ -1,0 +1,155 @@
+//! Wire types that poem-openapi has no ready form for: timestamps in our one
+//! fixed format (parsed leniently), and free-form JSON objects.
+
+use std::borrow::Cow;
+
+use poem_openapi::{
+    registry::{MetaSchema, MetaSchemaRef},
+    types::{ParseError, ParseFromJSON, ParseFromParameter, ParseResult, ToJSON, Type},
+};
+use serde_json::Value;
+
+use crate::domain::{metadata::Metadata, time::Timestamp};
+
+/// A date-time on the wire. Sent as RFC 3339 UTC with six fractional digits
+/// (`2024-01-15T10:00:00.000000Z`); accepted in any of the forms
+/// `Timestamp::parse_lenient` takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DateTime(pub Timestamp);
+
+impl Type for DateTime {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = Self;
+    type RawElementValueType = Self;
+
+    fn name() -> Cow<'static, str> {
+        "string_date-time".into()
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        MetaSchemaRef::Inline(Box::new(MetaSchema::new_with_format("string", "date-time")))
+    }
+
+    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
+        Some(self)
+    }
+
+    fn raw_element_iter<'a>(
+        &'a self,
+    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
+        Box::new(self.as_raw_value().into_iter())
+    }
+}
+
+impl ParseFromJSON for DateTime {
+    fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
+        match value.unwrap_or_default() {
+            Value::String(s) => Self::parse_from_parameter(&s),
+            other => Err(ParseError::expected_type(other)),
+        }
+    }
+}
+
+impl ParseFromParameter for DateTime {
+    fn parse_from_parameter(value: &str) -> ParseResult<Self> {
+        Timestamp::parse_lenient(value)
+            .map(DateTime)
+            .map_err(|e| ParseError::custom(e.to_string()))
+    }
+}
+
+impl ToJSON for DateTime {
+    fn to_json(&self) -> Option<Value> {
+        Some(Value::String(self.0.to_string()))
+    }
+}
+
+impl From<Timestamp> for DateTime {
+    fn from(t: Timestamp) -> Self {
+        DateTime(t)
+    }
+}
+
+/// A free-form JSON object. Anything that is not an object (an array, a
+/// string, null where a value is required) is refused with a message.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct JsonObject(pub Metadata);
+
+impl Type for JsonObject {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = Self;
+    type RawElementValueType = Self;
+
+    fn name() -> Cow<'static, str> {
+        "object".into()
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        let mut schema = MetaSchema::new("object");
+        schema.additional_properties = Some(Box::new(MetaSchemaRef::Inline(Box::new(
+            MetaSchema::ANY,
+        ))));
+        MetaSchemaRef::Inline(Box::new(schema))
+    }
+
+    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
+        Some(self)
+    }
+
+    fn raw_element_iter<'a>(
+        &'a self,
+    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
+        Box::new(self.as_raw_value().into_iter())
+    }
+}
+
+impl ParseFromJSON for JsonObject {
+    fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
+        match value {
+            Some(Value::Object(map)) => Ok(JsonObject(map)),
+            Some(other) => Err(ParseError::custom(format!(
+                "expected a JSON object, got {}",
+                json_kind(&other)
+            ))),
+            None => Err(ParseError::expected_input()),
+        }
+    }
+}
+
+impl ToJSON for JsonObject {
+    fn to_json(&self) -> Option<Value> {
+        Some(Value::Object(self.0.clone()))
+    }
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for DateTime {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Timestamp::parse_lenient(&s)
+            .map(DateTime)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for JsonObject {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match Value::deserialize(d)? {
+            Value::Object(map) => Ok(JsonObject(map)),
+            other => Err(serde::de::Error::custom(format!(
+                "expected a JSON object, got {}",
+                json_kind(&other)
+            ))),
+        }
+    }
+}

@@ -1,0 +1,527 @@
+//! The Validations API: record data-quality results, read them back, and
+//! report a contract's trends.
+
+use poem::{Request, web::Data};
+use poem_openapi::{
+    ApiResponse, Enum, Object, OpenApi,
+    param::{Path, Query},
+    payload::Json,
+};
+
+use serde::Deserialize;
+
+use super::{
+    ApiTags,
+    body::JsonBody,
+    auth::{ApiKeyAuth, ReadAccess},
+    default_limit, page_bounds,
+    types::{DateTime, JsonObject},
+};
+use crate::{
+    domain::validation::{
+        Bucket, CommonError, Granularity, NewValidationInput, StatusCounts, Validation,
+        ValidationFilter, ValidationIssue, ValidationRef, ValidationStats, ValidationStatus,
+        ValidationWarning,
+    },
+    error::ApiError,
+    state::AppState,
+    store::validations,
+};
+
+/// The outcome of a validation.
+#[derive(Enum, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[oai(rename = "ValidationStatus", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum ValidationStatusBody {
+    /// Every check passed.
+    Passed,
+    /// At least one check failed.
+    Failed,
+    /// Passed, with warnings.
+    Warning,
+    /// The checks were not run.
+    Skipped,
+}
+
+impl From<ValidationStatusBody> for ValidationStatus {
+    fn from(s: ValidationStatusBody) -> Self {
+        match s {
+            ValidationStatusBody::Passed => ValidationStatus::Passed,
+            ValidationStatusBody::Failed => ValidationStatus::Failed,
+            ValidationStatusBody::Warning => ValidationStatus::Warning,
+            ValidationStatusBody::Skipped => ValidationStatus::Skipped,
+        }
+    }
+}
+
+impl From<ValidationStatus> for ValidationStatusBody {
+    fn from(s: ValidationStatus) -> Self {
+        match s {
+            ValidationStatus::Passed => ValidationStatusBody::Passed,
+            ValidationStatus::Failed => ValidationStatusBody::Failed,
+            ValidationStatus::Warning => ValidationStatusBody::Warning,
+            ValidationStatus::Skipped => ValidationStatusBody::Skipped,
+        }
+    }
+}
+
+/// A validation as its run lists it.
+#[derive(Object, Debug)]
+#[oai(rename = "ValidationRef")]
+pub struct ValidationRefBody {
+    pub id: String,
+    pub status: ValidationStatusBody,
+    pub recorded_at: DateTime,
+}
+
+impl From<ValidationRef> for ValidationRefBody {
+    fn from(v: ValidationRef) -> Self {
+        Self {
+            id: v.id,
+            status: v.status.into(),
+            recorded_at: v.recorded_at.into(),
+        }
+    }
+}
+
+/// How many validations have each status.
+#[derive(Object, Debug)]
+#[oai(rename = "StatusCounts")]
+pub struct ValidationSummaryBody {
+    pub passed: u64,
+    pub failed: u64,
+    pub warning: u64,
+    pub skipped: u64,
+    /// The sum of the four.
+    pub total: u64,
+}
+
+impl From<StatusCounts> for ValidationSummaryBody {
+    fn from(c: StatusCounts) -> Self {
+        Self {
+            passed: c.passed,
+            failed: c.failed,
+            warning: c.warning,
+            skipped: c.skipped,
+            total: c.total(),
+        }
+    }
+}
+
+/// One failed check.
+#[derive(Object, Debug, Clone, Deserialize)]
+#[oai(rename = "ValidationIssue", deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
+pub struct IssueBody {
+    /// A stable code for the kind of failure, such as `null_values`.
+    #[oai(validator(max_length = 255))]
+    pub code: String,
+    /// What failed, for a person.
+    pub message: String,
+    /// Where: a column or field path.
+    #[oai(nullable)]
+    pub path: Option<String>,
+    /// How many rows failed this check.
+    #[oai(nullable)]
+    pub row_count: Option<u64>,
+}
+
+/// One warning.
+#[derive(Object, Debug, Clone, Deserialize)]
+#[oai(rename = "ValidationWarning", deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
+pub struct WarningBody {
+    #[oai(validator(max_length = 255))]
+    pub code: String,
+    pub message: String,
+}
+
+/// A validation result to record.
+#[derive(Object, Debug, Deserialize)]
+#[oai(rename = "CreateValidationRequest", deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
+pub struct CreateValidationRequest {
+    /// The data contract the dataset was checked against.
+    #[oai(validator(max_length = 255))]
+    pub contract_id: String,
+    /// The run this check belongs to. The run must exist and be about the
+    /// same contract.
+    #[oai(validator(max_length = 255))]
+    pub run_id: Option<String>,
+    pub status: ValidationStatusBody,
+    /// The checks that failed.
+    pub errors: Option<Vec<IssueBody>>,
+    /// The warnings raised.
+    pub warnings: Option<Vec<WarningBody>>,
+    /// Measurements. `rows_validated`, `rows_passed`, `rows_failed` and
+    /// `duration_ms` must be non-negative integers when present; other keys
+    /// are kept as given.
+    pub metrics: Option<JsonObject>,
+    /// Free-form JSON object kept with the record.
+    pub metadata: Option<JsonObject>,
+    /// When the check ran, to backfill; the time of the request when
+    /// omitted.
+    pub recorded_at: Option<DateTime>,
+}
+
+/// A recorded validation.
+#[derive(Object, Debug)]
+#[oai(rename = "Validation")]
+pub struct ValidationBody {
+    /// Server-generated: `val_` followed by a ULID.
+    pub id: String,
+    pub contract_id: String,
+    #[oai(nullable)]
+    pub run_id: Option<String>,
+    pub status: ValidationStatusBody,
+    pub errors: Vec<IssueBody>,
+    pub warnings: Vec<WarningBody>,
+    pub metrics: JsonObject,
+    pub metadata: JsonObject,
+    pub recorded_at: DateTime,
+    /// The name of the API key that recorded it.
+    pub recorded_by: String,
+}
+
+impl From<Validation> for ValidationBody {
+    fn from(v: Validation) -> Self {
+        Self {
+            id: v.id,
+            contract_id: v.contract_id,
+            run_id: v.run_id,
+            status: v.status.into(),
+            errors: v
+                .errors
+                .into_iter()
+                .map(|e| IssueBody {
+                    code: e.code,
+                    message: e.message,
+                    path: e.path,
+                    row_count: e.row_count,
+                })
+                .collect(),
+            warnings: v
+                .warnings
+                .into_iter()
+                .map(|w| WarningBody {
+                    code: w.code,
+                    message: w.message,
+                })
+                .collect(),
+            metrics: JsonObject(v.metrics),
+            metadata: JsonObject(v.metadata),
+            recorded_at: v.recorded_at.into(),
+            recorded_by: v.recorded_by,
+        }
+    }
+}
+
+/// One page of validations.
+#[derive(Object, Debug)]
+#[oai(rename = "ValidationPage")]
+pub struct ValidationPage {
+    /// Newest first, ties ordered by id.
+    pub items: Vec<ValidationBody>,
+    /// How many validations match the filters, across all pages.
+    pub total: u64,
+    pub limit: u32,
+    pub offset: u64,
+}
+
+/// The width of a stats bucket, aligned to UTC: the hour, midnight, or
+/// Monday midnight.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+#[oai(rename = "Granularity", rename_all = "lowercase")]
+pub enum GranularityBody {
+    Hour,
+    Day,
+    Week,
+}
+
+impl From<GranularityBody> for Granularity {
+    fn from(g: GranularityBody) -> Self {
+        match g {
+            GranularityBody::Hour => Granularity::Hour,
+            GranularityBody::Day => Granularity::Day,
+            GranularityBody::Week => Granularity::Week,
+        }
+    }
+}
+
+impl From<Granularity> for GranularityBody {
+    fn from(g: Granularity) -> Self {
+        match g {
+            Granularity::Hour => GranularityBody::Hour,
+            Granularity::Day => GranularityBody::Day,
+            Granularity::Week => GranularityBody::Week,
+        }
+    }
+}
+
+/// Counts for one bucket of time.
+#[derive(Object, Debug)]
+#[oai(rename = "StatsBucket")]
+pub struct BucketBody {
+    /// The bucket's first instant.
+    pub start: DateTime,
+    pub counts: ValidationSummaryBody,
+    /// Percentage of `passed` among the bucket's validations that were not
+    /// skipped; null when there are none.
+    #[oai(nullable)]
+    pub pass_rate: Option<f64>,
+}
+
+impl From<Bucket> for BucketBody {
+    fn from(b: Bucket) -> Self {
+        Self {
+            start: b.start.into(),
+            pass_rate: b.counts.pass_rate(),
+            counts: b.counts.into(),
+        }
+    }
+}
+
+/// An error code and how often it was reported.
+#[derive(Object, Debug)]
+#[oai(rename = "CommonError")]
+pub struct CommonErrorBody {
+    pub code: String,
+    pub count: u64,
+    /// One of the messages reported with this code.
+    pub sample_message: String,
+}
+
+impl From<CommonError> for CommonErrorBody {
+    fn from(e: CommonError) -> Self {
+        Self {
+            code: e.code,
+            count: e.count,
+            sample_message: e.sample_message,
+        }
+    }
+}
+
+/// A contract's validation trends over a window ending now.
+#[derive(Object, Debug)]
+#[oai(rename = "ValidationStats")]
+pub struct ValidationStatsBody {
+    pub contract_id: String,
+    pub days: u32,
+    pub granularity: GranularityBody,
+    /// The window's first instant (now minus `days`).
+    pub window_start: DateTime,
+    /// The window's last instant (now).
+    pub window_end: DateTime,
+    /// Counts over the whole window.
+    pub totals: ValidationSummaryBody,
+    /// Percentage of `passed` among the validations that were not skipped
+    /// (`warning` counts as not passed); null when there are none.
+    #[oai(nullable)]
+    pub pass_rate: Option<f64>,
+    /// Mean of `metrics.duration_ms` over the validations that report it;
+    /// null when none do.
+    #[oai(nullable)]
+    pub avg_duration_ms: Option<f64>,
+    /// Every bucket of the window, oldest first, empty ones included.
+    pub buckets: Vec<BucketBody>,
+    /// The ten most frequent error codes, most frequent first.
+    pub common_errors: Vec<CommonErrorBody>,
+}
+
+impl From<ValidationStats> for ValidationStatsBody {
+    fn from(s: ValidationStats) -> Self {
+        Self {
+            contract_id: s.contract_id,
+            days: s.days,
+            granularity: s.granularity.into(),
+            window_start: s.window_start.into(),
+            window_end: s.window_end.into(),
+            pass_rate: s.totals.pass_rate(),
+            totals: s.totals.into(),
+            avg_duration_ms: s.avg_duration_ms,
+            buckets: s.buckets.into_iter().map(Into::into).collect(),
+            common_errors: s.common_errors.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+#[derive(ApiResponse)]
+enum CreatedValidation {
+    /// The validation was recorded.
+    #[oai(status = 201)]
+    Created(Json<ValidationBody>),
+}
+
+fn default_days() -> i64 {
+    30
+}
+
+fn default_granularity() -> GranularityBody {
+    GranularityBody::Day
+}
+
+pub struct ValidationsApi;
+
+#[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Validations")]
+impl ValidationsApi {
+    /// Record a validation
+    ///
+    /// Stores the result of checking a dataset against a data contract,
+    /// optionally as part of a run (in any status, final ones included).
+    /// `recorded_by` is the name of the API key that sent the request.
+    #[oai(path = "/validations", method = "post", operation_id = "record_validation")]
+    async fn record_validation(
+        &self,
+        auth: ApiKeyAuth,
+        state: Data<&AppState>,
+        body: JsonBody<CreateValidationRequest>,
+    ) -> Result<CreatedValidation, ApiError> {
+        let caller = auth.writer()?;
+        let b = body.0;
+        let validation = NewValidationInput {
+            contract_id: b.contract_id,
+            run_id: b.run_id,
+            status: Some(b.status.into()),
+            errors: b
+                .errors
+                .unwrap_or_default()
+                .into_iter()
+                .map(|e| ValidationIssue {
+                    code: e.code,
+                    message: e.message,
+                    path: e.path,
+                    row_count: e.row_count,
+                })
+                .collect(),
+            warnings: b
+                .warnings
+                .unwrap_or_default()
+                .into_iter()
+                .map(|w| ValidationWarning {
+                    code: w.code,
+                    message: w.message,
+                })
+                .collect(),
+            metrics: b.metrics.map(|m| m.0).unwrap_or_default(),
+            metadata: b.metadata.map(|m| m.0).unwrap_or_default(),
+            recorded_at: b.recorded_at.map(|t| t.0),
+        }
+        .into_validation(&caller.name, state.clock.now())?;
+        let stored = state
+            .store
+            .write(move |tx| {
+                validations::insert(tx, &validation)?;
+                Ok(validation)
+            })
+            .await?;
+        Ok(CreatedValidation::Created(Json(stored.into())))
+    }
+
+    /// Get a validation
+    ///
+    /// Returns the full record, errors, warnings and metrics included.
+    #[oai(
+        path = "/validations/:validation_id",
+        method = "get",
+        operation_id = "get_validation"
+    )]
+    async fn get_validation(
+        &self,
+        access: ReadAccess,
+        req: &Request,
+        state: Data<&AppState>,
+        /// The validation's id.
+        validation_id: Path<String>,
+    ) -> Result<Json<ValidationBody>, ApiError> {
+        state.auth.read(access, req).await?;
+        let id = validation_id.0;
+        let v = state.store.read(move |c| validations::get(c, &id)).await?;
+        Ok(Json(v.into()))
+    }
+
+    /// List validations
+    ///
+    /// Validations matching every given filter, newest first, one page at a
+    /// time. Dates bound `recorded_at` and follow the same rules as for runs.
+    #[oai(path = "/validations", method = "get", operation_id = "list_validations")]
+    #[allow(clippy::too_many_arguments)]
+    async fn list_validations(
+        &self,
+        access: ReadAccess,
+        req: &Request,
+        state: Data<&AppState>,
+        /// Only validations of this contract.
+        contract_id: Query<Option<String>>,
+        /// Only validations recorded in this run.
+        run_id: Query<Option<String>>,
+        /// Only validations with this status.
+        status: Query<Option<ValidationStatusBody>>,
+        /// Only validations recorded at or after this time (inclusive).
+        start_date: Query<Option<DateTime>>,
+        /// Only validations recorded before this time (exclusive).
+        end_date: Query<Option<DateTime>>,
+        /// Page size: 1 to 1000.
+        #[oai(default = "default_limit", validator(minimum(value = "1"), maximum(value = "1000")))]
+        limit: Query<i64>,
+        /// How many matching validations to skip.
+        #[oai(default, validator(minimum(value = "0")))]
+        offset: Query<i64>,
+    ) -> Result<Json<ValidationPage>, ApiError> {
+        state.auth.read(access, req).await?;
+        let (limit, offset) = page_bounds(limit.0, offset.0);
+        let filter = ValidationFilter {
+            contract_id: contract_id.0,
+            run_id: run_id.0,
+            status: status.0.map(Into::into),
+            start_date: start_date.0.map(|t| t.0),
+            end_date: end_date.0.map(|t| t.0),
+        };
+        let (items, total) = state
+            .store
+            .read(move |c| validations::list(c, &filter, limit, offset))
+            .await?;
+        Ok(Json(ValidationPage {
+            items: items.into_iter().map(Into::into).collect(),
+            total,
+            limit,
+            offset,
+        }))
+    }
+
+    /// Validation stats for a contract
+    ///
+    /// Over the last `days` days: counts per status, the pass rate, the
+    /// mean duration, counts per hour, day or week (every bucket, empty
+    /// ones included, so a chart has no gaps) and the ten most common
+    /// error codes. A contract with no validations gets zeros.
+    #[oai(
+        path = "/validations/stats/:contract_id",
+        method = "get",
+        operation_id = "get_validation_stats"
+    )]
+    async fn stats(
+        &self,
+        access: ReadAccess,
+        req: &Request,
+        state: Data<&AppState>,
+        /// The contract to report on.
+        contract_id: Path<String>,
+        /// How many days back from now the window reaches: 1 to 366.
+        #[oai(default = "default_days", validator(minimum(value = "1"), maximum(value = "366")))]
+        days: Query<i64>,
+        /// The width of each bucket.
+        #[oai(default = "default_granularity")]
+        granularity: Query<GranularityBody>,
+    ) -> Result<Json<ValidationStatsBody>, ApiError> {
+        state.auth.read(access, req).await?;
+        let days = u32::try_from(days.0).unwrap_or(30);
+        let granularity: Granularity = granularity.0.into();
+        let now = state.clock.now();
+        let contract = contract_id.0;
+        let stats = state
+            .store
+            .read(move |c| validations::stats(c, &contract, days, granularity, now))
+            .await?;
+        Ok(Json(stats.into()))
+    }
+}

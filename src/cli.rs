@@ -1,0 +1,132 @@
+//! What each command does. `serve` builds the app through `build_app`,
+//! like the tests.
+
+use std::{path::Path, process::ExitCode, time::Duration};
+
+use tracing::error;
+
+use crate::{
+    AppState, HttpOptions, build_app,
+    config::{Cli, Command, KeysCommand, ScopeArg, ServeArgs},
+    domain::{keys::KeyScope, time::Clock},
+    keys, openapi_json, openapi_yaml,
+    store::{Store, StoreOptions},
+};
+
+pub fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Openapi { yaml } => {
+            print!("{}", if yaml { openapi_yaml() } else { openapi_json() + "\n" });
+            Ok(())
+        }
+        Command::Keys(cmd) => run_keys(cmd),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn open_store(path: &Path, options: &StoreOptions) -> Result<Store, String> {
+    Store::open(path, options).map_err(|e| format!("cannot open {}: {e}", path.display()))
+}
+
+fn serve(args: ServeArgs) -> Result<(), String> {
+    let options = StoreOptions {
+        durability: args.durability.into(),
+        ..StoreOptions::default()
+    };
+    let store = open_store(&args.db.db, &options)?;
+    keys::prepare_for_serving(
+        &store,
+        args.bootstrap_api_key.as_deref(),
+        &args.bootstrap_api_key_name,
+        &args.db.db,
+    )
+    .map_err(|e| e.to_string())?;
+    let state = AppState::new(store, args.require_auth_for_reads, Clock::System);
+    let app = build_app(
+        state,
+        &HttpOptions {
+            max_body_bytes: args.max_body_bytes,
+        },
+    );
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.bind)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", args.bind))?;
+        crate::run(
+            app,
+            listener,
+            crate::shutdown_signal(),
+            Duration::from_secs(args.shutdown_grace_seconds),
+        )
+        .await
+        .map_err(|e| {
+            error!(error = %e, "server failed");
+            e.to_string()
+        })
+    })
+}
+
+fn run_keys(cmd: KeysCommand) -> Result<(), String> {
+    let options = StoreOptions {
+        read_connections: 1,
+        ..StoreOptions::default()
+    };
+    match cmd {
+        KeysCommand::Create { db, name, scope } => {
+            let store = open_store(&db.db, &options)?;
+            let scope = match scope {
+                ScopeArg::Read => KeyScope::Read,
+                ScopeArg::Write => KeyScope::Write,
+            };
+            let (key, secret) = keys::create(&store, &name, scope).map_err(|e| e.to_string())?;
+            eprintln!(
+                "Created API key '{}' with the {} scope. This is the only time its secret is \
+                 shown; store it now:",
+                key.name, key.scope
+            );
+            println!("{}", secret.expose());
+            Ok(())
+        }
+        KeysCommand::List { db } => {
+            let store = open_store(&db.db, &options)?;
+            let list = store
+                .read_blocking(crate::store::keys::list)
+                .map_err(|e| e.to_string())?;
+            println!(
+                "{:<24} {:<6} {:<28} {:<28} REVOKED",
+                "NAME", "SCOPE", "CREATED", "LAST USED"
+            );
+            for k in list {
+                println!(
+                    "{:<24} {:<6} {:<28} {:<28} {}",
+                    k.name,
+                    k.scope,
+                    k.created_at,
+                    k.last_used_at.map_or("never".into(), |t| t.to_string()),
+                    k.revoked_at.map_or("no".into(), |t| format!("yes ({t})")),
+                );
+            }
+            Ok(())
+        }
+        KeysCommand::Revoke { db, name } => {
+            let store = open_store(&db.db, &options)?;
+            let key = store
+                .write_blocking(|tx| {
+                    crate::store::keys::revoke(tx, &name, crate::domain::time::Timestamp::now())
+                })
+                .map_err(|e| e.to_string())?;
+            if let Some(at) = key.revoked_at {
+                eprintln!("Revoked API key '{}' (at {at}).", key.name);
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! Types and rules of the registry: no HTTP and no SQL here.
+
+pub mod ids;
+pub mod keys;
+pub mod metadata;
+pub mod run;
+pub mod text;
+pub mod time;
+pub mod validation;
+
+use run::RunStatus;
+
+/// A request that the rules refuse.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum DomainError {
+    /// The input is well-formed but breaks a rule; the message says which.
+    #[error("{0}")]
+    Invalid(String),
+
+    /// A status change the run's state machine does not allow.
+    #[error(
+        "cannot change a run's status from '{from}' to '{to}': {}",
+        if from.is_final() {
+            "it is final"
+        } else {
+            "a running run can only become completed, failed or cancelled"
+        }
+    )]
+    InvalidTransition { from: RunStatus, to: RunStatus },
+}
+
+impl DomainError {
+    pub fn invalid(message: impl Into<String>) -> Self {
+        DomainError::Invalid(message.into())
+    }
+}

@@ -1,0 +1,328 @@
+//! Runs: one execution of a pipeline against a data contract, and the rules
+//! its status follows.
+
+use std::fmt;
+
+use super::{
+    DomainError,
+    metadata::{Metadata, merge_patch, strip_nulls},
+    text::{optional_name, required_name},
+    time::Timestamp,
+    validation::{ValidationRef, ValidationSummary},
+};
+
+/// Where a run is in its life. `completed`, `failed` and `cancelled` are
+/// final: nothing moves a run out of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RunStatus {
+    Pending,
+    Running,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl RunStatus {
+    pub const ALL: [RunStatus; 5] = [
+        RunStatus::Pending,
+        RunStatus::Running,
+        RunStatus::Completed,
+        RunStatus::Failed,
+        RunStatus::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Pending => "pending",
+            RunStatus::Running => "running",
+            RunStatus::Completed => "completed",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Completed | RunStatus::Failed | RunStatus::Cancelled
+        )
+    }
+
+    /// Whether a run in `self` may move to `next`. Staying put is always
+    /// allowed, so a retried "completed" is harmless.
+    pub fn check_transition(self, next: RunStatus) -> Result<(), DomainError> {
+        let allowed = self == next
+            || match self {
+                RunStatus::Pending => true,
+                RunStatus::Running => next.is_final(),
+                RunStatus::Completed | RunStatus::Failed | RunStatus::Cancelled => false,
+            };
+        if allowed {
+            Ok(())
+        } else {
+            Err(DomainError::InvalidTransition {
+                from: self,
+                to: next,
+            })
+        }
+    }
+}
+
+impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A stored run, as the store reads it back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Run {
+    pub id: String,
+    pub contract_id: String,
+    pub pipeline_name: Option<String>,
+    pub pipeline_id: Option<String>,
+    pub status: RunStatus,
+    pub metadata: Metadata,
+    pub started_at: Timestamp,
+    pub completed_at: Option<Timestamp>,
+    pub created_by: String,
+    pub updated_at: Timestamp,
+}
+
+/// A run with the validations recorded during it, oldest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunDetail {
+    pub run: Run,
+    pub validations: Vec<ValidationRef>,
+}
+
+/// A run as the list shows it: with counts of its validations per status.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunListItem {
+    pub run: Run,
+    pub validation_summary: ValidationSummary,
+}
+
+/// What a client asks to create, before it is checked.
+#[derive(Debug, Clone, Default)]
+pub struct NewRunInput {
+    pub contract_id: String,
+    pub pipeline_name: Option<String>,
+    pub pipeline_id: Option<String>,
+    pub status: Option<RunStatus>,
+    pub metadata: Option<Metadata>,
+    pub started_at: Option<Timestamp>,
+    pub completed_at: Option<Timestamp>,
+}
+
+impl NewRunInput {
+    /// Checks the input and fills in what the server decides: the id, the
+    /// default status, the start time and the reporter.
+    pub fn into_run(self, created_by: &str, now: Timestamp) -> Result<Run, DomainError> {
+        let contract_id = required_name("contract_id", &self.contract_id)?;
+        let pipeline_name = optional_name("pipeline_name", self.pipeline_name)?;
+        let pipeline_id = optional_name("pipeline_id", self.pipeline_id)?;
+        let status = self.status.unwrap_or(RunStatus::Pending);
+        let started_at = self.started_at.unwrap_or(now);
+        let completed_at = match (status.is_final(), self.completed_at) {
+            (false, Some(_)) => {
+                return Err(DomainError::invalid(format!(
+                    "completed_at can only be given with a final status \
+                     (completed, failed or cancelled), not '{status}'"
+                )));
+            }
+            (false, None) => None,
+            (true, given) => Some(given.unwrap_or_else(|| now.max(started_at))),
+        };
+        if let Some(done) = completed_at
+            && done < started_at
+        {
+            return Err(DomainError::invalid(format!(
+                "completed_at ({done}) is before started_at ({started_at})"
+            )));
+        }
+        Ok(Run {
+            id: super::ids::new_run_id(),
+            contract_id,
+            pipeline_name,
+            pipeline_id,
+            status,
+            metadata: self.metadata.as_ref().map(strip_nulls).unwrap_or_default(),
+            started_at,
+            completed_at,
+            created_by: created_by.to_owned(),
+            updated_at: now,
+        })
+    }
+}
+
+/// A partial update. Absent and null fields are both "leave as it is".
+#[derive(Debug, Clone, Default)]
+pub struct RunPatch {
+    pub status: Option<RunStatus>,
+    pub metadata: Option<Metadata>,
+    pub pipeline_name: Option<String>,
+    pub pipeline_id: Option<String>,
+}
+
+impl RunPatch {
+    /// Refuses a patch that names nothing to change, so a client bug that
+    /// sends `{}` is told rather than silently accepted.
+    pub fn validated(self) -> Result<Self, DomainError> {
+        if self.status.is_none()
+            && self.metadata.is_none()
+            && self.pipeline_name.is_none()
+            && self.pipeline_id.is_none()
+        {
+            return Err(DomainError::invalid(
+                "the update is empty: give at least one of status, metadata, \
+                 pipeline_name or pipeline_id",
+            ));
+        }
+        Ok(Self {
+            pipeline_name: optional_name("pipeline_name", self.pipeline_name)?,
+            pipeline_id: optional_name("pipeline_id", self.pipeline_id)?,
+            ..self
+        })
+    }
+
+    /// Applies the patch to `run` as it is stored now. Returns whether
+    /// anything changed, so a repeated update writes nothing.
+    pub fn apply(&self, run: &mut Run, now: Timestamp) -> Result<bool, DomainError> {
+        let before = run.clone();
+        if let Some(next) = self.status {
+            run.status.check_transition(next)?;
+            if next != run.status {
+                run.status = next;
+                if next.is_final() {
+                    run.completed_at = Some(now.max(run.started_at));
+                }
+            }
+        }
+        if let Some(patch) = &self.metadata {
+            merge_patch(&mut run.metadata, patch);
+        }
+        if let Some(name) = &self.pipeline_name {
+            run.pipeline_name = Some(name.clone());
+        }
+        if let Some(id) = &self.pipeline_id {
+            run.pipeline_id = Some(id.clone());
+        }
+        let changed = *run != before;
+        if changed {
+            run.updated_at = now;
+        }
+        Ok(changed)
+    }
+}
+
+/// Which runs a list asks for. Dates bound `started_at`: `start_date` is
+/// inclusive and `end_date` exclusive.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub contract_id: Option<String>,
+    pub pipeline_name: Option<String>,
+    pub status: Option<RunStatus>,
+    pub start_date: Option<Timestamp>,
+    pub end_date: Option<Timestamp>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use RunStatus::*;
+
+    #[test]
+    fn transitions_follow_the_state_machine() {
+        let allowed = [
+            (Pending, Running),
+            (Pending, Completed),
+            (Pending, Failed),
+            (Pending, Cancelled),
+            (Running, Completed),
+            (Running, Failed),
+            (Running, Cancelled),
+        ];
+        for from in RunStatus::ALL {
+            for to in RunStatus::ALL {
+                let expected = from == to || allowed.contains(&(from, to));
+                assert_eq!(
+                    from.check_transition(to).is_ok(),
+                    expected,
+                    "{from} -> {to}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn refused_transition_names_both_states() {
+        let err = Completed.check_transition(Running).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("completed") && msg.contains("running"), "{msg}");
+    }
+
+    fn new_run(status: Option<RunStatus>) -> Run {
+        NewRunInput {
+            contract_id: "c".into(),
+            status,
+            ..Default::default()
+        }
+        .into_run("me", Timestamp::now())
+        .unwrap()
+    }
+
+    #[test]
+    fn defaults_to_pending_with_no_completion() {
+        let run = new_run(None);
+        assert_eq!(run.status, Pending);
+        assert!(run.completed_at.is_none());
+        assert!(run.id.starts_with("run_"));
+    }
+
+    #[test]
+    fn created_final_has_completion() {
+        assert!(new_run(Some(Completed)).completed_at.is_some());
+    }
+
+    #[test]
+    fn blank_contract_is_refused() {
+        let err = NewRunInput {
+            contract_id: "  ".into(),
+            ..Default::default()
+        }
+        .into_run("me", Timestamp::now())
+        .unwrap_err();
+        assert!(err.to_string().contains("contract_id"));
+    }
+
+    #[test]
+    fn repeating_status_changes_nothing() {
+        let mut run = new_run(Some(Running));
+        let patch = RunPatch {
+            status: Some(Running),
+            ..Default::default()
+        };
+        assert!(!patch.apply(&mut run, Timestamp::now()).unwrap());
+    }
+
+    #[test]
+    fn finishing_sets_completed_at() {
+        let mut run = new_run(Some(Running));
+        let patch = RunPatch {
+            status: Some(Failed),
+            ..Default::default()
+        };
+        assert!(patch.apply(&mut run, Timestamp::now()).unwrap());
+        assert!(run.completed_at.is_some());
+    }
+
+    #[test]
+    fn empty_patch_is_refused() {
+        assert!(RunPatch::default().validated().is_err());
+    }
+}

@@ -1,0 +1,304 @@
+//! The one error shape on the wire, `{"detail": {"code", "message"}}`, and
+//! the one place every failure is mapped to it: domain and store errors,
+//! and the framework's own rejections (bad JSON, bad parameters, missing
+//! credentials, unknown routes, oversized bodies).
+
+use poem::{
+    Response,
+    error::{NotFoundError, ReadBodyError},
+    http::StatusCode,
+};
+use poem_openapi::{
+    ApiResponse, Enum, Object,
+    error::{
+        AuthorizationError, ContentTypeError, ParseParamError, ParsePathError,
+        ParseRequestPayloadError,
+    },
+    payload::Json,
+};
+use tracing::error;
+
+use crate::{domain::DomainError, store::StoreError};
+
+/// What went wrong, for programs: stable, one per kind of failure.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+#[oai(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorCode {
+    /// 400: the body is not valid JSON.
+    BadRequest,
+    /// 401: no API key, or one that is malformed, unknown or revoked.
+    Unauthorized,
+    /// 403: the key is valid but its scope does not allow this (a read key
+    /// on a write).
+    Forbidden,
+    /// 404: no such run, validation or endpoint.
+    NotFound,
+    /// 405: the endpoint exists but not with this method.
+    MethodNotAllowed,
+    /// 409: the run's status cannot change as asked (it is final, or a
+    /// running run was sent back to pending).
+    InvalidTransition,
+    /// 409: the thing being created already exists.
+    Conflict,
+    /// 413: the body is larger than the server accepts.
+    PayloadTooLarge,
+    /// 415: the body is not sent as `application/json`.
+    UnsupportedMediaType,
+    /// 422: the request is well-formed but a field is missing, of the wrong
+    /// type, or breaks a rule; the message names the field.
+    ValidationError,
+    /// 500: the server failed; the cause is in its log, not in the answer.
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
+            ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::InvalidTransition | ErrorCode::Conflict => StatusCode::CONFLICT,
+            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::ValidationError => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+#[derive(Object, Debug, Clone)]
+pub struct ErrorDetail {
+    /// Machine-readable kind of error.
+    pub code: ErrorCode,
+    /// What went wrong and how to fix it, for a person.
+    pub message: String,
+}
+
+/// The body of every error response.
+#[derive(Object, Debug, Clone)]
+#[oai(rename = "Error")]
+pub struct ErrorBody {
+    pub detail: ErrorDetail,
+}
+
+/// Every error an operation can answer with. Handlers return
+/// `Result<_, ApiError>`, so each operation documents these responses.
+#[derive(ApiResponse, Debug)]
+pub enum ApiError {
+    /// The body is not valid JSON.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// No API key was sent, or it is malformed, unknown or revoked.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>),
+    /// The API key's scope does not allow this operation.
+    #[oai(status = 403)]
+    Forbidden(Json<ErrorBody>),
+    /// The run or validation does not exist.
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+    /// The change conflicts with the current state (a final run's status).
+    #[oai(status = 409)]
+    Conflict(Json<ErrorBody>),
+    /// The body is larger than the server's limit.
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorBody>),
+    /// The body is not sent as application/json.
+    #[oai(status = 415)]
+    UnsupportedMediaType(Json<ErrorBody>),
+    /// A field is missing, has the wrong type, or breaks a rule.
+    #[oai(status = 422)]
+    Unprocessable(Json<ErrorBody>),
+    /// The server failed; retrying may help.
+    #[oai(status = 500)]
+    Internal(Json<ErrorBody>),
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        let body = Json(ErrorBody {
+            detail: ErrorDetail {
+                code,
+                message: message.into(),
+            },
+        });
+        match code {
+            ErrorCode::BadRequest | ErrorCode::MethodNotAllowed => ApiError::BadRequest(body),
+            ErrorCode::Unauthorized => ApiError::Unauthorized(body),
+            ErrorCode::Forbidden => ApiError::Forbidden(body),
+            ErrorCode::NotFound => ApiError::NotFound(body),
+            ErrorCode::InvalidTransition | ErrorCode::Conflict => ApiError::Conflict(body),
+            ErrorCode::PayloadTooLarge => ApiError::PayloadTooLarge(body),
+            ErrorCode::UnsupportedMediaType => ApiError::UnsupportedMediaType(body),
+            ErrorCode::ValidationError => ApiError::Unprocessable(body),
+            ErrorCode::Internal => ApiError::Internal(body),
+        }
+    }
+
+    pub fn validation(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::ValidationError, message)
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Unauthorized, message)
+    }
+
+    /// Logs the cause for operators and tells the client only that the
+    /// server failed: internals stay out of responses.
+    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
+        error!(error = %cause, "request failed");
+        Self::new(
+            ErrorCode::Internal,
+            "the server failed to handle the request; the cause is in its log",
+        )
+    }
+}
+
+impl From<DomainError> for ApiError {
+    fn from(err: DomainError) -> Self {
+        match err {
+            DomainError::Invalid(_) => ApiError::validation(err.to_string()),
+            DomainError::InvalidTransition { .. } => {
+                ApiError::new(ErrorCode::InvalidTransition, err.to_string())
+            }
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::NotFound { .. } => ApiError::new(ErrorCode::NotFound, err.to_string()),
+            StoreError::Domain(e) => e.into(),
+            StoreError::Conflict(msg) => ApiError::new(ErrorCode::Conflict, msg),
+            other => ApiError::internal(&other),
+        }
+    }
+}
+
+/// Reshapes an error that did not come from a handler (poem's and
+/// poem-openapi's own rejections) into the project's error shape. Errors a
+/// handler returned are already shaped and pass through.
+pub async fn render(err: poem::Error) -> Response {
+    use poem::IntoResponse;
+    if err.is_from_response() {
+        return err.into_response();
+    }
+    let api_error = api_error_for(&err);
+    let status = match &api_error {
+        ApiError::BadRequest(Json(body)) => body.detail.code.status(),
+        _ => StatusCode::OK,
+    };
+    let mut resp = api_error.into_response();
+    // 405 has no variant of its own (no operation answers it); it travels in
+    // BadRequest's body and gets its real status here.
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        resp.set_status(status);
+    }
+    resp
+}
+
+fn api_error_for(err: &poem::Error) -> ApiError {
+    if let Some(e) = err.downcast_ref::<ParseRequestPayloadError>() {
+        // poem-openapi words a schema mismatch "failed to parse ..."; anything
+        // else comes from the JSON parser itself.
+        return if e.reason.starts_with("failed to parse") {
+            ApiError::validation(format!("invalid request body: {}", e.reason))
+        } else {
+            ApiError::new(
+                ErrorCode::BadRequest,
+                format!("the request body is not valid JSON: {}", e.reason),
+            )
+        };
+    }
+    if let Some(e) = err.downcast_ref::<ParseParamError>() {
+        return ApiError::validation(format!(
+            "invalid parameter `{}`: {}",
+            e.name,
+            humanize(&e.reason)
+        ));
+    }
+    if let Some(e) = err.downcast_ref::<ParsePathError>() {
+        return ApiError::validation(format!(
+            "invalid path parameter `{}`: {}",
+            e.name,
+            humanize(&e.reason)
+        ));
+    }
+    if let Some(e) = err.downcast_ref::<ContentTypeError>() {
+        return ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            format!("{e}; send the body as JSON with the header Content-Type: application/json"),
+        );
+    }
+    if err.is::<AuthorizationError>() {
+        return ApiError::unauthorized(
+            "no API key: send one in the X-API-Key header (create one with \
+             `griot-registry keys create --name NAME`)",
+        );
+    }
+    if let Some(ReadBodyError::PayloadTooLarge) = err.downcast_ref::<ReadBodyError>() {
+        return too_large();
+    }
+    if err.is::<NotFoundError>() || err.status() == StatusCode::NOT_FOUND {
+        return ApiError::new(
+            ErrorCode::NotFound,
+            "no such endpoint; the API is described at /docs and /openapi.json",
+        );
+    }
+    match err.status() {
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::new(
+            ErrorCode::MethodNotAllowed,
+            "this endpoint does not accept that method; see /docs",
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => too_large(),
+        s if s.is_client_error() => ApiError::new(ErrorCode::BadRequest, err.to_string()),
+        _ => ApiError::internal(err),
+    }
+}
+
+/// Rewords poem-openapi's parameter messages ("verification failed.
+/// maximum(1000, exclusive: false)") for a person.
+fn humanize(reason: &str) -> String {
+    let reason = reason
+        .split(" (occurred while parsing")
+        .next()
+        .unwrap_or(reason);
+    if let Some(rule) = reason.strip_prefix("verification failed. ") {
+        let bound = |name: &str| {
+            rule.strip_prefix(name)
+                .and_then(|r| r.split([',', ')']).next())
+                .map(str::to_owned)
+        };
+        if let Some(n) = bound("maximum(") {
+            return format!("must be at most {n}");
+        }
+        if let Some(n) = bound("minimum(") {
+            return format!("must be at least {n}");
+        }
+        return format!("breaks the rule {rule}");
+    }
+    if let Some(rest) = reason.strip_prefix("failed to parse \"") {
+        let (ty, detail) = rest.split_once("\": ").unwrap_or((rest, ""));
+        if ty.starts_with("integer") {
+            return "must be a whole number".to_owned();
+        }
+        if ty.starts_with("string_date-time") {
+            return detail.to_owned();
+        }
+        if detail.starts_with("Expected input type") || detail.contains("found") {
+            return format!("{detail}");
+        }
+        return detail.to_owned();
+    }
+    reason.to_owned()
+}
+
+pub fn too_large() -> ApiError {
+    ApiError::new(
+        ErrorCode::PayloadTooLarge,
+        "the request body is larger than the server accepts (see --max-body-bytes)",
+    )
+}

@@ -1,0 +1,111 @@
+//! griot-registry: a run registry for data pipelines.
+//!
+//! `build_app` assembles the HTTP application once, for the binary, the
+//! tests and the spec export alike, so what is tested and exported is what
+//! is served.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod keys;
+pub mod state;
+pub mod store;
+pub mod telemetry;
+
+use std::{future::Future, time::Duration};
+
+use poem::{
+    Endpoint, EndpointExt, IntoResponse, Route, Server,
+    listener::{Acceptor, TcpAcceptor},
+};
+use tracing::info;
+
+pub use state::AppState;
+
+/// Limits of the HTTP layer.
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    pub max_body_bytes: usize,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// The whole application: the API, its spec at /openapi.json and
+/// /openapi.yaml, and Swagger UI at /docs.
+pub fn build_app(state: AppState, options: &HttpOptions) -> impl Endpoint<Output = poem::Response> + use<> {
+    let api = api::openapi_service();
+    let max_body = options.max_body_bytes;
+    Route::new()
+        .at("/openapi.json", api.spec_endpoint())
+        .at("/openapi.yaml", api.spec_endpoint_yaml())
+        .nest("/docs", api.swagger_ui())
+        .nest("/", api)
+        .around(move |ep, req| http::limit_body(ep, req, max_body))
+        .data(state)
+        .catch_all_error(error::render)
+        .around(http::log_request)
+        .map_to_response()
+}
+
+/// The OpenAPI spec as served, for `griot-registry openapi` and the drift
+/// test.
+pub fn openapi_json() -> String {
+    api::openapi_service().spec()
+}
+
+pub fn openapi_yaml() -> String {
+    api::openapi_service().spec_yaml()
+}
+
+/// Serves `app` on an already bound listener until `shutdown` resolves, then
+/// stops accepting and gives in-flight requests `grace` to finish.
+pub async fn run(
+    app: impl Endpoint + 'static,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+    grace: Duration,
+) -> std::io::Result<()> {
+    let acceptor = TcpAcceptor::from_tokio(listener)?;
+    for addr in acceptor.local_addr() {
+        info!("listening on http://{}", addr.0);
+    }
+    Server::new_with_acceptor(acceptor)
+        .run_with_graceful_shutdown(app, shutdown, Some(grace))
+        .await
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    info!("shutting down: no new connections; waiting for in-flight requests");
+}
+
+/// Keeps `IntoResponse` in scope for the endpoint type above.
+#[allow(dead_code)]
+fn _assert_response<T: IntoResponse>() {}

@@ -1,0 +1,108 @@
+//! The `api_keys` table. It holds a SHA-256 of each secret, never the secret.
+
+use r2d2_sqlite::rusqlite::{Connection, Row, params};
+use tracing::instrument;
+
+use super::{StoreError, on_unique_violation, stored_time};
+use crate::domain::{
+    keys::{ApiKey, KeyScope},
+    time::Timestamp,
+};
+
+const COLUMNS: &str = "id, name, scope, created_at, last_used_at, revoked_at";
+
+fn from_row(row: &Row<'_>) -> Result<ApiKey, StoreError> {
+    let scope: String = row.get(2)?;
+    let created_at: String = row.get(3)?;
+    let last_used_at: Option<String> = row.get(4)?;
+    let revoked_at: Option<String> = row.get(5)?;
+    Ok(ApiKey {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        scope: KeyScope::parse(&scope)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown key scope '{scope}'")))?,
+        created_at: stored_time("api_keys.created_at", &created_at)?,
+        last_used_at: last_used_at
+            .map(|t| stored_time("api_keys.last_used_at", &t))
+            .transpose()?,
+        revoked_at: revoked_at
+            .map(|t| stored_time("api_keys.revoked_at", &t))
+            .transpose()?,
+    })
+}
+
+#[instrument(skip_all)]
+pub fn insert(
+    conn: &Connection,
+    name: &str,
+    scope: KeyScope,
+    secret_hash: &str,
+    now: Timestamp,
+) -> Result<ApiKey, StoreError> {
+    conn.execute(
+        "INSERT INTO api_keys (name, scope, secret_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+        params![name, scope.as_str(), secret_hash, now.to_string()],
+    )
+    .map_err(|e| on_unique_violation(e, || format!("an API key named '{name}' already exists")))?;
+    Ok(ApiKey {
+        id: conn.last_insert_rowid(),
+        name: name.to_owned(),
+        scope,
+        created_at: now,
+        last_used_at: None,
+        revoked_at: None,
+    })
+}
+
+/// The key whose secret hashes to `secret_hash`, revoked or not.
+#[instrument(skip_all)]
+pub fn find_by_hash(conn: &Connection, secret_hash: &str) -> Result<Option<ApiKey>, StoreError> {
+    let mut stmt =
+        conn.prepare_cached(&format!("SELECT {COLUMNS} FROM api_keys WHERE secret_hash = ?1"))?;
+    let mut rows = stmt.query(params![secret_hash])?;
+    rows.next()?.map(from_row).transpose()
+}
+
+pub fn list(conn: &Connection) -> Result<Vec<ApiKey>, StoreError> {
+    let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM api_keys ORDER BY name"))?;
+    let mut rows = stmt.query([])?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(from_row(row)?);
+    }
+    Ok(out)
+}
+
+/// Revokes the key called `name`. Revoking twice keeps the first time.
+pub fn revoke(conn: &Connection, name: &str, now: Timestamp) -> Result<ApiKey, StoreError> {
+    let changed = conn.execute(
+        "UPDATE api_keys SET revoked_at = coalesce(revoked_at, ?2) WHERE name = ?1",
+        params![name, now.to_string()],
+    )?;
+    if changed == 0 {
+        return Err(StoreError::not_found("API key", name));
+    }
+    let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM api_keys WHERE name = ?1"))?;
+    let mut rows = stmt.query(params![name])?;
+    rows.next()?
+        .map(from_row)
+        .transpose()?
+        .ok_or_else(|| StoreError::not_found("API key", name))
+}
+
+pub fn touch(conn: &Connection, id: i64, now: Timestamp) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1",
+        params![id, now.to_string()],
+    )?;
+    Ok(())
+}
+
+pub fn count_active(conn: &Connection) -> Result<u64, StoreError> {
+    let n: i64 = conn.query_row(
+        "SELECT count(*) FROM api_keys WHERE revoked_at IS NULL",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}

@@ -1,0 +1,329 @@
+//! SQLite storage: the connection pools, the schema migrations, and one
+//! module per table. All SQL lives below this folder, always parameterised.
+
+pub mod keys;
+pub mod runs;
+pub mod validations;
+
+use std::{path::Path, time::Duration};
+
+use r2d2::Pool;
+use r2d2_sqlite::{
+    SqliteConnectionManager,
+    rusqlite::{self, Connection, ErrorCode, Transaction, TransactionBehavior},
+};
+use tracing::info;
+
+use crate::domain::DomainError;
+
+/// The schema, embedded so the binary carries its own migrations.
+const SCHEMA: &str = include_str!("../../schema.sql");
+
+/// How long a connection waits on a lock held by another process (the CLI
+/// creating a key while the server runs) before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{kind} '{id}' not found")]
+    NotFound { kind: &'static str, id: String },
+
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+
+    /// A uniqueness rule was broken (a key name taken twice).
+    #[error("{0}")]
+    Conflict(String),
+
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+
+    #[error("no database connection available: {0}")]
+    Pool(#[from] r2d2::Error),
+
+    #[error("stored data could not be read: {0}")]
+    Corrupt(String),
+
+    #[error("{0}")]
+    Migration(String),
+
+    #[error("database task failed: {0}")]
+    Task(String),
+}
+
+impl StoreError {
+    pub fn not_found(kind: &'static str, id: impl Into<String>) -> Self {
+        StoreError::NotFound {
+            kind,
+            id: id.into(),
+        }
+    }
+}
+
+/// Turns a broken UNIQUE constraint into a `Conflict` with `message`; any
+/// other error passes through.
+pub fn on_unique_violation(err: rusqlite::Error, message: impl FnOnce() -> String) -> StoreError {
+    match &err {
+        rusqlite::Error::SqliteFailure(e, _)
+            if e.code == ErrorCode::ConstraintViolation
+                && e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
+        {
+            StoreError::Conflict(message())
+        }
+        _ => StoreError::Sqlite(err),
+    }
+}
+
+/// How hard a commit is pushed to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// synchronous=NORMAL with WAL: a commit survives a crash of the process;
+    /// the last commits before a power loss or OS crash may be lost.
+    #[default]
+    Normal,
+    /// synchronous=FULL: every commit is fsynced, and survives a power loss.
+    Full,
+}
+
+impl Durability {
+    fn pragma(self) -> &'static str {
+        match self {
+            Durability::Normal => "NORMAL",
+            Durability::Full => "FULL",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub durability: Durability,
+    pub read_connections: u32,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            durability: Durability::Normal,
+            read_connections: 8,
+        }
+    }
+}
+
+/// The database: a pool of readers and a single writer. SQLite allows one
+/// writer at a time, so writers queue for one connection here instead of
+/// fighting over the file lock and timing out under load.
+#[derive(Clone)]
+pub struct Store {
+    readers: Pool<SqliteConnectionManager>,
+    writer: Pool<SqliteConnectionManager>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and brings its
+    /// schema up to date.
+    pub fn open(path: &Path, options: &StoreOptions) -> Result<Self, StoreError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+            && !parent.exists()
+        {
+            return Err(StoreError::Migration(format!(
+                "cannot create the database {}: the folder {} does not exist",
+                path.display(),
+                parent.display()
+            )));
+        }
+        let sync = options.durability.pragma();
+        let manager = || {
+            SqliteConnectionManager::file(path).with_init(move |c| {
+                c.busy_timeout(BUSY_TIMEOUT)?;
+                c.execute_batch(&format!(
+                    "PRAGMA foreign_keys = ON; PRAGMA synchronous = {sync};"
+                ))
+            })
+        };
+
+        let writer = Pool::builder()
+            .max_size(1)
+            .min_idle(Some(1))
+            .connection_timeout(Duration::from_secs(30))
+            .build(manager())?;
+        {
+            let mut conn = writer.get()?;
+            // WAL lets readers run beside the writer; it is a property of the
+            // file, so setting it once here covers every connection.
+            let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                return Err(StoreError::Migration(format!(
+                    "could not switch {} to WAL journal mode (got '{mode}')",
+                    path.display()
+                )));
+            }
+            migrate(&mut conn)?;
+        }
+        let readers = Pool::builder()
+            .max_size(options.read_connections.max(1))
+            .min_idle(Some(1))
+            .connection_timeout(Duration::from_secs(30))
+            .build(manager())?;
+        Ok(Self { readers, writer })
+    }
+
+    /// Runs `f` on a reader connection, on the blocking thread pool.
+    pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.read_blocking(f))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    /// Runs `f` in one write transaction, on the blocking thread pool. The
+    /// transaction commits only if `f` succeeds; otherwise nothing is written.
+    pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&Transaction) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.write_blocking(f))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    /// For callers that are already off the async executor (the CLI).
+    pub fn read_blocking<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let conn = self.readers.get()?;
+        f(&conn)
+    }
+
+    pub fn write_blocking<T>(
+        &self,
+        f: impl FnOnce(&Transaction) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.writer.get()?;
+        // IMMEDIATE takes the write lock up front, so a read-then-write
+        // transaction cannot fail halfway on a lock upgrade.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// A cheap query that proves the file is readable.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.read(|c| {
+            c.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+/// One numbered section of schema.sql.
+struct Migration<'a> {
+    version: i64,
+    sql: &'a str,
+}
+
+/// Splits schema.sql into its sections: a section starts at a line that is
+/// exactly `-- migration: N` and runs to the next such line.
+fn migrations() -> Vec<Migration<'static>> {
+    const MARK: &str = "-- migration: ";
+    let mut out: Vec<Migration<'static>> = Vec::new();
+    let mut offset = 0;
+    let mut current: Option<(i64, usize)> = None;
+    for line in SCHEMA.split_inclusive('\n') {
+        let version = line
+            .strip_prefix(MARK)
+            .and_then(|v| v.trim().parse::<i64>().ok());
+        if let Some(version) = version {
+            if let Some((v, start)) = current.take() {
+                out.push(Migration {
+                    version: v,
+                    sql: &SCHEMA[start..offset],
+                });
+            }
+            current = Some((version, offset + line.len()));
+        }
+        offset += line.len();
+    }
+    if let Some((v, start)) = current {
+        out.push(Migration {
+            version: v,
+            sql: &SCHEMA[start..],
+        });
+    }
+    out
+}
+
+/// The schema version this binary writes.
+pub fn latest_version() -> i64 {
+    migrations().last().map_or(0, |m| m.version)
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let latest = latest_version();
+    if current > latest {
+        return Err(StoreError::Migration(format!(
+            "the database was written by a newer griot-registry (schema version {current}; \
+             this binary knows up to {latest}); upgrade the binary instead"
+        )));
+    }
+    for (expected, m) in (1..).zip(migrations()) {
+        if m.version != expected {
+            return Err(StoreError::Migration(format!(
+                "schema.sql is malformed: migration {} found where {expected} was expected",
+                m.version
+            )));
+        }
+        if m.version <= current {
+            continue;
+        }
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
+        tx.execute_batch(m.sql)?;
+        // PRAGMA takes no bound parameters; the version is our own integer.
+        tx.execute_batch(&format!("PRAGMA user_version = {}", m.version))?;
+        tx.commit()?;
+        info!(version = m.version, "applied database migration");
+    }
+    Ok(())
+}
+
+/// Parses a timestamp column, naming the column if the stored text is off.
+pub(crate) fn stored_time(
+    column: &str,
+    text: &str,
+) -> Result<crate::domain::time::Timestamp, StoreError> {
+    crate::domain::time::Timestamp::parse_stored(text)
+        .ok_or_else(|| StoreError::Corrupt(format!("{column} holds '{text}', not a timestamp")))
+}
+
+/// Parses a JSON object column.
+pub(crate) fn stored_object(
+    column: &str,
+    text: &str,
+) -> Result<crate::domain::metadata::Metadata, StoreError> {
+    serde_json::from_str(text)
+        .map_err(|e| StoreError::Corrupt(format!("{column} is not a JSON object: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_sections_are_numbered_in_order() {
+        let ms = migrations();
+        assert!(!ms.is_empty());
+        for (i, m) in ms.iter().enumerate() {
+            assert_eq!(m.version, i as i64 + 1);
+            assert!(m.sql.contains("CREATE"));
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! The `runs` table.
+
+use r2d2_sqlite::rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter, types::Value};
+use tracing::instrument;
+
+use super::{StoreError, stored_object, stored_time, validations};
+use crate::domain::{
+    run::{Run, RunDetail, RunFilter, RunListItem, RunPatch, RunStatus},
+    time::Timestamp,
+};
+
+const COLUMNS: &str = "id, contract_id, pipeline_name, pipeline_id, status, metadata, \
+                       started_at, completed_at, created_by, updated_at";
+
+fn from_row(row: &Row<'_>) -> Result<Run, StoreError> {
+    let status: String = row.get(4)?;
+    let metadata: String = row.get(5)?;
+    let started_at: String = row.get(6)?;
+    let completed_at: Option<String> = row.get(7)?;
+    let updated_at: String = row.get(9)?;
+    Ok(Run {
+        id: row.get(0)?,
+        contract_id: row.get(1)?,
+        pipeline_name: row.get(2)?,
+        pipeline_id: row.get(3)?,
+        status: RunStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown run status '{status}'")))?,
+        metadata: stored_object("runs.metadata", &metadata)?,
+        started_at: stored_time("runs.started_at", &started_at)?,
+        completed_at: completed_at
+            .map(|t| stored_time("runs.completed_at", &t))
+            .transpose()?,
+        created_by: row.get(8)?,
+        updated_at: stored_time("runs.updated_at", &updated_at)?,
+    })
+}
+
+fn metadata_text(run: &Run) -> Result<String, StoreError> {
+    serde_json::to_string(&run.metadata)
+        .map_err(|e| StoreError::Corrupt(format!("metadata could not be encoded: {e}")))
+}
+
+#[instrument(skip_all)]
+pub fn insert(conn: &Connection, run: &Run) -> Result<(), StoreError> {
+    conn.execute(
+        &format!("INSERT INTO runs ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
+        params![
+            run.id,
+            run.contract_id,
+            run.pipeline_name,
+            run.pipeline_id,
+            run.status.as_str(),
+            metadata_text(run)?,
+            run.started_at.to_string(),
+            run.completed_at.map(|t| t.to_string()),
+            run.created_by,
+            run.updated_at.to_string(),
+        ],
+    )?;
+    Ok(())
+}
+
+#[instrument(skip_all)]
+pub fn find(conn: &Connection, id: &str) -> Result<Option<Run>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM runs WHERE id = ?1"))?;
+    let mut rows = stmt.query(params![id])?;
+    rows.next()?.map(from_row).transpose()
+}
+
+/// The contract a run belongs to, if the run exists.
+pub fn contract_of(conn: &Connection, id: &str) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT contract_id FROM runs WHERE id = ?1")?
+        .query_row(params![id], |r| r.get(0))
+        .optional()?)
+}
+
+/// A run with its validations.
+#[instrument(skip_all)]
+pub fn get_detail(conn: &Connection, id: &str) -> Result<RunDetail, StoreError> {
+    let run = find(conn, id)?.ok_or_else(|| StoreError::not_found("Run", id))?;
+    let validations = validations::refs_for_run(conn, id)?;
+    Ok(RunDetail { run, validations })
+}
+
+/// Applies `patch` to the stored run in the caller's write transaction, so
+/// concurrent patches of one run each see the other's result: no metadata
+/// key is lost to a race.
+#[instrument(skip_all)]
+pub fn update(
+    conn: &Connection,
+    id: &str,
+    patch: &RunPatch,
+    now: Timestamp,
+) -> Result<RunDetail, StoreError> {
+    let mut run = find(conn, id)?.ok_or_else(|| StoreError::not_found("Run", id))?;
+    if patch.apply(&mut run, now)? {
+        conn.execute(
+            "UPDATE runs SET pipeline_name = ?2, pipeline_id = ?3, status = ?4, metadata = ?5, \
+             completed_at = ?6, updated_at = ?7 WHERE id = ?1",
+            params![
+                run.id,
+                run.pipeline_name,
+                run.pipeline_id,
+                run.status.as_str(),
+                metadata_text(&run)?,
+                run.completed_at.map(|t| t.to_string()),
+                run.updated_at.to_string(),
+            ],
+        )?;
+    }
+    let validations = validations::refs_for_run(conn, id)?;
+    Ok(RunDetail { run, validations })
+}
+
+/// Builds the WHERE clause shared by a page and its count.
+fn where_clause(filter: &RunFilter) -> (String, Vec<Value>) {
+    let mut clauses = Vec::new();
+    let mut args = Vec::new();
+    let mut add = |sql: &str, v: String| {
+        args.push(Value::Text(v));
+        clauses.push(format!("{sql} ?{}", args.len()));
+    };
+    if let Some(c) = &filter.contract_id {
+        add("contract_id =", c.clone());
+    }
+    if let Some(p) = &filter.pipeline_name {
+        add("pipeline_name =", p.clone());
+    }
+    if let Some(s) = filter.status {
+        add("status =", s.as_str().to_owned());
+    }
+    if let Some(t) = filter.start_date {
+        add("started_at >=", t.to_string());
+    }
+    if let Some(t) = filter.end_date {
+        add("started_at <", t.to_string());
+    }
+    let sql = if clauses.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", clauses.join(" AND "))
+    };
+    (sql, args)
+}
+
+/// One page of runs, newest `started_at` first with ties broken by id, and
+/// how many runs the filter matches in all.
+#[instrument(skip_all)]
+pub fn list(
+    conn: &Connection,
+    filter: &RunFilter,
+    limit: u32,
+    offset: u64,
+) -> Result<(Vec<RunListItem>, u64), StoreError> {
+    let (where_sql, mut args) = where_clause(filter);
+    let total: i64 = conn
+        .prepare_cached(&format!("SELECT count(*) FROM runs {where_sql}"))?
+        .query_row(params_from_iter(args.iter()), |r| r.get(0))?;
+
+    let n = args.len();
+    args.push(Value::Integer(i64::from(limit)));
+    args.push(Value::Integer(i64::try_from(offset).unwrap_or(i64::MAX)));
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM runs {where_sql} \
+         ORDER BY started_at DESC, id DESC LIMIT ?{} OFFSET ?{}",
+        n + 1,
+        n + 2
+    ))?;
+    let mut rows = stmt.query(params_from_iter(args.iter()))?;
+    let mut runs = Vec::new();
+    while let Some(row) = rows.next()? {
+        runs.push(from_row(row)?);
+    }
+
+    let ids: Vec<&str> = runs.iter().map(|r| r.id.as_str()).collect();
+    let mut summaries = validations::summaries_for_runs(conn, &ids)?;
+    let items = runs
+        .into_iter()
+        .map(|run| {
+            let validation_summary = summaries.remove(&run.id).unwrap_or_default();
+            RunListItem {
+                run,
+                validation_summary,
+            }
+        })
+        .collect();
+    Ok((items, u64::try_from(total).unwrap_or(0)))
+}
