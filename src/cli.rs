@@ -17,7 +17,14 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Openapi { yaml } => {
-            print!("{}", if yaml { openapi_yaml() } else { openapi_json() + "\n" });
+            print!(
+                "{}",
+                if yaml {
+                    openapi_yaml()
+                } else {
+                    openapi_json() + "\n"
+                }
+            );
             Ok(())
         }
         Command::Keys(cmd) => run_keys(cmd),

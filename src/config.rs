@@ -8,7 +8,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::store::Durability;
 
 #[derive(Parser, Debug)]
-#[command(name = "griot-registry", version, about = "A run registry for data pipelines.")]
+#[command(
+    name = "griot-registry",
+    version,
+    about = "A run registry for data pipelines."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -65,7 +69,11 @@ pub struct ServeArgs {
     pub bootstrap_api_key: Option<String>,
 
     /// The name given to the bootstrap key.
-    #[arg(long, env = "GRIOT_BOOTSTRAP_API_KEY_NAME", default_value = "bootstrap")]
+    #[arg(
+        long,
+        env = "GRIOT_BOOTSTRAP_API_KEY_NAME",
+        default_value = "bootstrap"
+    )]
     pub bootstrap_api_key_name: String,
 
     /// Seconds that in-flight requests get to finish after SIGINT or SIGTERM.

@@ -288,9 +288,6 @@ fn humanize(reason: &str) -> String {
         if ty.starts_with("string_date-time") {
             return detail.to_owned();
         }
-        if detail.starts_with("Expected input type") || detail.contains("found") {
-            return format!("{detail}");
-        }
         return detail.to_owned();
     }
     reason.to_owned()

@@ -33,23 +33,21 @@ pub fn bootstrap(store: &Store, secret: &str, name: &str) -> Result<Bootstrap, S
     let secret = Secret::from_string(secret)?;
     let name = validate_key_name(name)?;
     let hash = secret.hash();
-    store.write_blocking(|tx| {
-        match keys::find_by_hash(tx, &hash)? {
-            Some(k) if k.revoked_at.is_some() => Ok(Bootstrap::Revoked),
-            Some(_) => Ok(Bootstrap::AlreadyThere),
-            None => {
-                keys::insert(tx, &name, KeyScope::Write, &hash, Timestamp::now()).map_err(
-                    |e| match e {
-                        StoreError::Conflict(_) => StoreError::Conflict(format!(
-                            "a different API key is already named '{name}': set \
+    store.write_blocking(|tx| match keys::find_by_hash(tx, &hash)? {
+        Some(k) if k.revoked_at.is_some() => Ok(Bootstrap::Revoked),
+        Some(_) => Ok(Bootstrap::AlreadyThere),
+        None => {
+            keys::insert(tx, &name, KeyScope::Write, &hash, Timestamp::now()).map_err(
+                |e| match e {
+                    StoreError::Conflict(_) => StoreError::Conflict(format!(
+                        "a different API key is already named '{name}': set \
                              GRIOT_BOOTSTRAP_API_KEY_NAME to another name, or revoke and \
                              rename the old key"
-                        )),
-                        other => other,
-                    },
-                )?;
-                Ok(Bootstrap::Created)
-            }
+                    )),
+                    other => other,
+                },
+            )?;
+            Ok(Bootstrap::Created)
         }
     })
 }

@@ -18,7 +18,7 @@ pub mod telemetry;
 use std::{future::Future, time::Duration};
 
 use poem::{
-    Endpoint, EndpointExt, IntoResponse, Route, Server,
+    Endpoint, EndpointExt, Route, Server,
     listener::{Acceptor, TcpAcceptor},
 };
 use tracing::info;
@@ -41,7 +41,10 @@ impl Default for HttpOptions {
 
 /// The whole application: the API, its spec at /openapi.json and
 /// /openapi.yaml, and Swagger UI at /docs.
-pub fn build_app(state: AppState, options: &HttpOptions) -> impl Endpoint<Output = poem::Response> + use<> {
+pub fn build_app(
+    state: AppState,
+    options: &HttpOptions,
+) -> impl Endpoint<Output = poem::Response> + use<> {
     let api = api::openapi_service();
     let max_body = options.max_body_bytes;
     Route::new()
@@ -105,7 +108,3 @@ pub async fn shutdown_signal() {
     }
     info!("shutting down: no new connections; waiting for in-flight requests");
 }
-
-/// Keeps `IntoResponse` in scope for the endpoint type above.
-#[allow(dead_code)]
-fn _assert_response<T: IntoResponse>() {}

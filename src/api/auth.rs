@@ -126,7 +126,11 @@ impl Authenticator {
     /// Decides a read: with a valid key it is that key's; without one it is
     /// anonymous unless reads are protected. A key that was sent but is bad
     /// is refused even when reads are open: the client meant to use it.
-    pub async fn read(&self, access: ReadAccess, req: &Request) -> Result<Option<Caller>, ApiError> {
+    pub async fn read(
+        &self,
+        access: ReadAccess,
+        req: &Request,
+    ) -> Result<Option<Caller>, ApiError> {
         match access {
             ReadAccess::Key(ApiKeyAuth(caller)) => Ok(Some(caller)),
             ReadAccess::Anonymous => match req.headers().get(HEADER) {

@@ -22,14 +22,22 @@ pub enum ApiTags {
     Health,
 }
 
-pub type Api = (health::HealthApi, runs::RunsApi, validations::ValidationsApi);
+pub type Api = (
+    health::HealthApi,
+    runs::RunsApi,
+    validations::ValidationsApi,
+);
 
 /// The OpenAPI service. Its title, version and server URL are fixed so the
 /// exported spec is stable; the server URL is relative so the spec works on
 /// whatever host and port the registry is reached at.
 pub fn openapi_service() -> OpenApiService<Api, ()> {
     OpenApiService::new(
-        (health::HealthApi, runs::RunsApi, validations::ValidationsApi),
+        (
+            health::HealthApi,
+            runs::RunsApi,
+            validations::ValidationsApi,
+        ),
         "griot-registry",
         env!("CARGO_PKG_VERSION"),
     )

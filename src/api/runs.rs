@@ -11,8 +11,8 @@ use serde::Deserialize;
 
 use super::{
     ApiTags,
-    body::JsonBody,
     auth::{ApiKeyAuth, ReadAccess},
+    body::JsonBody,
     default_limit, page_bounds,
     types::{DateTime, JsonObject},
     validations::{ValidationRefBody, ValidationSummaryBody},
@@ -334,7 +334,10 @@ impl RunsApi {
         /// Only runs that started before this time (exclusive).
         end_date: Query<Option<DateTime>>,
         /// Page size: 1 to 1000.
-        #[oai(default = "default_limit", validator(minimum(value = "1"), maximum(value = "1000")))]
+        #[oai(
+            default = "default_limit",
+            validator(minimum(value = "1"), maximum(value = "1000"))
+        )]
         limit: Query<i64>,
         /// How many matching runs to skip.
         #[oai(default, validator(minimum(value = "0")))]

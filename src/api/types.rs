@@ -86,9 +86,8 @@ impl Type for JsonObject {
 
     fn schema_ref() -> MetaSchemaRef {
         let mut schema = MetaSchema::new("object");
-        schema.additional_properties = Some(Box::new(MetaSchemaRef::Inline(Box::new(
-            MetaSchema::ANY,
-        ))));
+        schema.additional_properties =
+            Some(Box::new(MetaSchemaRef::Inline(Box::new(MetaSchema::ANY))));
         MetaSchemaRef::Inline(Box::new(schema))
     }
 

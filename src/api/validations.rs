@@ -12,8 +12,8 @@ use serde::Deserialize;
 
 use super::{
     ApiTags,
-    body::JsonBody,
     auth::{ApiKeyAuth, ReadAccess},
+    body::JsonBody,
     default_limit, page_bounds,
     types::{DateTime, JsonObject},
 };
@@ -369,7 +369,11 @@ impl ValidationsApi {
     /// Stores the result of checking a dataset against a data contract,
     /// optionally as part of a run (in any status, final ones included).
     /// `recorded_by` is the name of the API key that sent the request.
-    #[oai(path = "/validations", method = "post", operation_id = "record_validation")]
+    #[oai(
+        path = "/validations",
+        method = "post",
+        operation_id = "record_validation"
+    )]
     async fn record_validation(
         &self,
         auth: ApiKeyAuth,
@@ -443,7 +447,11 @@ impl ValidationsApi {
     ///
     /// Validations matching every given filter, newest first, one page at a
     /// time. Dates bound `recorded_at` and follow the same rules as for runs.
-    #[oai(path = "/validations", method = "get", operation_id = "list_validations")]
+    #[oai(
+        path = "/validations",
+        method = "get",
+        operation_id = "list_validations"
+    )]
     #[allow(clippy::too_many_arguments)]
     async fn list_validations(
         &self,
@@ -461,7 +469,10 @@ impl ValidationsApi {
         /// Only validations recorded before this time (exclusive).
         end_date: Query<Option<DateTime>>,
         /// Page size: 1 to 1000.
-        #[oai(default = "default_limit", validator(minimum(value = "1"), maximum(value = "1000")))]
+        #[oai(
+            default = "default_limit",
+            validator(minimum(value = "1"), maximum(value = "1000"))
+        )]
         limit: Query<i64>,
         /// How many matching validations to skip.
         #[oai(default, validator(minimum(value = "0")))]
@@ -507,7 +518,10 @@ impl ValidationsApi {
         /// The contract to report on.
         contract_id: Path<String>,
         /// How many days back from now the window reaches: 1 to 366.
-        #[oai(default = "default_days", validator(minimum(value = "1"), maximum(value = "366")))]
+        #[oai(
+            default = "default_days",
+            validator(minimum(value = "1"), maximum(value = "366"))
+        )]
         days: Query<i64>,
         /// The width of each bucket.
         #[oai(default = "default_granularity")]

@@ -13,7 +13,9 @@ fn next_ulid() -> ulid::Ulid {
     let mut generator = GENERATOR.lock().unwrap_or_else(PoisonError::into_inner);
     // Overflow needs 2^80 ids in one millisecond; fall back to a fresh random
     // ULID rather than fail.
-    generator.generate().unwrap_or_else(|_| ulid::Ulid::generate())
+    generator
+        .generate()
+        .unwrap_or_else(|_| ulid::Ulid::generate())
 }
 
 pub fn new_run_id() -> String {

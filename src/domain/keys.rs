@@ -72,9 +72,8 @@ pub struct Secret(String);
 impl Secret {
     pub fn generate() -> Result<Self, DomainError> {
         let mut bytes = [0u8; SECRET_HEX_LEN / 2];
-        getrandom::fill(&mut bytes).map_err(|e| {
-            DomainError::invalid(format!("the OS random generator failed: {e}"))
-        })?;
+        getrandom::fill(&mut bytes)
+            .map_err(|e| DomainError::invalid(format!("the OS random generator failed: {e}")))?;
         Ok(Secret(format!("{SECRET_PREFIX}{}", hex::encode(bytes))))
     }
 
@@ -141,7 +140,13 @@ mod tests {
 
     #[test]
     fn malformed_secrets_are_recognised() {
-        for bad in ["", "grk_", "grk_xyz", "abc", &format!("grk_{}", "A".repeat(64))] {
+        for bad in [
+            "",
+            "grk_",
+            "grk_xyz",
+            "abc",
+            &format!("grk_{}", "A".repeat(64)),
+        ] {
             assert!(!is_well_formed(bad), "{bad}");
         }
     }

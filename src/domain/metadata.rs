@@ -52,7 +52,10 @@ mod tests {
     fn sets_removes_and_keeps() {
         let mut target = obj(json!({"dag_id": "d", "a": 1, "b": 2}));
         merge_patch(&mut target, &obj(json!({"a": 10, "b": null, "c": 3})));
-        assert_eq!(Value::Object(target), json!({"dag_id": "d", "a": 10, "c": 3}));
+        assert_eq!(
+            Value::Object(target),
+            json!({"dag_id": "d", "a": 10, "c": 3})
+        );
     }
 
     #[test]

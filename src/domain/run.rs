@@ -263,7 +263,10 @@ mod tests {
     fn refused_transition_names_both_states() {
         let err = Completed.check_transition(Running).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("completed") && msg.contains("running"), "{msg}");
+        assert!(
+            msg.contains("completed") && msg.contains("running"),
+            "{msg}"
+        );
     }
 
     fn new_run(status: Option<RunStatus>) -> Run {

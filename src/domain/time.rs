@@ -10,9 +10,8 @@ use time::{
 
 /// RFC 3339 in UTC with a `Z` and exactly six fractional digits. Fixed width
 /// makes text order equal time order, which the indexes rely on.
-const CANONICAL: &[BorrowedFormatItem<'static>] = format_description!(
-    "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
-);
+const CANONICAL: &[BorrowedFormatItem<'static>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
 
 const NAIVE_FORMATS: &[&[BorrowedFormatItem<'static>]] = &[
     format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond]"),
@@ -215,7 +214,13 @@ mod tests {
 
     #[test]
     fn garbage_is_refused_with_the_accepted_forms() {
-        for bad in ["", "yesterday", "2024-13-01", "2024-01-15T25:00:00Z", "15/01/2024"] {
+        for bad in [
+            "",
+            "yesterday",
+            "2024-13-01",
+            "2024-01-15T25:00:00Z",
+            "15/01/2024",
+        ] {
             let err = Timestamp::parse_lenient(bad).unwrap_err();
             assert!(err.to_string().contains("YYYY-MM-DD"), "{err}");
         }

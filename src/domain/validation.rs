@@ -129,7 +129,12 @@ impl Validation {
 }
 
 /// Metrics whose meaning we know, and so check.
-pub const COUNT_METRICS: [&str; 4] = ["rows_validated", "rows_passed", "rows_failed", "duration_ms"];
+pub const COUNT_METRICS: [&str; 4] = [
+    "rows_validated",
+    "rows_passed",
+    "rows_failed",
+    "duration_ms",
+];
 
 /// Longest error or warning message kept whole; longer ones are refused so a
 /// stack trace pasted as a message does not bloat every stats query.
@@ -364,7 +369,9 @@ mod tests {
             status: Some(ValidationStatus::Passed),
             ..Default::default()
         };
-        input.metrics.insert("rows_failed".into(), serde_json::json!(-1));
+        input
+            .metrics
+            .insert("rows_failed".into(), serde_json::json!(-1));
         let err = input.into_validation("k", Timestamp::now()).unwrap_err();
         assert!(err.to_string().contains("rows_failed"));
     }

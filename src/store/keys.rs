@@ -57,8 +57,9 @@ pub fn insert(
 /// The key whose secret hashes to `secret_hash`, revoked or not.
 #[instrument(skip_all)]
 pub fn find_by_hash(conn: &Connection, secret_hash: &str) -> Result<Option<ApiKey>, StoreError> {
-    let mut stmt =
-        conn.prepare_cached(&format!("SELECT {COLUMNS} FROM api_keys WHERE secret_hash = ?1"))?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM api_keys WHERE secret_hash = ?1"
+    ))?;
     let mut rows = stmt.query(params![secret_hash])?;
     rows.next()?.map(from_row).transpose()
 }

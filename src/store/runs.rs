@@ -1,6 +1,8 @@
 //! The `runs` table.
 
-use r2d2_sqlite::rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter, types::Value};
+use r2d2_sqlite::rusqlite::{
+    Connection, OptionalExtension, Row, params, params_from_iter, types::Value,
+};
 use tracing::instrument;
 
 use super::{StoreError, stored_object, stored_time, validations};

@@ -40,7 +40,10 @@ fn object_of(v: Json) -> Map<String, Json> {
 }
 
 fn str_field(v: &Json, key: &str) -> String {
-    v.get(key).and_then(Json::as_str).unwrap_or_default().to_owned()
+    v.get(key)
+        .and_then(Json::as_str)
+        .unwrap_or_default()
+        .to_owned()
 }
 
 fn errors_from_json(v: Json) -> Vec<ValidationIssue> {

@@ -1,0 +1,489 @@
+"""What the sync and async clients share: URLs, request building, retry
+policy, response decoding and paging. No I/O happens here."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Union
+from urllib.parse import quote
+
+import httpx
+
+from ._version import __version__
+from .errors import RegistryConnectionError, RegistryError, error_class_for_status
+
+API_PREFIX = "/api/v1"
+API_KEY_ENV = "GRIOT_API_KEY"
+DEFAULT_TIMEOUT = 10.0
+DEFAULT_MAX_RETRIES = 3
+DEFAULT_RETRY_BACKOFF = 0.5
+MAX_RETRY_DELAY = 8.0
+DEFAULT_PAGE_SIZE = 100
+USER_AGENT = f"griot-registry-python/{__version__}"
+
+#: Statuses after which a GET is tried again: the registry or a proxy in front
+#: of it is restarting or overloaded.
+RETRY_STATUSES = frozenset({502, 503, 504})
+
+#: Transport failures after which a GET is tried again. Read and write
+#: timeouts are not among them: the server got the request and is slow, and
+#: asking again would only multiply the wait.
+RETRY_EXCEPTIONS = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.ReadError,
+    httpx.WriteError,
+    httpx.RemoteProtocolError,
+)
+
+DateLike = Union[datetime, date, str]
+"""A point in time as the clients accept it: a ``datetime`` (naive ones are
+taken as UTC by the server), a ``date`` (midnight UTC) or a string that is
+sent as given."""
+
+TimeoutLike = Union[float, httpx.Timeout, None]
+
+
+# --------------------------------------------------------------------------
+# Configuration
+
+
+def normalize_base_url(base_url: str) -> str:
+    """The registry's root URL: no trailing slash and no ``/api/v1`` suffix,
+    so ``http://h:8000``, ``http://h:8000/`` and ``http://h:8000/api/v1/``
+    all give ``http://h:8000``. A path prefix before ``/api/v1`` is kept."""
+    if not isinstance(base_url, str) or not base_url.strip():
+        raise ValueError(
+            "base_url must be the registry's URL, such as http://localhost:8000"
+        )
+    url = base_url.strip().rstrip("/")
+    if url.endswith(API_PREFIX):
+        url = url[: -len(API_PREFIX)].rstrip("/")
+    try:
+        parsed = httpx.URL(url)
+    except Exception as exc:  # httpx.InvalidURL and friends
+        raise ValueError(f"base_url {base_url!r} is not a valid URL: {exc}") from exc
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ValueError(
+            f"base_url {base_url!r} must be an http:// or https:// URL with a host, "
+            "such as http://localhost:8000"
+        )
+    if parsed.query or parsed.fragment:
+        raise ValueError(f"base_url {base_url!r} must not have a query or fragment")
+    return url
+
+
+def resolve_api_key(api_key: Optional[str]) -> Optional[str]:
+    """The key given, else ``$GRIOT_API_KEY``, else ``None`` (reads only)."""
+    if api_key is None:
+        api_key = os.environ.get(API_KEY_ENV) or None
+    if api_key is not None:
+        if not isinstance(api_key, str):
+            raise TypeError("api_key must be a string")
+        api_key = api_key.strip() or None
+    return api_key
+
+
+def default_headers(
+    api_key: Optional[str], extra: Optional[Mapping[str, str]]
+) -> Dict[str, str]:
+    headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
+    if extra:
+        headers.update(extra)
+    if api_key:
+        headers["X-API-Key"] = api_key
+    return headers
+
+
+def check_retry_settings(max_retries: int, retry_backoff: float) -> None:
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+        raise ValueError("max_retries must be an integer >= 0")
+    if retry_backoff < 0:
+        raise ValueError("retry_backoff must be >= 0")
+
+
+def retry_delay(
+    attempt: int, backoff: float, response: Optional[httpx.Response] = None
+) -> float:
+    """Seconds to wait before retry number ``attempt + 1`` (``attempt``
+    counts from 0): ``backoff * 2**attempt``, at most 8 s, or longer when a
+    502/503/504 answer asks for it with a short ``Retry-After`` in seconds."""
+    delay = min(MAX_RETRY_DELAY, backoff * (2.0**attempt))
+    if response is not None:
+        retry_after = response.headers.get("Retry-After", "")
+        try:
+            asked = float(retry_after)
+        except ValueError:
+            asked = 0.0
+        if 0 < asked <= MAX_RETRY_DELAY:
+            delay = max(delay, asked)
+    return delay
+
+
+# --------------------------------------------------------------------------
+# Requests
+
+
+@dataclass(frozen=True)
+class Call:
+    """One API request, before it is sent."""
+
+    method: str
+    path: str
+    params: Optional[Dict[str, Union[str, int]]] = None
+    body: Optional[Dict[str, Any]] = None
+
+    @property
+    def retryable(self) -> bool:
+        # Only reads are safe to send twice: a repeated POST would record a
+        # second run or validation.
+        return self.method == "GET"
+
+    def encoded_body(self) -> Optional[bytes]:
+        if self.body is None:
+            return None
+        try:
+            text = json.dumps(
+                self.body, default=_json_default, allow_nan=False, separators=(",", ":")
+            )
+        except ValueError as exc:
+            raise ValueError(f"the request body cannot be sent as JSON: {exc}") from exc
+        return text.encode("utf-8")
+
+
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+def _json_default(value: Any) -> Any:
+    # Conveniences for metadata and metrics: timestamps and ids that
+    # pipelines commonly carry. Anything else must already be JSON.
+    if isinstance(value, (datetime, date)):
+        return format_datetime(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError(
+        f"Object of type {type(value).__name__} is not JSON serializable; "
+        "convert it to a str, number, bool, None, list or dict first"
+    )
+
+
+def format_datetime(value: DateLike, name: str = "value") -> str:
+    """Render a date filter or timestamp for the server.
+
+    * aware ``datetime``: RFC 3339 in UTC (``2024-01-15T05:00:00Z``);
+    * naive ``datetime``: as is, without offset (``2024-01-15T10:00:00``),
+      which the server takes as UTC;
+    * ``date``: ``YYYY-MM-DD`` (midnight UTC);
+    * ``str``: sent unchanged.
+    """
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            return value.isoformat()
+        text = value.astimezone(timezone.utc).isoformat()
+        return text[: -len("+00:00")] + "Z" if text.endswith("+00:00") else text
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, str):
+        return value
+    raise TypeError(
+        f"{name} must be a datetime, a date or a string, not {type(value).__name__}"
+    )
+
+
+def _optional_datetime(value: Optional[DateLike], name: str) -> Optional[str]:
+    return None if value is None else format_datetime(value, name)
+
+
+def _segment(value: str, name: str) -> str:
+    """One path segment, percent-encoded (ids may hold any character)."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a string, not {type(value).__name__}")
+    if not value:
+        raise ValueError(f"{name} must not be empty")
+    return quote(value, safe="")
+
+
+def _compact(**fields: Any) -> Dict[str, Any]:
+    """Only the fields that are not ``None``."""
+    return {key: value for key, value in fields.items() if value is not None}
+
+
+def _object(value: Optional[Mapping[str, Any]], name: str) -> Optional[Dict[str, Any]]:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{name} must be a mapping (a JSON object), not {type(value).__name__}")
+    return dict(value)
+
+
+def _objects(
+    value: Optional[Sequence[Mapping[str, Any]]], name: str
+) -> Optional[List[Dict[str, Any]]]:
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise TypeError(f"{name} must be a list of mappings")
+    return [dict(item) for item in value]
+
+
+def health_call() -> Call:
+    return Call("GET", "/health")
+
+
+def create_run_call(
+    contract_id: str,
+    pipeline_name: Optional[str],
+    pipeline_id: Optional[str],
+    status: Optional[str],
+    metadata: Optional[Mapping[str, Any]],
+    started_at: Optional[DateLike],
+    completed_at: Optional[DateLike],
+) -> Call:
+    return Call(
+        "POST",
+        f"{API_PREFIX}/runs",
+        body=_compact(
+            contract_id=contract_id,
+            pipeline_name=pipeline_name,
+            pipeline_id=pipeline_id,
+            status=status,
+            metadata=_object(metadata, "metadata"),
+            started_at=_optional_datetime(started_at, "started_at"),
+            completed_at=_optional_datetime(completed_at, "completed_at"),
+        ),
+    )
+
+
+def get_run_call(run_id: str) -> Call:
+    return Call("GET", f"{API_PREFIX}/runs/{_segment(run_id, 'run_id')}")
+
+
+def update_run_call(
+    run_id: str,
+    status: Optional[str],
+    metadata: Optional[Mapping[str, Any]],
+    pipeline_name: Optional[str],
+    pipeline_id: Optional[str],
+) -> Call:
+    return Call(
+        "PATCH",
+        f"{API_PREFIX}/runs/{_segment(run_id, 'run_id')}",
+        body=_compact(
+            status=status,
+            metadata=_object(metadata, "metadata"),
+            pipeline_name=pipeline_name,
+            pipeline_id=pipeline_id,
+        ),
+    )
+
+
+def list_runs_call(
+    contract_id: Optional[str],
+    pipeline_name: Optional[str],
+    status: Optional[str],
+    start_date: Optional[DateLike],
+    end_date: Optional[DateLike],
+    limit: int,
+    offset: int,
+) -> Call:
+    return Call(
+        "GET",
+        f"{API_PREFIX}/runs",
+        params=_compact(
+            contract_id=contract_id,
+            pipeline_name=pipeline_name,
+            status=status,
+            start_date=_optional_datetime(start_date, "start_date"),
+            end_date=_optional_datetime(end_date, "end_date"),
+            limit=limit,
+            offset=offset,
+        ),
+    )
+
+
+def record_validation_call(
+    contract_id: str,
+    status: str,
+    run_id: Optional[str],
+    errors: Optional[Sequence[Mapping[str, Any]]],
+    warnings: Optional[Sequence[Mapping[str, Any]]],
+    metrics: Optional[Mapping[str, Any]],
+    metadata: Optional[Mapping[str, Any]],
+    recorded_at: Optional[DateLike],
+) -> Call:
+    return Call(
+        "POST",
+        f"{API_PREFIX}/validations",
+        body=_compact(
+            contract_id=contract_id,
+            run_id=run_id,
+            status=status,
+            errors=_objects(errors, "errors"),
+            warnings=_objects(warnings, "warnings"),
+            metrics=_object(metrics, "metrics"),
+            metadata=_object(metadata, "metadata"),
+            recorded_at=_optional_datetime(recorded_at, "recorded_at"),
+        ),
+    )
+
+
+def get_validation_call(validation_id: str) -> Call:
+    return Call(
+        "GET", f"{API_PREFIX}/validations/{_segment(validation_id, 'validation_id')}"
+    )
+
+
+def list_validations_call(
+    contract_id: Optional[str],
+    run_id: Optional[str],
+    status: Optional[str],
+    start_date: Optional[DateLike],
+    end_date: Optional[DateLike],
+    limit: int,
+    offset: int,
+) -> Call:
+    return Call(
+        "GET",
+        f"{API_PREFIX}/validations",
+        params=_compact(
+            contract_id=contract_id,
+            run_id=run_id,
+            status=status,
+            start_date=_optional_datetime(start_date, "start_date"),
+            end_date=_optional_datetime(end_date, "end_date"),
+            limit=limit,
+            offset=offset,
+        ),
+    )
+
+
+def validation_stats_call(contract_id: str, days: int, granularity: str) -> Call:
+    return Call(
+        "GET",
+        f"{API_PREFIX}/validations/stats/{_segment(contract_id, 'contract_id')}",
+        params=_compact(days=days, granularity=granularity),
+    )
+
+
+# --------------------------------------------------------------------------
+# Responses
+
+
+def decode_response(response: httpx.Response) -> Any:
+    """The JSON of a 2xx answer; raise the matching :class:`RegistryError`
+    for anything else."""
+    method = response.request.method
+    url = _url_without_query(response.request.url)
+    if not 200 <= response.status_code < 300:
+        raise error_from_response(response)
+    try:
+        return response.json()
+    except ValueError:
+        raise RegistryError(
+            response.status_code,
+            None,
+            f"the server answered with a body that is not JSON: {_snippet(response.text)!r}",
+            method=method,
+            url=url,
+        ) from None
+
+
+def error_from_response(response: httpx.Response) -> RegistryError:
+    """Turn an error answer into the exception for its status.
+
+    The registry's errors look like ``{"detail": {"code", "message"}}``;
+    other shapes (a proxy's HTML page, a plain ``{"detail": "..."}``) still
+    give a useful message.
+    """
+    code: Optional[str] = None
+    message: Optional[str] = None
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        detail = body.get("detail")
+        if isinstance(detail, dict):
+            if isinstance(detail.get("code"), str):
+                code = detail["code"]
+            if isinstance(detail.get("message"), str):
+                message = detail["message"]
+        elif isinstance(detail, str):
+            message = detail
+    if not message:
+        message = _snippet(response.text) or response.reason_phrase or "no details given"
+    cls = error_class_for_status(response.status_code)
+    return cls(
+        response.status_code,
+        code,
+        message,
+        method=response.request.method,
+        url=_url_without_query(response.request.url),
+    )
+
+
+def connection_error(
+    call: Call, url: str, exc: Exception, attempts: int
+) -> RegistryConnectionError:
+    if isinstance(exc, httpx.TimeoutException):
+        why = f"no answer within the timeout ({type(exc).__name__})"
+    else:
+        why = str(exc) or type(exc).__name__
+    message = f"cannot reach the registry at {url}: {why}"
+    if attempts > 1:
+        message += f" (gave up after {attempts} attempts)"
+    return RegistryConnectionError(message, method=call.method, url=url)
+
+
+def _url_without_query(url: httpx.URL) -> str:
+    return str(url.copy_with(query=None, fragment=None))
+
+
+def _snippet(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# --------------------------------------------------------------------------
+# Paging
+
+
+class Pager:
+    """Walks ``offset`` through the pages of a list endpoint.
+
+    Lists are newest first, so runs or validations added while the walk is
+    under way push older ones towards later pages; items already yielded
+    are skipped when that brings them round again. Every item that existed
+    when the walk started is yielded exactly once.
+    """
+
+    def __init__(self, page_size: int) -> None:
+        if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1:
+            raise ValueError("page_size must be an integer >= 1")
+        self.page_size = page_size
+        self.offset = 0
+        self.done = False
+        self._seen: Set[str] = set()
+
+    def take(self, page: Mapping[str, Any]) -> List[Any]:
+        """Record a fetched page; return its items not yielded before."""
+        items = list(page.get("items") or [])
+        fresh = []
+        for item in items:
+            item_id = item.get("id") if isinstance(item, dict) else None
+            if item_id is not None:
+                if item_id in self._seen:
+                    continue
+                self._seen.add(item_id)
+            fresh.append(item)
+        self.offset += len(items)
+        limit = page.get("limit") or self.page_size
+        total = page.get("total")
+        if not items or len(items) < limit or (isinstance(total, int) and self.offset >= total):
+            self.done = True
+        return fresh

@@ -1,0 +1,338 @@
+"""The blocking client, :class:`SyncRegistryClient`."""
+
+from __future__ import annotations
+
+import time
+from types import TracebackType
+from typing import Any, Iterator, Mapping, Optional, Sequence, Type, cast
+
+import httpx
+
+from . import _core
+from ._core import DateLike, TimeoutLike
+from .types import (
+    Health,
+    Run,
+    RunListItem,
+    RunPage,
+    Validation,
+    ValidationPage,
+    ValidationStats,
+)
+
+__all__ = ["SyncRegistryClient"]
+
+
+class SyncRegistryClient:
+    """A blocking client for the griot-registry HTTP API.
+
+    Use it as a context manager, or call :meth:`close` when done::
+
+        with SyncRegistryClient("http://localhost:8000", api_key="grk_...") as client:
+            run = client.create_run(contract_id="orders", status="running")
+
+    Args:
+        base_url: The registry's URL, with or without a trailing slash and
+            with or without the ``/api/v1`` suffix.
+        api_key: A key for the ``X-API-Key`` header. When ``None``, the
+            ``GRIOT_API_KEY`` environment variable is used if set. Writes need
+            a key with the ``write`` scope; reads need none unless the server
+            runs with ``--require-auth-for-reads``.
+        timeout: Seconds to wait for the server (a number or an
+            ``httpx.Timeout``).
+        max_retries: How many times a GET is tried again after a connection
+            failure or a 502/503/504 answer. POST and PATCH are never retried.
+        retry_backoff: The first wait between retries, in seconds; each next
+            wait doubles (at most 8 s).
+        headers: Extra headers sent with every request.
+        transport: An ``httpx`` transport to send requests through (for tests
+            or custom networking).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: Optional[str] = None,
+        timeout: TimeoutLike = _core.DEFAULT_TIMEOUT,
+        *,
+        max_retries: int = _core.DEFAULT_MAX_RETRIES,
+        retry_backoff: float = _core.DEFAULT_RETRY_BACKOFF,
+        headers: Optional[Mapping[str, str]] = None,
+        transport: Optional[httpx.BaseTransport] = None,
+    ) -> None:
+        self.base_url = _core.normalize_base_url(base_url)
+        _core.check_retry_settings(max_retries, retry_backoff)
+        self.max_retries = max_retries
+        self.retry_backoff = retry_backoff
+        api_key = _core.resolve_api_key(api_key)
+        self._has_api_key = api_key is not None
+        self._http = httpx.Client(
+            timeout=timeout,
+            headers=_core.default_headers(api_key, headers),
+            transport=transport,
+        )
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the connections. The client cannot be used afterwards."""
+        self._http.close()
+
+    @property
+    def is_closed(self) -> bool:
+        return self._http.is_closed
+
+    def __enter__(self) -> SyncRegistryClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        key = "set" if self._has_api_key else "none"
+        return f"{type(self).__name__}(base_url={self.base_url!r}, api_key={key})"
+
+    # -- transport ---------------------------------------------------------
+
+    def _send(self, call: _core.Call) -> Any:
+        url = self.base_url + call.path
+        attempts = 1 + (self.max_retries if call.retryable else 0)
+        content = call.encoded_body()
+        headers = _core.JSON_HEADERS if content is not None else None
+        for attempt in range(attempts):
+            last = attempt + 1 == attempts
+            try:
+                response = self._http.request(
+                    call.method, url, params=call.params, content=content, headers=headers
+                )
+            except _core.RETRY_EXCEPTIONS as exc:
+                if last:
+                    raise _core.connection_error(call, url, exc, attempt + 1) from exc
+                time.sleep(_core.retry_delay(attempt, self.retry_backoff))
+                continue
+            except httpx.TransportError as exc:
+                raise _core.connection_error(call, url, exc, attempt + 1) from exc
+            if response.status_code in _core.RETRY_STATUSES and not last:
+                time.sleep(_core.retry_delay(attempt, self.retry_backoff, response))
+                continue
+            return _core.decode_response(response)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- health ------------------------------------------------------------
+
+    def health(self) -> Health:
+        """``GET /health``: ``{"status": "ok", "version": ...}``."""
+        return cast(Health, self._send(_core.health_call()))
+
+    # -- runs --------------------------------------------------------------
+
+    def create_run(
+        self,
+        contract_id: str,
+        pipeline_name: Optional[str] = None,
+        pipeline_id: Optional[str] = None,
+        status: Optional[str] = None,
+        metadata: Optional[Mapping[str, Any]] = None,
+        started_at: Optional[DateLike] = None,
+        completed_at: Optional[DateLike] = None,
+    ) -> Run:
+        """Record the start of a pipeline execution (``POST /api/v1/runs``).
+
+        ``status`` defaults to ``pending`` on the server and ``started_at``
+        to now; ``completed_at`` is only for backfilling a final run. Needs a
+        write key. Returns the new run; ``created_by`` is the key's name.
+        """
+        return cast(
+            Run,
+            self._send(
+                _core.create_run_call(
+                    contract_id,
+                    pipeline_name,
+                    pipeline_id,
+                    status,
+                    metadata,
+                    started_at,
+                    completed_at,
+                )
+            ),
+        )
+
+    def get_run(self, run_id: str) -> Run:
+        """The run with its validations (``GET /api/v1/runs/{run_id}``).
+
+        Raises :class:`~griot_registry.NotFoundError` for an unknown id.
+        """
+        return cast(Run, self._send(_core.get_run_call(run_id)))
+
+    def update_run(
+        self,
+        run_id: str,
+        status: Optional[str] = None,
+        metadata: Optional[Mapping[str, Any]] = None,
+        pipeline_name: Optional[str] = None,
+        pipeline_id: Optional[str] = None,
+    ) -> Run:
+        """Change a run (``PATCH /api/v1/runs/{run_id}``). Needs a write key.
+
+        ``metadata`` is merged into the stored metadata (JSON merge patch):
+        given keys are set, keys given as ``None`` are removed. Moving a run
+        out of a final status raises :class:`~griot_registry.ConflictError`
+        (code ``INVALID_TRANSITION``).
+        """
+        return cast(
+            Run,
+            self._send(
+                _core.update_run_call(run_id, status, metadata, pipeline_name, pipeline_id)
+            ),
+        )
+
+    def list_runs(
+        self,
+        contract_id: Optional[str] = None,
+        pipeline_name: Optional[str] = None,
+        status: Optional[str] = None,
+        start_date: Optional[DateLike] = None,
+        end_date: Optional[DateLike] = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> RunPage:
+        """One page of runs, newest ``started_at`` first (``GET /api/v1/runs``).
+
+        ``start_date`` is inclusive and ``end_date`` exclusive; each may be a
+        ``datetime`` (naive ones are UTC), a ``date`` or a string. Returns
+        ``{"items": [...], "total", "limit", "offset"}``.
+        """
+        return cast(
+            RunPage,
+            self._send(
+                _core.list_runs_call(
+                    contract_id, pipeline_name, status, start_date, end_date, limit, offset
+                )
+            ),
+        )
+
+    def iter_runs(
+        self,
+        contract_id: Optional[str] = None,
+        pipeline_name: Optional[str] = None,
+        status: Optional[str] = None,
+        start_date: Optional[DateLike] = None,
+        end_date: Optional[DateLike] = None,
+        page_size: int = _core.DEFAULT_PAGE_SIZE,
+    ) -> Iterator[RunListItem]:
+        """Every run matching the filters, fetched ``page_size`` at a time."""
+        pager = _core.Pager(page_size)
+        while not pager.done:
+            page = self.list_runs(
+                contract_id,
+                pipeline_name,
+                status,
+                start_date,
+                end_date,
+                limit=pager.page_size,
+                offset=pager.offset,
+            )
+            yield from pager.take(page)
+
+    # -- validations -------------------------------------------------------
+
+    def record_validation(
+        self,
+        contract_id: str,
+        status: str,
+        run_id: Optional[str] = None,
+        errors: Optional[Sequence[Mapping[str, Any]]] = None,
+        warnings: Optional[Sequence[Mapping[str, Any]]] = None,
+        metrics: Optional[Mapping[str, Any]] = None,
+        metadata: Optional[Mapping[str, Any]] = None,
+        recorded_at: Optional[DateLike] = None,
+    ) -> Validation:
+        """Record a validation result (``POST /api/v1/validations``).
+
+        ``status`` is ``passed``, ``failed``, ``warning`` or ``skipped``;
+        ``errors`` items are ``{"code", "message", "path"?, "row_count"?}``
+        and ``warnings`` items ``{"code", "message"}``. A ``run_id`` must
+        name an existing run of the same contract. Needs a write key.
+        """
+        return cast(
+            Validation,
+            self._send(
+                _core.record_validation_call(
+                    contract_id,
+                    status,
+                    run_id,
+                    errors,
+                    warnings,
+                    metrics,
+                    metadata,
+                    recorded_at,
+                )
+            ),
+        )
+
+    def get_validation(self, validation_id: str) -> Validation:
+        """One validation (``GET /api/v1/validations/{validation_id}``)."""
+        return cast(Validation, self._send(_core.get_validation_call(validation_id)))
+
+    def list_validations(
+        self,
+        contract_id: Optional[str] = None,
+        run_id: Optional[str] = None,
+        status: Optional[str] = None,
+        start_date: Optional[DateLike] = None,
+        end_date: Optional[DateLike] = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> ValidationPage:
+        """One page of validations, newest first (``GET /api/v1/validations``).
+
+        The dates bound ``recorded_at`` like :meth:`list_runs`' bound
+        ``started_at``.
+        """
+        return cast(
+            ValidationPage,
+            self._send(
+                _core.list_validations_call(
+                    contract_id, run_id, status, start_date, end_date, limit, offset
+                )
+            ),
+        )
+
+    def iter_validations(
+        self,
+        contract_id: Optional[str] = None,
+        run_id: Optional[str] = None,
+        status: Optional[str] = None,
+        start_date: Optional[DateLike] = None,
+        end_date: Optional[DateLike] = None,
+        page_size: int = _core.DEFAULT_PAGE_SIZE,
+    ) -> Iterator[Validation]:
+        """Every validation matching the filters, ``page_size`` at a time."""
+        pager = _core.Pager(page_size)
+        while not pager.done:
+            page = self.list_validations(
+                contract_id,
+                run_id,
+                status,
+                start_date,
+                end_date,
+                limit=pager.page_size,
+                offset=pager.offset,
+            )
+            yield from pager.take(page)
+
+    def get_validation_stats(
+        self, contract_id: str, days: int = 30, granularity: str = "day"
+    ) -> ValidationStats:
+        """A contract's validation trends over the last ``days`` days
+        (``GET /api/v1/validations/stats/{contract_id}``), bucketed by
+        ``hour``, ``day`` or ``week``."""
+        return cast(
+            ValidationStats,
+            self._send(_core.validation_stats_call(contract_id, days, granularity)),
+        )

@@ -1,0 +1,86 @@
+//! A database written by an older schema version upgrades in place on
+//! start, without losing a row.
+
+mod common;
+
+use common::{Options, TestApp};
+use griot_registry::store::latest_version;
+use poem::http::StatusCode;
+use r2d2_sqlite::rusqlite::{Connection, params};
+use serde_json::json;
+
+/// The part of schema.sql up to (not including) migration `next`.
+fn schema_before(next: i64) -> String {
+    let schema = include_str!("../schema.sql");
+    let mark = format!("\n-- migration: {next}\n");
+    schema[..schema.find(&mark).expect("migration marker")].to_owned()
+}
+
+#[tokio::test]
+async fn a_version_1_file_upgrades_without_losing_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("registry.db");
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(&schema_before(2)).unwrap();
+        conn.execute_batch("PRAGMA user_version = 1").unwrap();
+        conn.execute(
+            "INSERT INTO runs (id, contract_id, pipeline_name, status, metadata, started_at, \
+             created_by, updated_at) VALUES (?1, 'c', 'etl', 'running', '{\"k\": 1}', ?2, 'old-key', ?2)",
+            params!["run_01HQ0000000000000000000000", "2024-01-15T10:00:00.000000Z"],
+        )
+        .unwrap();
+    }
+
+    let app = TestApp::in_dir(dir, Options::default());
+
+    let conn = Connection::open(app.db_path()).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, latest_version());
+
+    let run = app
+        .get_run("run_01HQ0000000000000000000000")
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(run["metadata"], json!({"k": 1}));
+    assert_eq!(run["created_by"], "old-key");
+    assert_eq!(run["validations"], json!([]));
+
+    // The new tables work on the upgraded file.
+    app.record_validation(json!({"contract_id": "c", "status": "passed", "run_id": run["id"]}))
+        .await;
+    let run = app
+        .get_run("run_01HQ0000000000000000000000")
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(run["validations"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_file_from_a_newer_binary_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("registry.db");
+    Connection::open(&path)
+        .unwrap()
+        .execute_batch(&format!("PRAGMA user_version = {}", latest_version() + 1))
+        .unwrap();
+    let err = griot_registry::store::Store::open(&path, &Default::default())
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("newer"), "{err}");
+}
+
+#[tokio::test]
+async fn reopening_an_up_to_date_file_changes_nothing() {
+    let app = TestApp::spawn().await;
+    let run = app.create_run_for("c").await;
+    let app = app.restart().restart();
+    assert_eq!(
+        app.get_run(run["id"].as_str().unwrap())
+            .await
+            .expect(StatusCode::OK),
+        run
+    );
+}
