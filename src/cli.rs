@@ -28,6 +28,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Ok(())
         }
         Command::Keys(cmd) => run_keys(cmd),
+        Command::Backup { db, path } => backup(&db.db, &path),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -40,6 +41,17 @@ pub fn run(cli: Cli) -> ExitCode {
 
 fn open_store(path: &Path, options: &StoreOptions) -> Result<Store, String> {
     Store::open(path, options).map_err(|e| format!("cannot open {}: {e}", path.display()))
+}
+
+fn backup(db: &Path, dest: &Path) -> Result<(), String> {
+    let options = StoreOptions {
+        read_connections: 1,
+        ..StoreOptions::default()
+    };
+    let store = open_store(db, &options)?;
+    store.backup_to(dest).map_err(|e| e.to_string())?;
+    eprintln!("Backed up {} to {}.", db.display(), dest.display());
+    Ok(())
 }
 
 fn serve(args: ServeArgs) -> Result<(), String> {

@@ -28,6 +28,14 @@ pub enum Command {
         #[arg(long)]
         yaml: bool,
     },
+    /// Copy a live database to PATH consistently (SQLite's online backup);
+    /// safe while `serve` runs.
+    Backup {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Where to write the copy; must not exist yet.
+        path: PathBuf,
+    },
     /// Create, list and revoke API keys.
     #[command(subcommand)]
     Keys(KeysCommand),

@@ -1,9 +1,13 @@
 //! Middleware every request passes through: the body size cap and the
 //! request log.
 
-use std::time::Instant;
+use std::{sync::OnceLock, time::Instant};
 
-use poem::{Endpoint, IntoResponse, Request, Response, error::ReadBodyError, http::header};
+use poem::{
+    Endpoint, IntoResponse, Request, Response,
+    error::ReadBodyError,
+    http::{HeaderValue, StatusCode, header},
+};
 use tracing::info;
 
 use crate::error::{self, ApiError};
@@ -54,4 +58,53 @@ pub async fn log_request<E: Endpoint>(next: E, req: Request) -> poem::Result<Res
         "request"
     );
     result
+}
+
+/// Adds the `Allow` header that RFC 9110 requires on a 405, listing the
+/// methods the spec declares for the path.
+pub async fn allow_on_405<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
+    let path = req.uri().path().to_owned();
+    let mut resp = next.call(req).await?.into_response();
+    if resp.status() == StatusCode::METHOD_NOT_ALLOWED
+        && let Some(allow) = allowed_methods(&path)
+    {
+        resp.headers_mut().insert(header::ALLOW, allow);
+    }
+    Ok(resp)
+}
+
+/// (path template split into segments, "GET, POST") for every spec path.
+type MethodTable = Vec<(Vec<String>, String)>;
+
+fn allowed_methods(path: &str) -> Option<HeaderValue> {
+    static TABLE: OnceLock<MethodTable> = OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        let spec: serde_json::Value =
+            serde_json::from_str(&crate::openapi_json()).unwrap_or_default();
+        spec["paths"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(template, ops)| {
+                let segments = template.split('/').map(str::to_owned).collect();
+                let methods: Vec<String> = ops
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(m, _)| m.to_uppercase())
+                    .collect();
+                (segments, methods.join(", "))
+            })
+            .collect()
+    });
+    let wanted: Vec<&str> = path.split('/').collect();
+    table
+        .iter()
+        .find(|(segments, _)| {
+            segments.len() == wanted.len()
+                && segments.iter().zip(&wanted).all(|(t, w)| {
+                    t == w || (t.starts_with('{') && t.ends_with('}') && !w.is_empty())
+                })
+        })
+        .and_then(|(_, methods)| HeaderValue::from_str(methods).ok())
 }

@@ -55,6 +55,7 @@ pub fn build_app(
         .around(move |ep, req| http::limit_body(ep, req, max_body))
         .data(state)
         .catch_all_error(error::render)
+        .around(http::allow_on_405)
         .around(http::log_request)
         .map_to_response()
 }

@@ -1,17 +1,15 @@
 //! The real binary: key management commands, `serve` with bootstrap,
 //! revocation while serving, graceful shutdown, and `openapi`.
 
+mod common;
+
 use std::{
-    io::{Read, Write},
-    net::{TcpListener, TcpStream},
-    path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
-    time::{Duration, Instant},
+    path::Path,
+    process::{Command, Output},
 };
 
+use common::server::{BIN, Server};
 use r2d2_sqlite::rusqlite;
-
-const BIN: &str = env!("CARGO_BIN_EXE_griot-registry");
 
 fn cli(db: &Path, args: &[&str]) -> Output {
     Command::new(BIN)
@@ -70,108 +68,6 @@ fn keys_create_list_revoke() {
     let missing = cli(&db, &["keys", "revoke", "nobody"]);
     assert!(!missing.status.success());
     assert!(stderr(&missing).contains("nobody"));
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Server {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-}
-
-impl Server {
-    fn start(db: &Path, env: &[(&str, &str)]) -> Server {
-        let port = free_port();
-        let log = db.with_extension(format!("{port}.log"));
-        let mut cmd = Command::new(BIN);
-        cmd.args(["serve", "--bind", &format!("127.0.0.1:{port}"), "--db"])
-            .arg(db)
-            .env_remove("GRIOT_BOOTSTRAP_API_KEY")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let child = cmd.spawn().expect("start serve");
-        let server = Server { child, port, log };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok((200, _)) = server.http("GET", "/health/ready", None, None) {
-                return server;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("server did not become ready: {}", server.log());
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// A minimal HTTP/1.1 exchange, enough for these checks.
-    fn http(
-        &self,
-        method: &str,
-        path: &str,
-        key: Option<&str>,
-        body: Option<&str>,
-    ) -> std::io::Result<(u16, serde_json::Value)> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port))?;
-        s.set_read_timeout(Some(Duration::from_secs(10)))?;
-        let body = body.unwrap_or("");
-        let mut req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\n",
-            body.len()
-        );
-        if let Some(k) = key {
-            req.push_str(&format!("X-API-Key: {k}\r\n"));
-        }
-        req.push_str("\r\n");
-        req.push_str(body);
-        s.write_all(req.as_bytes())?;
-        let mut raw = String::new();
-        s.read_to_string(&mut raw)?;
-        let status: u16 = raw
-            .split(' ')
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let json = raw
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| serde_json::from_str(b).unwrap_or(serde_json::Value::Null))
-            .unwrap_or_default();
-        Ok((status, json))
-    }
-
-    fn terminate(mut self) -> std::process::ExitStatus {
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]
@@ -298,4 +194,47 @@ fn a_database_in_a_missing_folder_is_a_clear_error() {
     let out = cli(Path::new("/nonexistent/dir/r.db"), &["keys", "list"]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
+}
+
+#[test]
+fn backup_copies_a_live_database_consistently() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("live.db");
+    let secret = create_key(&db, "airflow", "write");
+    let server = Server::start(&db, &[]);
+    for i in 0..25 {
+        let body = format!(r#"{{"contract_id":"c{i}"}}"#);
+        let (status, _) = server
+            .http("POST", "/api/v1/runs", Some(&secret), Some(&body))
+            .unwrap();
+        assert_eq!(status, 201);
+    }
+    let copy = dir.path().join("copy.db");
+    let out = cli(&db, &["backup", copy.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let conn = rusqlite::Connection::open(&copy).unwrap();
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    let runs: i64 = conn
+        .query_row("SELECT count(*) FROM runs", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(runs, 25);
+    drop(conn);
+
+    // The copy serves as a database of its own.
+    drop(server);
+    let restored = Server::start(&copy, &[]);
+    let (status, page) = restored.http("GET", "/api/v1/runs", None, None).unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(page["total"], 25);
+
+    let again = cli(&db, &["backup", copy.to_str().unwrap()]);
+    assert!(
+        !again.status.success(),
+        "an existing file is never overwritten"
+    );
+    assert!(stderr(&again).contains("already exists"));
 }

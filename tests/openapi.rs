@@ -83,3 +83,39 @@ async fn swagger_ui_is_served() {
     let html = resp.0.into_body().into_string().await.unwrap();
     assert!(html.contains("swagger"), "{html}");
 }
+
+/// Regressions found by schemathesis: the published request schemas must
+/// say what the server accepts and refuses.
+#[tokio::test]
+async fn request_schemas_state_what_the_server_enforces() {
+    let spec: serde_json::Value = serde_json::from_str(&checked_in("openapi.json")).unwrap();
+    let schemas = &spec["components"]["schemas"];
+    for (object, field) in [
+        ("CreateRunRequest", "contract_id"),
+        ("CreateRunRequest", "pipeline_name"),
+        ("UpdateRunRequest", "pipeline_id"),
+        ("CreateValidationRequest", "contract_id"),
+        ("ValidationIssue", "code"),
+    ] {
+        let f = &schemas[object]["properties"][field];
+        assert_eq!(f["minLength"], 1, "{object}.{field}");
+        assert_eq!(f["maxLength"], 255, "{object}.{field}");
+        assert!(
+            f["pattern"].is_string(),
+            "{object}.{field}: no blank or control characters"
+        );
+    }
+    // Null is accepted for every optional request field, as "not given".
+    for (object, field) in [
+        ("CreateRunRequest", "status"),
+        ("CreateRunRequest", "completed_at"),
+        ("UpdateRunRequest", "metadata"),
+        ("CreateValidationRequest", "recorded_at"),
+    ] {
+        assert_eq!(
+            schemas[object]["properties"][field]["nullable"], true,
+            "{object}.{field}"
+        );
+    }
+    assert_eq!(schemas["UpdateRunRequest"]["minProperties"], 1);
+}

@@ -52,6 +52,19 @@ async fn minimal_create_defaults_to_pending_now() {
 }
 
 #[tokio::test]
+async fn null_optional_fields_are_taken_as_not_given() {
+    let app = TestApp::spawn().await;
+    let run = app
+        .create_run(json!({
+            "contract_id": "c", "pipeline_name": null, "pipeline_id": null, "status": null,
+            "metadata": null, "started_at": null, "completed_at": null
+        }))
+        .await;
+    assert_eq!(run["status"], "pending");
+    assert_eq!(run["metadata"], json!({}));
+}
+
+#[tokio::test]
 async fn ids_sort_by_creation() {
     let app = TestApp::spawn().await;
     let mut made = Vec::new();
@@ -632,9 +645,16 @@ async fn unknown_routes_and_methods_answer_in_the_error_shape() {
     app.get("/api/v1/nothing")
         .await
         .expect_error(StatusCode::NOT_FOUND, "NOT_FOUND");
-    app.request(Method::DELETE, "/api/v1/runs", None, None)
-        .await
-        .expect_error(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED");
+    let r = app
+        .request(Method::DELETE, "/api/v1/runs", None, None)
+        .await;
+    r.expect_error(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED");
+    assert_eq!(r.headers["allow"], "POST, GET");
+    let r = app
+        .request(Method::PUT, "/api/v1/runs/run_x", None, None)
+        .await;
+    r.expect_error(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED");
+    assert_eq!(r.headers["allow"], "GET, PATCH");
 }
 
 #[tokio::test]

@@ -1,10 +1,14 @@
 //! The Runs API: create, read, update and list pipeline runs.
 
+use std::borrow::Cow;
+
 use poem::{Request, web::Data};
 use poem_openapi::{
     ApiResponse, Enum, Object, OpenApi,
     param::{Path, Query},
     payload::Json,
+    registry::{MetaSchemaRef, Registry},
+    types::Type,
 };
 
 use serde::Deserialize;
@@ -72,23 +76,45 @@ impl From<RunStatus> for RunStatusBody {
 #[serde(deny_unknown_fields)]
 pub struct CreateRunRequest {
     /// The data contract the pipeline loads data under. Required, not empty.
-    #[oai(validator(max_length = 255))]
+    #[oai(validator(
+        min_length = 1,
+        max_length = 255,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    ))]
     pub contract_id: String,
     /// The pipeline's name, such as an Airflow DAG id or a dbt project.
-    #[oai(validator(max_length = 255))]
+    #[oai(
+        nullable,
+        validator(
+            min_length = 1,
+            max_length = 255,
+            pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+        )
+    )]
     pub pipeline_name: Option<String>,
     /// The orchestrator's own id for this execution (an Airflow run_id).
-    #[oai(validator(max_length = 255))]
+    #[oai(
+        nullable,
+        validator(
+            min_length = 1,
+            max_length = 255,
+            pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+        )
+    )]
     pub pipeline_id: Option<String>,
     /// Initial status; `pending` when omitted.
+    #[oai(nullable)]
     pub status: Option<RunStatusBody>,
     /// Free-form JSON object kept with the run.
+    #[oai(nullable)]
     pub metadata: Option<JsonObject>,
     /// When the run started, to backfill a historical run; the time of the
     /// request when omitted. RFC 3339; without an offset it is taken as UTC.
+    #[oai(nullable)]
     pub started_at: Option<DateTime>,
     /// When the run finished; only with a final status, for backfills. The
     /// time of the request when omitted.
+    #[oai(nullable)]
     pub completed_at: Option<DateTime>,
 }
 
@@ -100,16 +126,74 @@ pub struct CreateRunRequest {
 pub struct UpdateRunRequest {
     /// The new status. A final status (`completed`, `failed`, `cancelled`)
     /// cannot be left; repeating the current status changes nothing.
+    #[oai(nullable)]
     pub status: Option<RunStatusBody>,
     /// Merged into the stored metadata as a JSON merge patch (RFC 7396):
     /// given keys are set, keys given as null are removed, others stay.
+    #[oai(nullable)]
     pub metadata: Option<JsonObject>,
     /// A new pipeline name.
-    #[oai(validator(max_length = 255))]
+    #[oai(
+        nullable,
+        validator(
+            min_length = 1,
+            max_length = 255,
+            pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+        )
+    )]
     pub pipeline_name: Option<String>,
     /// A new external pipeline id.
-    #[oai(validator(max_length = 255))]
+    #[oai(
+        nullable,
+        validator(
+            min_length = 1,
+            max_length = 255,
+            pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+        )
+    )]
     pub pipeline_id: Option<String>,
+}
+
+/// `UpdateRunRequest` as the spec publishes it: with `minProperties: 1`,
+/// which the derived schema cannot say, so that `{}` is documented as the
+/// refusal it is.
+pub struct UpdateRunBody(pub UpdateRunRequest);
+
+impl Type for UpdateRunBody {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = Self;
+    type RawElementValueType = Self;
+
+    fn name() -> Cow<'static, str> {
+        UpdateRunRequest::name()
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        UpdateRunRequest::schema_ref()
+    }
+
+    fn register(registry: &mut Registry) {
+        UpdateRunRequest::register(registry);
+        if let Some(schema) = registry.schemas.get_mut(UpdateRunRequest::name().as_ref()) {
+            schema.min_properties = Some(1);
+        }
+    }
+
+    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
+        Some(self)
+    }
+
+    fn raw_element_iter<'a>(
+        &'a self,
+    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
+        Box::new(self.as_raw_value().into_iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for UpdateRunBody {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        UpdateRunRequest::deserialize(d).map(UpdateRunBody)
+    }
 }
 
 /// The fields every view of a run carries.
@@ -290,10 +374,10 @@ impl RunsApi {
         state: Data<&AppState>,
         /// The run's id.
         run_id: Path<String>,
-        body: JsonBody<UpdateRunRequest>,
+        body: JsonBody<UpdateRunBody>,
     ) -> Result<Json<RunBody>, ApiError> {
         auth.writer()?;
-        let b = body.0;
+        let b = body.0.0;
         let patch = RunPatch {
             status: b.status.map(Into::into),
             metadata: b.metadata.map(|m| m.0),

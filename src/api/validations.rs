@@ -114,12 +114,17 @@ impl From<StatusCounts> for ValidationSummaryBody {
 #[serde(deny_unknown_fields)]
 pub struct IssueBody {
     /// A stable code for the kind of failure, such as `null_values`.
-    #[oai(validator(max_length = 255))]
+    #[oai(validator(
+        min_length = 1,
+        max_length = 255,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    ))]
     pub code: String,
     /// What failed, for a person.
+    #[oai(validator(min_length = 1, max_length = 4096, pattern = r"\S"))]
     pub message: String,
     /// Where: a column or field path.
-    #[oai(nullable)]
+    #[oai(nullable, validator(max_length = 4096))]
     pub path: Option<String>,
     /// How many rows failed this check.
     #[oai(nullable)]
@@ -131,8 +136,13 @@ pub struct IssueBody {
 #[oai(rename = "ValidationWarning", deny_unknown_fields)]
 #[serde(deny_unknown_fields)]
 pub struct WarningBody {
-    #[oai(validator(max_length = 255))]
+    #[oai(validator(
+        min_length = 1,
+        max_length = 255,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    ))]
     pub code: String,
+    #[oai(validator(min_length = 1, max_length = 4096, pattern = r"\S"))]
     pub message: String,
 }
 
@@ -142,25 +152,41 @@ pub struct WarningBody {
 #[serde(deny_unknown_fields)]
 pub struct CreateValidationRequest {
     /// The data contract the dataset was checked against.
-    #[oai(validator(max_length = 255))]
+    #[oai(validator(
+        min_length = 1,
+        max_length = 255,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    ))]
     pub contract_id: String,
     /// The run this check belongs to. The run must exist and be about the
     /// same contract.
-    #[oai(validator(max_length = 255))]
+    #[oai(
+        nullable,
+        validator(
+            min_length = 1,
+            max_length = 255,
+            pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+        )
+    )]
     pub run_id: Option<String>,
     pub status: ValidationStatusBody,
     /// The checks that failed.
+    #[oai(nullable)]
     pub errors: Option<Vec<IssueBody>>,
     /// The warnings raised.
+    #[oai(nullable)]
     pub warnings: Option<Vec<WarningBody>>,
     /// Measurements. `rows_validated`, `rows_passed`, `rows_failed` and
     /// `duration_ms` must be non-negative integers when present; other keys
     /// are kept as given.
+    #[oai(nullable)]
     pub metrics: Option<JsonObject>,
     /// Free-form JSON object kept with the record.
+    #[oai(nullable)]
     pub metadata: Option<JsonObject>,
     /// When the check ran, to backfill; the time of the request when
     /// omitted.
+    #[oai(nullable)]
     pub recorded_at: Option<DateTime>,
 }
 

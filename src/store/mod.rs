@@ -214,6 +214,36 @@ impl Store {
         Ok(out)
     }
 
+    /// Writes a consistent copy of the live database to `dest` with SQLite's
+    /// online backup API. The copy is taken in one step under a read
+    /// transaction, so it is one moment's snapshot; in WAL mode writers go
+    /// on meanwhile.
+    pub fn backup_to(&self, dest: &Path) -> Result<(), StoreError> {
+        if dest.exists() {
+            return Err(StoreError::Migration(format!(
+                "{} already exists; choose a new path so no file is overwritten",
+                dest.display()
+            )));
+        }
+        let conn = self.readers.get()?;
+        let mut target = Connection::open(dest)?;
+        {
+            let backup = rusqlite::backup::Backup::new(&conn, &mut target)?;
+            // -1 copies every page in one step: one consistent snapshot.
+            backup.step(-1)?;
+        }
+        // The copy is a plain rollback-journal file: a single file to move.
+        let mode: String = target.query_row("PRAGMA journal_mode = DELETE", [], |r| r.get(0))?;
+        let ok: String = target.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+        if ok != "ok" || !mode.eq_ignore_ascii_case("delete") {
+            return Err(StoreError::Corrupt(format!(
+                "the backup at {} failed its integrity check: {ok}",
+                dest.display()
+            )));
+        }
+        Ok(())
+    }
+
     /// A cheap query that proves the file is readable.
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.read(|c| {

@@ -2,6 +2,8 @@
 //! database, keys of each scope, and short named requests.
 #![allow(dead_code)]
 
+pub mod server;
+
 use std::path::PathBuf;
 
 use griot_registry::{

@@ -91,7 +91,7 @@ class Registry:
         out = self.cli("keys", "create", "--name", name, "--scope", scope).stdout
         secret = out.strip().splitlines()[-1].strip()
         assert secret.startswith("grk_"), out
-        return secret
+        return str(secret)
 
     def revoke_key(self, name: str) -> None:
         self.cli("keys", "revoke", name)
@@ -130,6 +130,53 @@ def _stop(process: subprocess.Popen) -> None:  # type: ignore[type-arg]
             process.wait(timeout=10)
 
 
+@dataclass
+class _Attempt:
+    process: Optional[subprocess.Popen]  # type: ignore[type-arg]
+    url: str
+    log_path: Path
+    failure: str = ""
+    worth_retrying: bool = False
+
+
+def _start(
+    binary: Path, db_path: Path, api_key: str, extra_args: Sequence[str], workdir: Path, attempt: int
+) -> _Attempt:
+    """One try at starting the server and waiting until it is ready."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log_path = workdir / f"server-{attempt}.log"
+    with open(log_path, "wb") as log:
+        try:
+            process = subprocess.Popen(
+                [
+                    str(binary), "serve",
+                    "--db", str(db_path),
+                    "--bind", f"127.0.0.1:{port}",
+                    "--shutdown-grace-seconds", "5",
+                    *extra_args,
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,  # a file, not a pipe: a full pipe would block the server
+                stderr=subprocess.STDOUT,
+                env=server_env({"GRIOT_BOOTSTRAP_API_KEY": api_key}),
+            )
+        except OSError as exc:  # e.g. the binary is being replaced by a rebuild right now
+            return _Attempt(None, url, log_path, f"cannot start {binary}: {exc}", True)
+    if _wait_ready(process, url, time.monotonic() + READY_TIMEOUT):
+        return _Attempt(process, url, log_path)
+    exited = process.poll() is not None
+    _stop(process)
+    output = log_path.read_text(errors="replace")
+    if exited:
+        why = f"the server exited with code {process.returncode} before {url}/health/ready answered"
+    else:
+        why = f"{url}/health/ready did not answer 200 within {READY_TIMEOUT:.0f}s"
+    # Only a port taken in the meantime is worth another try.
+    retry = exited and "in use" in output.lower()
+    return _Attempt(None, url, log_path, f"{why}; server output:\n{output}", retry)
+
+
 @contextmanager
 def run_registry(workdir: Path, extra_args: Sequence[str] = ()) -> Iterator[Registry]:
     """Start the server on a free port with a fresh database; stop it after."""
@@ -138,43 +185,21 @@ def run_registry(workdir: Path, extra_args: Sequence[str] = ()) -> Iterator[Regi
     api_key = "grk_" + secrets.token_hex(32)
     db_path = workdir / "registry.db"
     failures: List[str] = []
-    for attempt in range(3):
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        log_path = workdir / f"server-{attempt}.log"
-        with open(log_path, "wb") as log:
-            try:
-                process = subprocess.Popen(
-                    [
-                        str(binary), "serve",
-                        "--db", str(db_path),
-                        "--bind", f"127.0.0.1:{port}",
-                        "--shutdown-grace-seconds", "5",
-                        *extra_args,
-                    ],
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,  # a file, not a pipe: a full pipe would block the server
-                    stderr=subprocess.STDOUT,
-                    env=server_env({"GRIOT_BOOTSTRAP_API_KEY": api_key}),
-                )
-            except OSError as exc:  # e.g. the binary is being rebuilt right now
-                failures.append(f"attempt {attempt + 1}: cannot start {binary}: {exc}")
-                time.sleep(1.0)
-                continue
-        if _wait_ready(process, url, time.monotonic() + READY_TIMEOUT):
+    for number in range(3):
+        attempt = _start(binary, db_path, api_key, extra_args, workdir, number)
+        if attempt.process is not None:
             break
-        _stop(process)
-        failures.append(
-            f"attempt {attempt + 1}: {url}/health/ready did not answer 200 within "
-            f"{READY_TIMEOUT:.0f}s (exit code {process.returncode}); server output:\n"
-            + log_path.read_text(errors="replace")
-        )
-    else:
+        failures.append(f"attempt {number + 1}: {attempt.failure}")
+        if not attempt.worth_retrying:
+            break
+        time.sleep(0.5)
+    process = attempt.process
+    if process is None:
         pytest.fail(
             "could not start griot-registry for the tests:\n" + "\n".join(failures),
             pytrace=False,
         )
-    registry = Registry(url, api_key, db_path, binary, process, log_path)
+    registry = Registry(attempt.url, api_key, db_path, binary, process, attempt.log_path)
     try:
         yield registry
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
+from typing import List
 
 import pytest
 
@@ -150,7 +151,7 @@ def test_list_runs_date_filters_accept_datetime_date_and_str(
         for day in (1, 2, 3)
     ]
 
-    def listed(**filters: object) -> list:
+    def listed(**filters: object) -> List[str]:
         return sorted(r["id"] for r in client.list_runs(contract_id=contract_id, **filters)["items"])  # type: ignore[arg-type]
 
     assert listed(start_date=date(2021, 3, 2)) == ids[1:]

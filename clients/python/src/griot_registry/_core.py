@@ -3,8 +3,10 @@ policy, response decoding and paging. No I/O happens here."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import ssl
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
@@ -98,6 +100,21 @@ def default_headers(
     if api_key:
         headers["X-API-Key"] = api_key
     return headers
+
+
+VerifyLike = Union[bool, ssl.SSLContext]
+
+
+@functools.lru_cache(maxsize=1)
+def _shared_ssl_context() -> ssl.SSLContext:
+    return httpx.create_ssl_context()
+
+
+def resolve_verify(verify: VerifyLike) -> VerifyLike:
+    """httpx builds a new TLS context, loading every CA certificate, for each
+    client (tens of milliseconds); the pipeline patterns open a client per
+    task, so the default verifying context is built once and shared."""
+    return _shared_ssl_context() if verify is True else verify
 
 
 def check_retry_settings(max_retries: int, retry_backoff: float) -> None:

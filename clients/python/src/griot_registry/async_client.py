@@ -49,6 +49,9 @@ class RegistryClient:
         headers: Extra headers sent with every request.
         transport: An ``httpx`` transport to send requests through (for tests
             or custom networking).
+        verify: TLS certificate checking for ``https://`` registries: ``True``
+            (the default CA bundle), ``False``, or an ``ssl.SSLContext`` (for a
+            private CA: ``ssl.create_default_context(cafile=...)``).
     """
 
     def __init__(
@@ -61,6 +64,7 @@ class RegistryClient:
         retry_backoff: float = _core.DEFAULT_RETRY_BACKOFF,
         headers: Optional[Mapping[str, str]] = None,
         transport: Optional[httpx.AsyncBaseTransport] = None,
+        verify: _core.VerifyLike = True,
     ) -> None:
         self.base_url = _core.normalize_base_url(base_url)
         _core.check_retry_settings(max_retries, retry_backoff)
@@ -72,6 +76,7 @@ class RegistryClient:
             timeout=timeout,
             headers=_core.default_headers(api_key, headers),
             transport=transport,
+            verify=_core.resolve_verify(verify),
         )
 
     # -- lifecycle ---------------------------------------------------------

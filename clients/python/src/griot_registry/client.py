@@ -47,6 +47,9 @@ class SyncRegistryClient:
         headers: Extra headers sent with every request.
         transport: An ``httpx`` transport to send requests through (for tests
             or custom networking).
+        verify: TLS certificate checking for ``https://`` registries: ``True``
+            (the default CA bundle), ``False``, or an ``ssl.SSLContext`` (for a
+            private CA: ``ssl.create_default_context(cafile=...)``).
     """
 
     def __init__(
@@ -59,6 +62,7 @@ class SyncRegistryClient:
         retry_backoff: float = _core.DEFAULT_RETRY_BACKOFF,
         headers: Optional[Mapping[str, str]] = None,
         transport: Optional[httpx.BaseTransport] = None,
+        verify: _core.VerifyLike = True,
     ) -> None:
         self.base_url = _core.normalize_base_url(base_url)
         _core.check_retry_settings(max_retries, retry_backoff)
@@ -70,6 +74,7 @@ class SyncRegistryClient:
             timeout=timeout,
             headers=_core.default_headers(api_key, headers),
             transport=transport,
+            verify=_core.resolve_verify(verify),
         )
 
     # -- lifecycle ---------------------------------------------------------

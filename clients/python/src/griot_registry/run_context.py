@@ -30,7 +30,7 @@ from __future__ import annotations
 import inspect
 import logging
 from types import TracebackType
-from typing import Any, Dict, Mapping, Optional, Type, Union, overload
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Type, Union, overload
 
 import anyio
 
@@ -119,14 +119,16 @@ class SyncRunContext(_RunContextBase):
             logger.warning("could not mark run %s as %s: %s", run_id, status, err)
         # Returning None lets the original exception propagate.
 
-    async def __aenter__(self) -> Run:
-        raise TypeError(
-            "run_context() was given a SyncRegistryClient: use `with`, or pass a "
-            "RegistryClient to use `async with`"
-        )
+    if not TYPE_CHECKING:
+        # Only at run time, so that type checkers flag `async with` on it.
+        async def __aenter__(self) -> Run:
+            raise TypeError(
+                "run_context() was given a SyncRegistryClient: use `with`, or pass "
+                "a RegistryClient to use `async with`"
+            )
 
-    async def __aexit__(self, *exc_info: Any) -> None:  # pragma: no cover
-        return None
+        async def __aexit__(self, *exc_info: Any) -> None:  # pragma: no cover
+            return None
 
 
 class AsyncRunContext(_RunContextBase):
@@ -162,14 +164,16 @@ class AsyncRunContext(_RunContextBase):
         except Exception as err:
             logger.warning("could not mark run %s as %s: %s", run_id, status, err)
 
-    def __enter__(self) -> Run:
-        raise TypeError(
-            "run_context() was given an async RegistryClient: use `async with`, or "
-            "pass a SyncRegistryClient to use `with`"
-        )
+    if not TYPE_CHECKING:
+        # Only at run time, so that type checkers flag `with` on it.
+        def __enter__(self) -> Run:
+            raise TypeError(
+                "run_context() was given an async RegistryClient: use `async with`, "
+                "or pass a SyncRegistryClient to use `with`"
+            )
 
-    def __exit__(self, *exc_info: Any) -> None:  # pragma: no cover
-        return None
+        def __exit__(self, *exc_info: Any) -> None:  # pragma: no cover
+            return None
 
 
 @overload

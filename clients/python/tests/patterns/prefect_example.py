@@ -1,0 +1,36 @@
+# The Prefect integration pattern of the registry's spec (shared/spec/runs-api.rst,
+# "Prefect Integration"), as written there except that the URL
+# "http://registry:8000" is the name REGISTRY_URL, which the test sets. It
+# passes no api_key: the client takes it from GRIOT_API_KEY.
+#
+# `prefect` is not installed: the test puts stand-ins for `prefect.flow` and
+# `prefect.task` in sys.modules before loading this file.
+REGISTRY_URL = "http://registry:8000"
+
+from prefect import flow, task
+from griot_registry import SyncRegistryClient
+
+@task
+def create_griot_run(contract_id: str, flow_run_name: str) -> str:
+    with SyncRegistryClient(REGISTRY_URL) as client:
+        run = client.create_run(
+            contract_id=contract_id,
+            pipeline_name=flow_run_name,
+            status="running"
+        )
+        return run["id"]
+
+@flow
+def data_pipeline(contract_id: str):
+    run_id = create_griot_run(contract_id, "data_pipeline")
+
+    try:
+        # ... your pipeline tasks ...
+        pass
+    except Exception as e:
+        with SyncRegistryClient(REGISTRY_URL) as client:
+            client.update_run(run_id, status="failed")
+        raise
+    else:
+        with SyncRegistryClient(REGISTRY_URL) as client:
+            client.update_run(run_id, status="completed")

@@ -1,0 +1,512 @@
+//! The HTTP load: scenarios, the connections that drive them, and what they
+//! measure.
+
+use std::{
+    collections::BTreeMap,
+    io,
+    net::SocketAddr,
+    sync::{Arc, Mutex, PoisonError},
+    time::{Duration, Instant},
+};
+
+use griot_registry::domain::time::Timestamp;
+
+use crate::{
+    client::{Conn, Response, json_id},
+    fill::{RunRef, contract_name, pipeline_name, pipeline_of},
+    rng::Rng,
+};
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Op {
+    CreateRun,
+    UpdateRun,
+    GetRun,
+    ListByContractStatus,
+    ListByDateRange,
+    RecordValidation,
+    Stats,
+}
+
+impl Op {
+    pub const ALL: [Op; 7] = [
+        Op::CreateRun,
+        Op::UpdateRun,
+        Op::GetRun,
+        Op::ListByContractStatus,
+        Op::ListByDateRange,
+        Op::RecordValidation,
+        Op::Stats,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::CreateRun => "create_run",
+            Op::UpdateRun => "update_run",
+            Op::GetRun => "get_run",
+            Op::ListByContractStatus => "list_contract_status",
+            Op::ListByDateRange => "list_date_range",
+            Op::RecordValidation => "record_validation",
+            Op::Stats => "contract_stats",
+        }
+    }
+
+    fn index(self) -> usize {
+        Op::ALL.iter().position(|o| *o == self).unwrap_or(0)
+    }
+}
+
+pub struct Scenario {
+    pub name: &'static str,
+    pub what: &'static str,
+    pub mix: &'static [(Op, u32)],
+}
+
+pub const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "create_run",
+        what: "POST /api/v1/runs (pending run, small metadata)",
+        mix: &[(Op::CreateRun, 1)],
+    },
+    Scenario {
+        name: "update_run",
+        what: "PATCH /api/v1/runs/{id}: pending->running + metadata, then a metadata-only patch, \
+               on runs the load created",
+        mix: &[(Op::UpdateRun, 1)],
+    },
+    Scenario {
+        name: "get_run",
+        what: "GET /api/v1/runs/{id} (with its validations), random filled run",
+        mix: &[(Op::GetRun, 1)],
+    },
+    Scenario {
+        name: "list_contract_status",
+        what: "GET /api/v1/runs?contract_id=..&status=.. (page of 50 + total)",
+        mix: &[(Op::ListByContractStatus, 1)],
+    },
+    Scenario {
+        name: "list_date_range",
+        what: "GET /api/v1/runs?start_date=..&end_date=.. (3-hour window, page of 50 + total)",
+        mix: &[(Op::ListByDateRange, 1)],
+    },
+    Scenario {
+        name: "record_validation",
+        what: "POST /api/v1/validations linked to a random filled run",
+        mix: &[(Op::RecordValidation, 1)],
+    },
+    Scenario {
+        name: "contract_stats",
+        what: "GET /api/v1/validations/stats/{contract}?days=30",
+        mix: &[(Op::Stats, 1)],
+    },
+    Scenario {
+        name: "mixed",
+        what: "30% get, 15% list by contract+status, 10% list by dates, 10% stats, \
+               15% create, 10% patch, 10% validation",
+        mix: &[
+            (Op::GetRun, 30),
+            (Op::ListByContractStatus, 15),
+            (Op::ListByDateRange, 10),
+            (Op::Stats, 10),
+            (Op::CreateRun, 15),
+            (Op::UpdateRun, 10),
+            (Op::RecordValidation, 10),
+        ],
+    },
+];
+
+/// What every connection shares.
+pub struct Target {
+    pub addr: SocketAddr,
+    pub api_key: String,
+    pub runs: Arc<Vec<RunRef>>,
+    pub contracts: u32,
+    pub pipelines: u32,
+    /// `started_at` of the oldest and newest filled run, Unix microseconds.
+    pub window: (i64, i64),
+    pub seed: u64,
+    /// Pending runs the load created, waiting to be patched.
+    pub pending: Mutex<Vec<String>>,
+}
+
+impl Target {
+    fn pending(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[derive(Default)]
+pub struct Counts {
+    /// Requests answered, with any status.
+    pub answered: u64,
+    /// Errors by kind: an HTTP status ("500") or "io: ...".
+    pub errors: BTreeMap<String, u64>,
+    /// The first body seen for each error kind, shortened.
+    pub samples: BTreeMap<String, String>,
+}
+
+impl Counts {
+    fn error(&mut self, kind: String, sample: impl FnOnce() -> String) {
+        *self.errors.entry(kind.clone()).or_default() += 1;
+        self.samples.entry(kind).or_insert_with(|| {
+            let s = sample();
+            s.chars().take(300).collect()
+        });
+    }
+
+    fn merge(&mut self, other: Counts) {
+        self.answered += other.answered;
+        for (k, v) in other.errors {
+            *self.errors.entry(k).or_default() += v;
+        }
+        for (k, v) in other.samples {
+            self.samples.entry(k).or_insert(v);
+        }
+    }
+
+    pub fn error_total(&self) -> u64 {
+        self.errors.values().sum()
+    }
+}
+
+pub struct OpResult {
+    pub op: Op,
+    /// Latencies of answered requests (any status), microseconds, sorted.
+    pub latencies_us: Vec<u32>,
+    pub errors: u64,
+}
+
+pub struct ScenarioResult {
+    pub name: &'static str,
+    pub elapsed: Duration,
+    pub counts: Counts,
+    pub latencies_us: Vec<u32>,
+    pub per_op: Vec<OpResult>,
+}
+
+impl ScenarioResult {
+    pub fn per_sec(&self) -> f64 {
+        self.counts.answered as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// The `q` quantile (0..=1) of sorted microseconds, in milliseconds.
+pub fn quantile_ms(sorted_us: &[u32], q: f64) -> f64 {
+    if sorted_us.is_empty() {
+        return 0.0;
+    }
+    let rank = ((q * sorted_us.len() as f64).ceil() as usize).clamp(1, sorted_us.len());
+    f64::from(sorted_us[rank - 1]) / 1000.0
+}
+
+struct Worker {
+    n: usize,
+    target: Arc<Target>,
+    rng: Rng,
+    conn: Option<Conn>,
+    /// A run this connection moved to running, and whether its next patch
+    /// is the metadata-only one.
+    current: Option<String>,
+    metadata_next: bool,
+    seq: u64,
+    latencies: Vec<Vec<u32>>,
+    op_errors: Vec<u64>,
+    counts: Counts,
+}
+
+fn weights(mix: &[(Op, u32)]) -> Vec<u32> {
+    mix.iter().map(|m| m.1).collect()
+}
+
+const RUN_STATUSES: [&str; 5] = ["completed", "failed", "running", "pending", "cancelled"];
+
+impl Worker {
+    /// Builds and sends one request of kind `op`.
+    async fn send(&mut self, op: Op) -> io::Result<Response> {
+        let t = Arc::clone(&self.target);
+        let key = Some(t.api_key.as_str());
+        self.seq += 1;
+        let seq = self.seq;
+        let n = self.n;
+        if self.conn.as_ref().is_none_or(|c| c.closed) {
+            self.conn = None;
+            self.conn = Some(Conn::connect(t.addr).await?);
+        }
+        let conn = self.conn.as_mut().expect("connected above");
+        match op {
+            Op::CreateRun => {
+                let c = self.rng.below(u64::from(t.contracts)) as u32;
+                let p = pipeline_name(pipeline_of(c, t.pipelines));
+                let body = format!(
+                    r#"{{"contract_id":"{}","pipeline_name":"{p}","pipeline_id":"bench-{n}-{seq}","status":"pending","metadata":{{"dag_id":"{p}","trigger":"scheduled","attempt":1}}}}"#,
+                    contract_name(c)
+                );
+                let resp = conn
+                    .request("POST", "/api/v1/runs", key, Some(&body))
+                    .await?;
+                if resp.status == 201
+                    && let Some(id) = json_id(&resp.body)
+                {
+                    t.pending().push(id);
+                }
+                Ok(resp)
+            }
+            Op::UpdateRun => {
+                let (id, body, moves) = match (self.current.take(), self.metadata_next) {
+                    (Some(id), true) => {
+                        let body = format!(
+                            r#"{{"metadata":{{"progress_pct":{},"rows_processed":{}}}}}"#,
+                            self.rng.below(100),
+                            self.rng.below(10_000_000)
+                        );
+                        (id, body, false)
+                    }
+                    (current, _) => match t.pending().pop() {
+                        Some(fresh) => (
+                            fresh,
+                            format!(
+                                r#"{{"status":"running","metadata":{{"worker":"bench-{n}","attempt":1}}}}"#
+                            ),
+                            true,
+                        ),
+                        // No pending run left: keep adding metadata to the
+                        // one this connection has.
+                        None => {
+                            let id = match current {
+                                Some(id) => id,
+                                None => {
+                                    let runs = &t.runs;
+                                    runs[self.rng.below(runs.len() as u64) as usize].id.clone()
+                                }
+                            };
+                            (
+                                id,
+                                format!(r#"{{"metadata":{{"progress_pct":{seq}}}}}"#),
+                                false,
+                            )
+                        }
+                    },
+                };
+                let resp = conn
+                    .request("PATCH", &format!("/api/v1/runs/{id}"), key, Some(&body))
+                    .await?;
+                self.metadata_next = moves;
+                self.current = Some(id);
+                Ok(resp)
+            }
+            Op::GetRun => {
+                let runs = &t.runs;
+                let id = &runs[self.rng.below(runs.len() as u64) as usize].id;
+                conn.request("GET", &format!("/api/v1/runs/{id}"), None, None)
+                    .await
+            }
+            Op::ListByContractStatus => {
+                let c = contract_name(self.rng.below(u64::from(t.contracts)) as u32);
+                let s = RUN_STATUSES[self.rng.below(RUN_STATUSES.len() as u64) as usize];
+                conn.request(
+                    "GET",
+                    &format!("/api/v1/runs?contract_id={c}&status={s}"),
+                    None,
+                    None,
+                )
+                .await
+            }
+            Op::ListByDateRange => {
+                const WIDTH: i64 = 3 * 3_600 * 1_000_000;
+                let (lo, hi) = t.window;
+                let start = if hi - WIDTH > lo {
+                    self.rng.range(lo, hi - WIDTH)
+                } else {
+                    lo
+                };
+                let start = start - start % 60_000_000;
+                let fmt = |m: i64| Timestamp::from_unix_micros(m).map(|t| t.to_string());
+                let (Some(a), Some(b)) = (fmt(start), fmt(start + WIDTH)) else {
+                    return Err(io::Error::other("timestamp out of range"));
+                };
+                conn.request(
+                    "GET",
+                    &format!("/api/v1/runs?start_date={a}&end_date={b}"),
+                    None,
+                    None,
+                )
+                .await
+            }
+            Op::RecordValidation => {
+                let runs = &t.runs;
+                let r = &runs[self.rng.below(runs.len() as u64) as usize];
+                let rows = 1_000 + self.rng.below(1_000_000);
+                let dur = 50 + self.rng.below(20_000);
+                let roll = self.rng.below(100);
+                let body = if roll < 85 {
+                    format!(
+                        r#"{{"contract_id":"{}","run_id":"{}","status":"passed","metrics":{{"rows_validated":{rows},"rows_passed":{rows},"rows_failed":0,"duration_ms":{dur}}}}}"#,
+                        contract_name(r.contract),
+                        r.id
+                    )
+                } else if roll < 97 {
+                    let bad = 1 + rows / 200;
+                    format!(
+                        r#"{{"contract_id":"{}","run_id":"{}","status":"failed","errors":[{{"code":"null_values","message":"email has {bad} nulls","path":"email","row_count":{bad}}}],"metrics":{{"rows_validated":{rows},"rows_passed":{},"rows_failed":{bad},"duration_ms":{dur}}}}}"#,
+                        contract_name(r.contract),
+                        r.id,
+                        rows - bad
+                    )
+                } else {
+                    format!(
+                        r#"{{"contract_id":"{}","run_id":"{}","status":"warning","warnings":[{{"code":"row_count_low","message":"row count below the 7-day average"}}],"metrics":{{"rows_validated":{rows},"duration_ms":{dur}}}}}"#,
+                        contract_name(r.contract),
+                        r.id
+                    )
+                };
+                conn.request("POST", "/api/v1/validations", key, Some(&body))
+                    .await
+            }
+            Op::Stats => {
+                let c = contract_name(self.rng.below(u64::from(t.contracts)) as u32);
+                conn.request(
+                    "GET",
+                    &format!("/api/v1/validations/stats/{c}?days=30"),
+                    None,
+                    None,
+                )
+                .await
+            }
+        }
+    }
+
+    async fn run(mut self, mix: &'static [(Op, u32)], deadline: Instant) -> Self {
+        let w = weights(mix);
+        while Instant::now() < deadline {
+            let op = mix[self.rng.weighted(&w)].0;
+            let started = Instant::now();
+            match self.send(op).await {
+                Ok(resp) => {
+                    let us = started.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+                    self.latencies[op.index()].push(us);
+                    self.counts.answered += 1;
+                    if !(200..300).contains(&resp.status) {
+                        self.op_errors[op.index()] += 1;
+                        self.counts
+                            .error(format!("{} {}", resp.status, op.name()), || {
+                                String::from_utf8_lossy(&resp.body).into_owned()
+                            });
+                    }
+                }
+                Err(e) => {
+                    self.op_errors[op.index()] += 1;
+                    self.counts
+                        .error(format!("io {}", op.name()), || e.to_string());
+                    self.conn = None;
+                    // Do not spin if the server is gone.
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        }
+        self
+    }
+}
+
+/// Creates pending runs until the pool holds `want`, outside any
+/// measurement, so a patch scenario has runs to move.
+pub async fn top_up_pending(target: &Arc<Target>, want: usize) -> Result<(), String> {
+    let mut conn = Conn::connect(target.addr)
+        .await
+        .map_err(|e| format!("cannot connect to the server: {e}"))?;
+    let mut n = 0u64;
+    while target.pending().len() < want {
+        n += 1;
+        let body = format!(
+            r#"{{"contract_id":"{}","pipeline_name":"pipeline-000","status":"pending"}}"#,
+            contract_name((n % u64::from(target.contracts)) as u32)
+        );
+        let resp = conn
+            .request("POST", "/api/v1/runs", Some(&target.api_key), Some(&body))
+            .await
+            .map_err(|e| format!("creating runs to patch: {e}"))?;
+        match json_id(&resp.body) {
+            Some(id) if resp.status == 201 => target.pending().push(id),
+            _ => {
+                return Err(format!(
+                    "creating runs to patch got {}: {}",
+                    resp.status,
+                    String::from_utf8_lossy(&resp.body)
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Drives `scenario` over `connections` keep-alive connections for
+/// `duration`, each connection sending requests back to back.
+pub async fn run_scenario(
+    target: &Arc<Target>,
+    scenario: &'static Scenario,
+    index: usize,
+    connections: usize,
+    duration: Duration,
+) -> Result<ScenarioResult, String> {
+    if scenario.mix.iter().any(|m| m.0 == Op::UpdateRun) {
+        top_up_pending(target, connections * 4).await?;
+    }
+    let mut conns = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        conns.push(
+            Conn::connect(target.addr)
+                .await
+                .map_err(|e| format!("cannot connect to the server: {e}"))?,
+        );
+    }
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = Vec::with_capacity(connections);
+    for (n, conn) in conns.into_iter().enumerate() {
+        let worker = Worker {
+            n,
+            target: Arc::clone(target),
+            rng: Rng::fork(target.seed, (index * 1_000 + n) as u64 + 1),
+            conn: Some(conn),
+            current: None,
+            metadata_next: false,
+            seq: 0,
+            latencies: vec![Vec::new(); Op::ALL.len()],
+            op_errors: vec![0; Op::ALL.len()],
+            counts: Counts::default(),
+        };
+        tasks.push(tokio::spawn(worker.run(scenario.mix, deadline)));
+    }
+    let mut counts = Counts::default();
+    let mut per_op: Vec<(Vec<u32>, u64)> = vec![(Vec::new(), 0); Op::ALL.len()];
+    for t in tasks {
+        let w = t.await.map_err(|e| format!("a load task failed: {e}"))?;
+        counts.merge(w.counts);
+        for (i, (lat, err)) in w.latencies.into_iter().zip(w.op_errors).enumerate() {
+            per_op[i].0.extend(lat);
+            per_op[i].1 += err;
+        }
+    }
+    let elapsed = started.elapsed();
+    let mut all: Vec<u32> = per_op.iter().flat_map(|p| p.0.iter().copied()).collect();
+    all.sort_unstable();
+    let per_op = Op::ALL
+        .iter()
+        .zip(per_op)
+        .filter(|(op, _)| scenario.mix.iter().any(|m| m.0 == **op))
+        .map(|(op, (mut lat, errors))| {
+            lat.sort_unstable();
+            OpResult {
+                op: *op,
+                latencies_us: lat,
+                errors,
+            }
+        })
+        .collect();
+    Ok(ScenarioResult {
+        name: scenario.name,
+        elapsed,
+        counts,
+        latencies_us: all,
+        per_op,
+    })
+}

@@ -1,0 +1,407 @@
+//! griot-bench: a load benchmark for griot-registry.
+//!
+//! Fills a temporary database through the library's store, starts the
+//! release server on it, drives HTTP load over loopback, compares the
+//! results with what SQLite does on its own, and prints a markdown report
+//! (and writes it as JSON). See BENCHMARKS.md.
+//!
+//! ```sh
+//! cargo build --release --bin griot-registry
+//! cargo run --release --bin griot-bench -- --out /tmp/bench-results.json
+//! ```
+
+mod cleanup;
+mod client;
+mod fill;
+mod load;
+mod raw;
+mod report;
+mod rng;
+mod server;
+
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use clap::{Parser, ValueEnum};
+use griot_registry::{domain::time::Timestamp, store::Durability};
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum DurabilityFlag {
+    Normal,
+    Full,
+}
+
+impl DurabilityFlag {
+    fn name(self) -> &'static str {
+        match self {
+            DurabilityFlag::Normal => "normal",
+            DurabilityFlag::Full => "full",
+        }
+    }
+
+    fn store(self) -> Durability {
+        match self {
+            DurabilityFlag::Normal => Durability::Normal,
+            DurabilityFlag::Full => Durability::Full,
+        }
+    }
+}
+
+/// Load benchmark for griot-registry: fills a temporary database, serves it
+/// with the release binary and measures throughput, latency and memory.
+#[derive(Parser, Debug)]
+#[command(name = "griot-bench")]
+struct Args {
+    /// Runs in the database (validations: 2 for every 10 runs).
+    #[arg(long, default_value_t = 1_000_000)]
+    runs: u64,
+    /// Distinct contracts the runs belong to.
+    #[arg(long, default_value_t = 1_000)]
+    contracts: u32,
+    /// Distinct pipelines (each loads contracts/pipelines contracts).
+    #[arg(long, default_value_t = 200)]
+    pipelines: u32,
+    /// Runs' started_at spread over this many days back from now.
+    #[arg(long, default_value_t = 90)]
+    days: u32,
+    /// Runs per fill transaction.
+    #[arg(long, default_value_t = 10_000)]
+    batch: usize,
+    /// Keep-alive connections driving the load.
+    #[arg(long, default_value_t = 16)]
+    connections: usize,
+    /// Seconds per HTTP scenario.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Seconds per raw SQLite measurement.
+    #[arg(long, default_value_t = 3.0)]
+    raw_seconds: f64,
+    /// Passed to `serve --durability`, and used for the fill and the raw
+    /// measurements.
+    #[arg(long, value_enum, default_value_t = DurabilityFlag::Normal)]
+    durability: DurabilityFlag,
+    /// The server binary [default: target/release/griot-registry].
+    #[arg(long)]
+    server: Option<PathBuf>,
+    /// Where to write the JSON results.
+    #[arg(long, default_value = "bench-results.json")]
+    out: PathBuf,
+    /// Where the temporary folder goes [default: the system temp dir].
+    #[arg(long)]
+    tmp_dir: Option<PathBuf>,
+    /// Threads of the load generator's runtime (it shares the machine with
+    /// the server).
+    #[arg(long, default_value_t = 1)]
+    client_threads: usize,
+    /// Only these scenarios, comma-separated [default: all].
+    #[arg(long, value_delimiter = ',')]
+    scenarios: Vec<String>,
+    /// Seed of the dataset and the request sequence.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
+
+impl Args {
+    fn as_flags(&self) -> String {
+        let mut s = format!(
+            "--runs {} --contracts {} --pipelines {} --days {} --batch {} --connections {} \
+             --seconds {} --raw-seconds {} --durability {} --client-threads {} --seed {}",
+            self.runs,
+            self.contracts,
+            self.pipelines,
+            self.days,
+            self.batch,
+            self.connections,
+            self.seconds,
+            self.raw_seconds,
+            self.durability.name(),
+            self.client_threads,
+            self.seed
+        );
+        if !self.scenarios.is_empty() {
+            s.push_str(&format!(" --scenarios {}", self.scenarios.join(",")));
+        }
+        s
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("griot-bench: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The release server next to this binary, or under this checkout.
+fn server_binary(args: &Args) -> Result<PathBuf, String> {
+    let path = match &args.server {
+        Some(p) => p.clone(),
+        None => {
+            let from_exe = std::env::current_exe().ok().and_then(|exe| {
+                let profile_dir = exe.parent()?;
+                Some(profile_dir.parent()?.join("release").join("griot-registry"))
+            });
+            match from_exe {
+                Some(p) if p.is_file() => p,
+                _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/griot-registry"),
+            }
+        }
+    };
+    if !path.is_file() {
+        return Err(format!(
+            "the server binary {} does not exist; build it first with\n\n    \
+             cargo build --release --bin griot-registry\n\nor point --server at one",
+            path.display()
+        ));
+    }
+    Ok(path)
+}
+
+fn check(args: &Args) -> Result<(), String> {
+    let positive = [
+        ("--runs", args.runs > 0),
+        ("--contracts", args.contracts > 0),
+        ("--pipelines", args.pipelines > 0),
+        ("--days", args.days > 0),
+        ("--batch", args.batch > 0),
+        ("--connections", args.connections > 0),
+        ("--seconds", args.seconds > 0.0),
+        ("--raw-seconds", args.raw_seconds > 0.0),
+        ("--client-threads", args.client_threads > 0),
+    ];
+    for (flag, ok) in positive {
+        if !ok {
+            return Err(format!("{flag} must be positive"));
+        }
+    }
+    for s in &args.scenarios {
+        if !load::SCENARIOS.iter().any(|x| x.name == s) {
+            let names: Vec<&str> = load::SCENARIOS.iter().map(|x| x.name).collect();
+            return Err(format!(
+                "unknown scenario '{s}'; known: {}",
+                names.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn run(args: &Args) -> Result<(), String> {
+    check(args)?;
+    let server_bin = server_binary(args)?;
+    if cfg!(debug_assertions) {
+        eprintln!(
+            "griot-bench: warning: this is a debug build of the load generator; \
+             run it with `cargo run --release --bin griot-bench`"
+        );
+    }
+    let base = args.tmp_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let machine = report::Machine::probe(&base);
+    eprintln!(
+        "griot-bench: {} × {}, {:.1} GiB; temp in {} ({})",
+        machine.nproc,
+        machine.cpu_model,
+        machine.mem_total_kib as f64 / 1024.0 / 1024.0,
+        machine.tmp_dir,
+        machine.tmp_fs
+    );
+    eprintln!("griot-bench: flags: {}", args.as_flags());
+    cleanup::install_signal_handler();
+    let dir = cleanup::TempDir::create(&base)?;
+    let db = dir.path().join("bench.db");
+    let durability = args.durability.store();
+
+    eprintln!(
+        "griot-bench: filling {} with {} runs through the store...",
+        db.display(),
+        args.runs
+    );
+    let filled = fill::fill(
+        &db,
+        &fill::FillOptions {
+            runs: args.runs,
+            contracts: args.contracts,
+            pipelines: args.pipelines,
+            days: args.days,
+            batch: args.batch,
+            durability,
+            seed: args.seed,
+        },
+    )?;
+    eprintln!(
+        "griot-bench: filled {} runs and {} validations in {:.1} s ({:.0} runs/s), {:.0} MiB",
+        filled.runs.len(),
+        filled.validations,
+        filled.elapsed.as_secs_f64(),
+        filled.runs.len() as f64 / filled.elapsed.as_secs_f64(),
+        filled.db_bytes as f64 / 1024.0 / 1024.0
+    );
+
+    eprintln!(
+        "griot-bench: raw SQLite limits ({} s each)...",
+        args.raw_seconds
+    );
+    let raw_pk_read =
+        raw::pk_read_rate(&db, &filled.runs, durability, args.raw_seconds, args.seed)?;
+    let raw_insert_schema = raw::insert_rate(
+        dir.path(),
+        raw::InsertTable::Schema,
+        durability,
+        args.raw_seconds,
+        args.seed,
+    )?;
+    let raw_insert_bare = raw::insert_rate(
+        dir.path(),
+        raw::InsertTable::Bare,
+        durability,
+        args.raw_seconds,
+        args.seed,
+    )?;
+    eprintln!(
+        "griot-bench: raw insert {:.0}/s (schema), {:.0}/s (bare); raw PK read {:.0}/s",
+        raw_insert_schema.per_sec(),
+        raw_insert_bare.per_sec(),
+        raw_pk_read.per_sec()
+    );
+
+    let (mut srv, ready) = server::Server::start(
+        &server_bin,
+        &db,
+        args.durability.name(),
+        dir.path().join("server.log"),
+    )?;
+    std::thread::sleep(Duration::from_millis(300));
+    let (idle_rss, idle_hwm) = server::memory_kib(srv.pid);
+    eprintln!(
+        "griot-bench: server pid {} ready on {} in {:.0} ms; idle VmRSS {:.1} MiB",
+        srv.pid,
+        srv.addr,
+        ready.as_secs_f64() * 1000.0,
+        idle_rss as f64 / 1024.0
+    );
+
+    let target = Arc::new(load::Target {
+        addr: srv.addr,
+        api_key: filled.api_key.clone(),
+        runs: Arc::new(filled.runs),
+        contracts: args.contracts,
+        pipelines: args.pipelines,
+        window: filled.window,
+        seed: args.seed,
+        pending: Mutex::new(Vec::new()),
+    });
+    let rt = if args.client_threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.client_threads)
+            .enable_all()
+            .build()
+    }
+    .map_err(|e| format!("cannot start the client runtime: {e}"))?;
+    let tps = server::ticks_per_sec() as f64;
+    let duration = Duration::from_secs_f64(args.seconds);
+    let mut rows = Vec::new();
+    for (i, scenario) in load::SCENARIOS.iter().enumerate() {
+        if !args.scenarios.is_empty() && !args.scenarios.iter().any(|s| s == scenario.name) {
+            continue;
+        }
+        eprintln!("griot-bench: {} ({})...", scenario.name, scenario.what);
+        let server_cpu = server::cpu_ticks(&srv.pid.to_string());
+        let client_cpu = server::cpu_ticks("self");
+        let t0 = Instant::now();
+        let result = rt.block_on(load::run_scenario(
+            &target,
+            scenario,
+            i,
+            args.connections,
+            duration,
+        ))?;
+        let wall = t0.elapsed().as_secs_f64();
+        let server_cpu = (server::cpu_ticks(&srv.pid.to_string()) - server_cpu) as f64;
+        let client_cpu = (server::cpu_ticks("self") - client_cpu) as f64;
+        let (rss, hwm) = server::memory_kib(srv.pid);
+        eprintln!(
+            "    {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} errors, VmHWM {:.1} MiB",
+            result.per_sec(),
+            load::quantile_ms(&result.latencies_us, 0.5),
+            load::quantile_ms(&result.latencies_us, 0.99),
+            result.counts.error_total(),
+            hwm as f64 / 1024.0
+        );
+        rows.push(report::ScenarioRow {
+            result,
+            rss_after_kib: rss,
+            hwm_after_kib: hwm,
+            server_cpu_pct: server_cpu / tps / wall * 100.0,
+            client_cpu_pct: client_cpu / tps / wall * 100.0,
+        });
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    drop(rt);
+    let (_, final_hwm) = server::memory_kib(srv.pid);
+    let stop = srv.stop(Duration::from_secs(10));
+    let log = report::scan_log(&srv.log);
+
+    let when = Timestamp::now().to_string();
+    let rep = report::Report {
+        when: when.get(..19).unwrap_or(&when).replace('T', " ") + " UTC",
+        machine,
+        flags: args.as_flags(),
+        connections: args.connections,
+        seconds: args.seconds,
+        durability: args.durability.name().to_owned(),
+        client_threads: args.client_threads,
+        fill: report::Fill {
+            runs: args.runs,
+            validations: filled.validations,
+            validation_errors: filled.validation_errors,
+            contracts: args.contracts,
+            pipelines: args.pipelines,
+            days: args.days,
+            batch: args.batch,
+            seconds: filled.elapsed.as_secs_f64(),
+            db_bytes: filled.db_bytes,
+            run_statuses: filled
+                .run_status_counts
+                .iter()
+                .map(|(s, n)| (s.as_str().to_owned(), *n))
+                .collect(),
+            validation_statuses: filled
+                .validation_status_counts
+                .iter()
+                .map(|(s, n)| (s.as_str().to_owned(), *n))
+                .collect(),
+        },
+        raw_insert_schema,
+        raw_insert_bare,
+        raw_pk_read,
+        server_bin: server_bin.display().to_string(),
+        ready_ms: ready.as_secs_f64() * 1000.0,
+        idle_rss_kib: idle_rss,
+        idle_hwm_kib: idle_hwm,
+        final_hwm_kib: final_hwm,
+        stop,
+        log,
+        scenarios: rows,
+    };
+    println!("{}", rep.markdown());
+    let text = serde_json::to_string_pretty(&rep.json())
+        .map_err(|e| format!("cannot encode the results: {e}"))?;
+    std::fs::write(&args.out, text + "\n")
+        .map_err(|e| format!("cannot write {}: {e}", args.out.display()))?;
+    eprintln!("griot-bench: results written to {}", args.out.display());
+    drop(srv);
+    drop(dir);
+    Ok(())
+}

@@ -1,0 +1,611 @@
+//! The machine description and the results, as a markdown report for
+//! stdout and as JSON.
+
+use std::{
+    fmt::Write as _,
+    io::{BufRead, BufReader},
+    path::Path,
+};
+
+use serde_json::{Value, json};
+
+use crate::{
+    load::{ScenarioResult, quantile_ms},
+    raw::Rate,
+};
+
+pub struct Machine {
+    pub nproc: usize,
+    pub cpu_model: String,
+    pub mem_total_kib: u64,
+    pub kernel: String,
+    pub tmp_dir: String,
+    pub tmp_fs: String,
+}
+
+fn proc_field(file: &str, key: &str) -> Option<String> {
+    std::fs::read_to_string(file).ok()?.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        (k.trim() == key).then(|| v.trim().to_owned())
+    })
+}
+
+/// The filesystem holding `dir`, from the longest matching mount point.
+fn filesystem_of(dir: &Path) -> String {
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() >= 3 && dir.starts_with(f[1]))
+                .then(|| (f[1].len(), format!("{} on {}", f[2], f[0])))
+        })
+        .max_by_key(|(len, _)| *len)
+        .map_or_else(|| "unknown".into(), |(_, fs)| fs)
+}
+
+impl Machine {
+    pub fn probe(tmp: &Path) -> Self {
+        Machine {
+            nproc: std::thread::available_parallelism().map_or(0, |n| n.get()),
+            cpu_model: proc_field("/proc/cpuinfo", "model name")
+                .unwrap_or_else(|| "unknown".into()),
+            mem_total_kib: proc_field("/proc/meminfo", "MemTotal")
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+                .unwrap_or(0),
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .map_or_else(|_| "unknown".into(), |s| s.trim().to_owned()),
+            tmp_dir: tmp.display().to_string(),
+            tmp_fs: filesystem_of(tmp),
+        }
+    }
+}
+
+/// What the server's log said during the run.
+#[derive(Default)]
+pub struct LogSummary {
+    pub request_lines: u64,
+    pub status_5xx: u64,
+    pub warn: u64,
+    pub error: u64,
+    /// First few WARN/ERROR lines and 5xx request lines.
+    pub samples: Vec<String>,
+}
+
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ ... final byte in @..~
+            for d in chars.by_ref() {
+                if ('@'..='~').contains(&d) && d != '[' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+pub fn scan_log(path: &Path) -> LogSummary {
+    let mut s = LogSummary::default();
+    let Ok(file) = std::fs::File::open(path) else {
+        return s;
+    };
+    for line in BufReader::new(file).lines().map_while(Result::ok) {
+        let line = strip_ansi(&line);
+        let is_request = line.contains(" request ") || line.ends_with(" request");
+        let five = line.contains("status=5");
+        let warn = line.contains(" WARN ");
+        let error = line.contains(" ERROR ");
+        if is_request {
+            s.request_lines += 1;
+        }
+        if five {
+            s.status_5xx += 1;
+        }
+        if warn {
+            s.warn += 1;
+        }
+        if error {
+            s.error += 1;
+        }
+        if (five || warn || error) && s.samples.len() < 8 {
+            s.samples.push(line.chars().take(400).collect());
+        }
+    }
+    s
+}
+
+pub struct Fill {
+    pub runs: u64,
+    pub validations: u64,
+    pub validation_errors: u64,
+    pub contracts: u32,
+    pub pipelines: u32,
+    pub days: u32,
+    pub batch: usize,
+    pub seconds: f64,
+    pub db_bytes: u64,
+    pub run_statuses: Vec<(String, u64)>,
+    pub validation_statuses: Vec<(String, u64)>,
+}
+
+pub struct ScenarioRow {
+    pub result: ScenarioResult,
+    pub rss_after_kib: u64,
+    pub hwm_after_kib: u64,
+    /// 100 = one core busy for the whole scenario.
+    pub server_cpu_pct: f64,
+    pub client_cpu_pct: f64,
+}
+
+pub struct Report {
+    pub when: String,
+    pub machine: Machine,
+    pub flags: String,
+    pub connections: usize,
+    pub seconds: f64,
+    pub durability: String,
+    pub client_threads: usize,
+    pub fill: Fill,
+    pub raw_insert_schema: Rate,
+    pub raw_insert_bare: Rate,
+    pub raw_pk_read: Rate,
+    pub server_bin: String,
+    pub ready_ms: f64,
+    pub idle_rss_kib: u64,
+    pub idle_hwm_kib: u64,
+    pub final_hwm_kib: u64,
+    pub stop: String,
+    pub log: LogSummary,
+    pub scenarios: Vec<ScenarioRow>,
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+fn r1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+fn r2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+pub struct Verdict {
+    pub target: String,
+    pub measured: String,
+    pub met: Option<bool>,
+}
+
+impl Report {
+    fn scenario(&self, name: &str) -> Option<&ScenarioRow> {
+        self.scenarios.iter().find(|s| s.result.name == name)
+    }
+
+    pub fn create_ratio(&self) -> Option<f64> {
+        self.scenario("create_run")
+            .map(|s| s.result.per_sec() / self.raw_insert_schema.per_sec())
+    }
+
+    pub fn create_ratio_bare(&self) -> Option<f64> {
+        self.scenario("create_run")
+            .map(|s| s.result.per_sec() / self.raw_insert_bare.per_sec())
+    }
+
+    pub fn get_ratio(&self) -> Option<f64> {
+        self.scenario("get_run")
+            .map(|s| s.result.per_sec() / self.raw_pk_read.per_sec())
+    }
+
+    pub fn verdicts(&self) -> Vec<Verdict> {
+        let mut v = Vec::new();
+        if let Some(r) = self.create_ratio() {
+            v.push(Verdict {
+                target: "create throughput >= 60% of raw one-row-per-commit rate".into(),
+                measured: format!(
+                    "{:.0}% ({:.0} vs {:.0} commits/s; {:.0}% of the PK-only table's {:.0}/s)",
+                    r * 100.0,
+                    self.scenario("create_run")
+                        .map_or(0.0, |s| s.result.per_sec()),
+                    self.raw_insert_schema.per_sec(),
+                    self.create_ratio_bare().unwrap_or(0.0) * 100.0,
+                    self.raw_insert_bare.per_sec(),
+                ),
+                met: Some(r >= 0.6),
+            });
+        }
+        let at16 = if self.connections == 16 {
+            String::new()
+        } else {
+            format!(" (measured at {} connections, not 16)", self.connections)
+        };
+        let worst = self.scenarios.iter().max_by(|a, b| {
+            quantile_ms(&a.result.latencies_us, 0.99)
+                .total_cmp(&quantile_ms(&b.result.latencies_us, 0.99))
+        });
+        if let Some(w) = worst {
+            let over: Vec<String> = self
+                .scenarios
+                .iter()
+                .filter(|s| quantile_ms(&s.result.latencies_us, 0.99) >= 20.0)
+                .map(|s| {
+                    format!(
+                        "{} {:.1} ms",
+                        s.result.name,
+                        quantile_ms(&s.result.latencies_us, 0.99)
+                    )
+                })
+                .collect();
+            v.push(Verdict {
+                target: "p99 < 20 ms for every scenario at 16 connections".into(),
+                measured: if over.is_empty() {
+                    format!(
+                        "worst p99 {:.1} ms ({}){at16}",
+                        quantile_ms(&w.result.latencies_us, 0.99),
+                        w.result.name
+                    )
+                } else {
+                    format!("over 20 ms: {}{at16}", over.join(", "))
+                },
+                met: Some(over.is_empty()),
+            });
+        }
+        let on = if self.fill.runs == 1_000_000 {
+            String::new()
+        } else {
+            format!(" (measured on {} runs, not 1M)", self.fill.runs)
+        };
+        for name in ["list_contract_status", "list_date_range"] {
+            if let Some(s) = self.scenario(name) {
+                let p50 = quantile_ms(&s.result.latencies_us, 0.5);
+                v.push(Verdict {
+                    target: format!("filtered list p50 < 5 ms on 1M runs: {name}"),
+                    measured: format!("p50 {p50:.2} ms{on}"),
+                    met: Some(p50 < 5.0),
+                });
+            }
+        }
+        v.push(Verdict {
+            target: "idle RSS < 30 MB".into(),
+            measured: format!("{:.1} MiB VmRSS after ready", mib(self.idle_rss_kib)),
+            met: Some(mib(self.idle_rss_kib) < 30.0),
+        });
+        v
+    }
+
+    pub fn markdown(&self) -> String {
+        let mut o = String::new();
+        let m = &self.machine;
+        let _ = writeln!(o, "# griot-bench results ({})\n", self.when);
+        let _ = writeln!(
+            o,
+            "Machine: {} × {} (nproc {}), {:.1} GiB RAM, Linux {}; temp files in {} ({}).\n",
+            m.nproc,
+            m.cpu_model,
+            m.nproc,
+            m.mem_total_kib as f64 / 1024.0 / 1024.0,
+            m.kernel,
+            m.tmp_dir,
+            m.tmp_fs
+        );
+        let _ = writeln!(o, "Flags: `{}`\n", self.flags);
+        let _ = writeln!(o, "Server: `{}`\n", self.server_bin);
+
+        let f = &self.fill;
+        let _ = writeln!(
+            o,
+            "## Fill (through `Store::write_blocking`, {} runs per transaction)\n",
+            f.batch
+        );
+        let _ = writeln!(
+            o,
+            "| runs | validations | error rows | contracts | pipelines | days | fill time | runs/s | DB size |"
+        );
+        let _ = writeln!(o, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} | {} | {} | {:.1} s | {:.0} | {:.0} MiB |\n",
+            f.runs,
+            f.validations,
+            f.validation_errors,
+            f.contracts,
+            f.pipelines,
+            f.days,
+            f.seconds,
+            f.runs as f64 / f.seconds.max(1e-9),
+            f.db_bytes as f64 / 1024.0 / 1024.0
+        );
+        let list = |v: &[(String, u64)]| {
+            v.iter()
+                .map(|(s, n)| format!("{s} {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let _ = writeln!(
+            o,
+            "Run statuses: {}. Validation statuses: {}.\n",
+            list(&f.run_statuses),
+            list(&f.validation_statuses)
+        );
+
+        let _ = writeln!(o, "## Server start and memory\n");
+        let _ = writeln!(
+            o,
+            "| spawn to 200 on /health/ready | idle VmRSS | VmHWM at the end | stop |"
+        );
+        let _ = writeln!(o, "|---:|---:|---:|---|");
+        let _ = writeln!(
+            o,
+            "| {:.0} ms | {:.1} MiB | {:.1} MiB | {} |\n",
+            self.ready_ms,
+            mib(self.idle_rss_kib),
+            mib(self.final_hwm_kib),
+            self.stop
+        );
+
+        let _ = writeln!(
+            o,
+            "## Physical limits (rusqlite directly, same pragmas, durability {})\n",
+            self.durability
+        );
+        let _ = writeln!(o, "| measurement | operations | per second |");
+        let _ = writeln!(o, "|---|---:|---:|");
+        for (what, r) in [
+            (
+                "one-row INSERT, own BEGIN IMMEDIATE/COMMIT, `runs` from schema.sql (CHECKs + 5 indexes), fresh file",
+                &self.raw_insert_schema,
+            ),
+            (
+                "one-row INSERT, own BEGIN IMMEDIATE/COMMIT, `runs` columns + primary key only, fresh file",
+                &self.raw_insert_bare,
+            ),
+            (
+                "SELECT one `runs` row by primary key, random ids, filled DB, 1 connection",
+                &self.raw_pk_read,
+            ),
+        ] {
+            let _ = writeln!(o, "| {what} | {} | {:.0} |", r.ops, r.per_sec());
+        }
+        let _ = writeln!(o);
+
+        let _ = writeln!(
+            o,
+            "## HTTP load ({} keep-alive connections, {} s per scenario, client on {} thread{})\n",
+            self.connections,
+            self.seconds,
+            self.client_threads,
+            if self.client_threads == 1 { "" } else { "s" }
+        );
+        let _ = writeln!(
+            o,
+            "| scenario | requests | req/s | p50 ms | p90 ms | p99 ms | max ms | errors | server VmHWM after | server VmRSS after | server CPU | client CPU |"
+        );
+        let _ = writeln!(
+            o,
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
+        for s in &self.scenarios {
+            let r = &s.result;
+            let l = &r.latencies_us;
+            let errors = if r.counts.errors.is_empty() {
+                "0".to_owned()
+            } else {
+                r.counts
+                    .errors
+                    .iter()
+                    .map(|(k, n)| format!("{n} × {k}"))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            };
+            let _ = writeln!(
+                o,
+                "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {:.1} MiB | {:.1} MiB | {:.0}% | {:.0}% |",
+                r.name,
+                r.counts.answered,
+                r.per_sec(),
+                quantile_ms(l, 0.5),
+                quantile_ms(l, 0.9),
+                quantile_ms(l, 0.99),
+                quantile_ms(l, 1.0),
+                errors,
+                mib(s.hwm_after_kib),
+                mib(s.rss_after_kib),
+                s.server_cpu_pct,
+                s.client_cpu_pct
+            );
+        }
+        let _ = writeln!(
+            o,
+            "\nCPU: 100% = one core busy for the whole scenario. Latency is from writing the request to reading the last body byte, for every answered request. VmHWM is the server's peak RSS since it started, so it only grows.\n"
+        );
+        if let Some(mixed) = self.scenario("mixed") {
+            let _ = writeln!(o, "### mixed, per operation\n");
+            let _ = writeln!(
+                o,
+                "| operation | requests | p50 ms | p90 ms | p99 ms | max ms | errors |"
+            );
+            let _ = writeln!(o, "|---|---:|---:|---:|---:|---:|---:|");
+            for p in &mixed.result.per_op {
+                let l = &p.latencies_us;
+                let _ = writeln!(
+                    o,
+                    "| {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
+                    p.op.name(),
+                    l.len(),
+                    quantile_ms(l, 0.5),
+                    quantile_ms(l, 0.9),
+                    quantile_ms(l, 0.99),
+                    quantile_ms(l, 1.0),
+                    p.errors
+                );
+            }
+            let _ = writeln!(o);
+        }
+
+        let _ = writeln!(o, "## Ratios to the physical limits\n");
+        if let Some(r) = self.create_ratio() {
+            let _ = writeln!(
+                o,
+                "- create_run: {:.0}% of the raw one-row-per-commit rate on the real `runs` table ({:.0}% of the PK-only table's rate).",
+                r * 100.0,
+                self.create_ratio_bare().unwrap_or(0.0) * 100.0
+            );
+        }
+        if let Some(r) = self.get_ratio() {
+            let _ = writeln!(
+                o,
+                "- get_run: {:.0}% of the raw primary-key read rate (one connection, no HTTP).",
+                r * 100.0
+            );
+        }
+        let _ = writeln!(o);
+
+        let _ = writeln!(o, "## Targets\n");
+        let _ = writeln!(o, "| target | measured | verdict |");
+        let _ = writeln!(o, "|---|---|---|");
+        for v in self.verdicts() {
+            let verdict = match v.met {
+                Some(true) => "met",
+                Some(false) => "MISSED",
+                None => "n/a",
+            };
+            let _ = writeln!(o, "| {} | {} | {verdict} |", v.target, v.measured);
+        }
+        let _ = writeln!(o);
+
+        let samples: Vec<(String, String)> = self
+            .scenarios
+            .iter()
+            .flat_map(|s| {
+                s.result
+                    .counts
+                    .samples
+                    .iter()
+                    .map(move |(k, v)| (format!("{}: {k}", s.result.name), v.clone()))
+            })
+            .collect();
+        if !samples.is_empty() {
+            let _ = writeln!(o, "## Error samples (first body per kind)\n");
+            for (k, v) in samples {
+                let _ = writeln!(o, "- {k}: `{}`", v.replace('`', "'"));
+            }
+            let _ = writeln!(o);
+        }
+        let l = &self.log;
+        let _ = writeln!(
+            o,
+            "Server log: {} request lines, {} with a 5xx status, {} WARN, {} ERROR.",
+            l.request_lines, l.status_5xx, l.warn, l.error
+        );
+        for s in &l.samples {
+            let _ = writeln!(o, "    {s}");
+        }
+        o
+    }
+
+    pub fn json(&self) -> Value {
+        let m = &self.machine;
+        let rate = |r: &Rate| json!({"operations": r.ops, "seconds": r2(r.elapsed.as_secs_f64()), "per_sec": r1(r.per_sec())});
+        let lat = |l: &[u32]| {
+            json!({
+                "p50_ms": r2(quantile_ms(l, 0.5)),
+                "p90_ms": r2(quantile_ms(l, 0.9)),
+                "p99_ms": r2(quantile_ms(l, 0.99)),
+                "max_ms": r2(quantile_ms(l, 1.0)),
+            })
+        };
+        let scenarios: Vec<Value> = self
+            .scenarios
+            .iter()
+            .map(|s| {
+                let r = &s.result;
+                json!({
+                    "name": r.name,
+                    "requests": r.counts.answered,
+                    "seconds": r2(r.elapsed.as_secs_f64()),
+                    "requests_per_sec": r1(r.per_sec()),
+                    "latency": lat(&r.latencies_us),
+                    "errors": r.counts.errors,
+                    "error_samples": r.counts.samples,
+                    "server_vmhwm_mib_after": r1(mib(s.hwm_after_kib)),
+                    "server_vmrss_mib_after": r1(mib(s.rss_after_kib)),
+                    "server_cpu_pct": r1(s.server_cpu_pct),
+                    "client_cpu_pct": r1(s.client_cpu_pct),
+                    "per_operation": r.per_op.iter().map(|p| json!({
+                        "operation": p.op.name(),
+                        "requests": p.latencies_us.len(),
+                        "errors": p.errors,
+                        "latency": lat(&p.latencies_us),
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let f = &self.fill;
+        json!({
+            "when": self.when,
+            "machine": {
+                "nproc": m.nproc,
+                "cpu_model": m.cpu_model,
+                "mem_total_mib": m.mem_total_kib / 1024,
+                "kernel": m.kernel,
+                "tmp_dir": m.tmp_dir,
+                "tmp_filesystem": m.tmp_fs,
+            },
+            "flags": self.flags,
+            "connections": self.connections,
+            "seconds_per_scenario": self.seconds,
+            "durability": self.durability,
+            "client_threads": self.client_threads,
+            "server_binary": self.server_bin,
+            "fill": {
+                "runs": f.runs,
+                "validations": f.validations,
+                "validation_error_rows": f.validation_errors,
+                "contracts": f.contracts,
+                "pipelines": f.pipelines,
+                "days": f.days,
+                "runs_per_transaction": f.batch,
+                "seconds": r2(f.seconds),
+                "runs_per_sec": r1(f.runs as f64 / f.seconds.max(1e-9)),
+                "db_bytes": f.db_bytes,
+                "run_statuses": f.run_statuses.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
+                "validation_statuses": f.validation_statuses.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
+            },
+            "server": {
+                "ready_ms": r1(self.ready_ms),
+                "idle_vmrss_mib": r1(mib(self.idle_rss_kib)),
+                "idle_vmhwm_mib": r1(mib(self.idle_hwm_kib)),
+                "final_vmhwm_mib": r1(mib(self.final_hwm_kib)),
+                "stop": self.stop,
+                "log": {
+                    "request_lines": self.log.request_lines,
+                    "status_5xx_lines": self.log.status_5xx,
+                    "warn_lines": self.log.warn,
+                    "error_lines": self.log.error,
+                    "samples": self.log.samples,
+                },
+            },
+            "raw": {
+                "insert_one_row_per_commit_schema_runs": rate(&self.raw_insert_schema),
+                "insert_one_row_per_commit_bare_runs": rate(&self.raw_insert_bare),
+                "select_run_by_pk": rate(&self.raw_pk_read),
+            },
+            "scenarios": scenarios,
+            "ratios": {
+                "create_run_vs_raw_commit": self.create_ratio().map(|r| (r * 1000.0).round() / 1000.0),
+                "create_run_vs_raw_commit_bare": self.create_ratio_bare().map(|r| (r * 1000.0).round() / 1000.0),
+                "get_run_vs_raw_pk_read": self.get_ratio().map(|r| (r * 1000.0).round() / 1000.0),
+            },
+            "targets": self.verdicts().iter().map(|v| json!({
+                "target": v.target, "measured": v.measured, "met": v.met,
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
