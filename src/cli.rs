@@ -127,7 +127,7 @@ fn run_keys(cmd: KeysCommand) -> Result<(), String> {
                 println!(
                     "{:<24} {:<6} {:<28} {:<28} {}",
                     k.name,
-                    k.scope,
+                    k.scope.as_str(),
                     k.created_at,
                     k.last_used_at.map_or("never".into(), |t| t.to_string()),
                     k.revoked_at.map_or("no".into(), |t| format!("yes ({t})")),

@@ -119,7 +119,8 @@ pub enum KeysCommand {
         #[arg(long, value_enum, default_value_t = ScopeArg::Write)]
         scope: ScopeArg,
     },
-    /// List keys: name, scope, when created and last used, whether revoked.
+    /// List keys: name, scope, when created and last used (kept to the
+    /// minute), whether revoked. Never a secret.
     List {
         #[command(flatten)]
         db: DbArgs,

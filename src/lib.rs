@@ -80,7 +80,9 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let acceptor = TcpAcceptor::from_tokio(listener)?;
     for addr in acceptor.local_addr() {
-        info!("listening on http://{}", addr.0);
+        if let Some(socket) = addr.as_socket_addr() {
+            info!("listening on http://{socket}");
+        }
     }
     Server::new_with_acceptor(acceptor)
         .run_with_graceful_shutdown(app, shutdown, Some(grace))

@@ -1,6 +1,8 @@
 //! Logs: human-readable lines on stderr, filtered by GRIOT_LOG (or
 //! RUST_LOG), `info` by default.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::{EnvFilter, fmt};
 
 pub fn init() {
@@ -11,5 +13,7 @@ pub fn init() {
     let _ = fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, not in log files.
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }

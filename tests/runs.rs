@@ -396,6 +396,27 @@ async fn list_items_carry_a_validation_summary() {
 }
 
 #[tokio::test]
+async fn filters_are_trimmed_and_empty_ones_ignored() {
+    let app = TestApp::spawn().await;
+    seed_for_filters(&app).await;
+    assert_eq!(app.list_runs("contract_id=%20c1%20").await["total"], 3);
+    assert_eq!(
+        app.list_runs("contract_id=&pipeline_name=").await["total"],
+        6
+    );
+}
+
+#[tokio::test]
+async fn a_started_at_within_clock_skew_is_accepted() {
+    let app = TestApp::spawn().await;
+    let soon = griot_registry::domain::time::Timestamp::now().plus_seconds(600);
+    let run = app
+        .create_run(json!({"contract_id": "c", "started_at": soon.to_string()}))
+        .await;
+    assert_eq!(run["started_at"], soon.to_string());
+}
+
+#[tokio::test]
 async fn dates_accept_every_documented_form() {
     let app = TestApp::spawn().await;
     seed_for_filters(&app).await;
@@ -474,7 +495,10 @@ async fn pagination_edges() {
         ("limit=1001", "at most 1000"),
         ("limit=abc", "whole number"),
         ("offset=-1", "at least 0"),
-        ("status=bogus", "status"),
+        (
+            "status=bogus",
+            "'bogus' is not one of pending, running, completed, failed, cancelled",
+        ),
     ] {
         let r = app.get(&format!("/api/v1/runs?{query}")).await;
         r.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR");
@@ -513,7 +537,32 @@ async fn bad_bodies_are_refused_in_the_error_shape() {
             "[]",
             StatusCode::UNPROCESSABLE_ENTITY,
             "VALIDATION_ERROR",
-            "invalid",
+            "JSON object",
+        ),
+        // serde would read a struct from an array, field by position.
+        (
+            "[\"c\", \"p\", null, \"running\"]",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_ERROR",
+            "JSON object",
+        ),
+        (
+            "\"c\"",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_ERROR",
+            "JSON object",
+        ),
+        (
+            "[1,",
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            "not valid JSON",
+        ),
+        (
+            "{\"contract_id\": \"c\", \"started_at\": \"2999-01-01\"}",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_ERROR",
+            "in the future",
         ),
         (
             "{}",

@@ -466,12 +466,30 @@ async fn stats_for_an_unknown_contract_are_zeros() {
 #[tokio::test]
 async fn stats_parameters_are_checked() {
     let app = TestApp::spawn().await;
-    for q in ["days=0", "days=367", "days=x", "granularity=month"] {
-        app.get(&format!("/api/v1/validations/stats/c?{q}"))
-            .await
-            .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR");
+    for (q, word) in [
+        ("days=0", "at least 1"),
+        ("days=367", "at most 366"),
+        ("days=x", "whole number"),
+        ("granularity=month", "'month' is not one of hour, day, week"),
+    ] {
+        let r = app.get(&format!("/api/v1/validations/stats/c?{q}")).await;
+        r.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR");
+        assert!(r.message().contains(word), "{q}: {}", r.message());
     }
     app.get("/api/v1/validations/stats/c?days=366&granularity=hour")
         .await
         .expect(StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_recorded_at_in_the_future_is_refused() {
+    let app = TestApp::spawn().await;
+    let r = app
+        .post(
+            "/api/v1/validations",
+            json!({"contract_id": "c", "status": "passed", "recorded_at": "2999-01-01"}),
+        )
+        .await;
+    r.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR");
+    assert!(r.message().contains("in the future"), "{}", r.message());
 }

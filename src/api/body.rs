@@ -58,6 +58,20 @@ fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             "the request body is empty; send a JSON object",
         ));
     }
+    // serde reads a struct from an array too (fields by position); the API
+    // takes objects only.
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        return match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+            Err(e) => Err(ApiError::new(
+                ErrorCode::BadRequest,
+                format!("the request body is not valid JSON: {e}"),
+            )),
+            Ok(_) => Err(ApiError::validation(
+                "the request body must be a JSON object",
+            )),
+        };
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let parsed: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         use serde_json::error::Category;

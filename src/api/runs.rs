@@ -18,11 +18,12 @@ use super::{
     auth::{ApiKeyAuth, ReadAccess},
     body::JsonBody,
     default_limit, page_bounds,
-    types::{DateTime, JsonObject},
+    types::{DateTime, JsonObject, OneOf},
     validations::{ValidationRefBody, ValidationSummaryBody},
 };
 use crate::{
     domain::run::{NewRunInput, Run, RunDetail, RunFilter, RunListItem, RunPatch, RunStatus},
+    domain::text::filter_value,
     error::ApiError,
     state::AppState,
     store::runs,
@@ -70,7 +71,8 @@ impl From<RunStatus> for RunStatusBody {
     }
 }
 
-/// A new run.
+/// A new run. Unknown fields are refused, so a typo is reported rather than
+/// ignored.
 #[derive(Object, Deserialize, Debug)]
 #[oai(rename = "CreateRunRequest", deny_unknown_fields)]
 #[serde(deny_unknown_fields)]
@@ -119,7 +121,7 @@ pub struct CreateRunRequest {
 }
 
 /// Changes to a run. Give at least one field; an absent field and a null
-/// one both leave the stored value as it is.
+/// one both leave the stored value as it is. Unknown fields are refused.
 #[derive(Object, Deserialize, Debug)]
 #[oai(rename = "UpdateRunRequest", deny_unknown_fields)]
 #[serde(deny_unknown_fields)]
@@ -412,7 +414,7 @@ impl RunsApi {
         /// Only runs of this pipeline.
         pipeline_name: Query<Option<String>>,
         /// Only runs in this status.
-        status: Query<Option<RunStatusBody>>,
+        status: Query<Option<OneOf<RunStatusBody>>>,
         /// Only runs that started at or after this time (inclusive).
         start_date: Query<Option<DateTime>>,
         /// Only runs that started before this time (exclusive).
@@ -430,9 +432,9 @@ impl RunsApi {
         state.auth.read(access, req).await?;
         let (limit, offset) = page_bounds(limit.0, offset.0);
         let filter = RunFilter {
-            contract_id: contract_id.0,
-            pipeline_name: pipeline_name.0,
-            status: status.0.map(Into::into),
+            contract_id: filter_value(contract_id.0),
+            pipeline_name: filter_value(pipeline_name.0),
+            status: status.0.map(|s| s.0.into()),
             start_date: start_date.0.map(|t| t.0),
             end_date: end_date.0.map(|t| t.0),
         };

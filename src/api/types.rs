@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 
 use poem_openapi::{
-    registry::{MetaSchema, MetaSchemaRef},
+    registry::{MetaSchema, MetaSchemaRef, Registry},
     types::{ParseError, ParseFromJSON, ParseFromParameter, ParseResult, ToJSON, Type},
 };
 use serde_json::Value;
@@ -151,4 +151,71 @@ impl<'de> serde::Deserialize<'de> for JsonObject {
             ))),
         }
     }
+}
+
+/// A query parameter holding one value of the enum `T`. It publishes `T`'s
+/// schema unchanged; its refusal lists the allowed values, where
+/// poem-openapi's own says only "Expect a valid enumeration value".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OneOf<T>(pub T);
+
+impl<T: Type> Type for OneOf<T> {
+    const IS_REQUIRED: bool = T::IS_REQUIRED;
+    type RawValueType = T::RawValueType;
+    type RawElementValueType = T::RawElementValueType;
+
+    fn name() -> Cow<'static, str> {
+        T::name()
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        T::schema_ref()
+    }
+
+    fn register(registry: &mut Registry) {
+        T::register(registry);
+    }
+
+    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
+        self.0.as_raw_value()
+    }
+
+    fn raw_element_iter<'a>(
+        &'a self,
+    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
+        self.0.raw_element_iter()
+    }
+}
+
+impl<T: Type + ParseFromParameter> ParseFromParameter for OneOf<T> {
+    fn parse_from_parameter(value: &str) -> ParseResult<Self> {
+        T::parse_from_parameter(value).map(OneOf).map_err(|_| {
+            ParseError::custom(format!("'{value}' is not one of {}", allowed_values::<T>()))
+        })
+    }
+}
+
+/// For the default value the spec shows.
+impl<T: ToJSON> ToJSON for OneOf<T> {
+    fn to_json(&self) -> Option<Value> {
+        self.0.to_json()
+    }
+}
+
+/// The values an enum type's schema lists, for error messages.
+fn allowed_values<T: Type>() -> String {
+    let mut registry = Registry::new();
+    T::register(&mut registry);
+    registry
+        .schemas
+        .get(T::name().as_ref())
+        .map(|schema| {
+            schema
+                .enum_items
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
 }

@@ -15,9 +15,10 @@ use super::{
     auth::{ApiKeyAuth, ReadAccess},
     body::JsonBody,
     default_limit, page_bounds,
-    types::{DateTime, JsonObject},
+    types::{DateTime, JsonObject, OneOf},
 };
 use crate::{
+    domain::text::filter_value,
     domain::validation::{
         Bucket, CommonError, Granularity, NewValidationInput, StatusCounts, Validation,
         ValidationFilter, ValidationIssue, ValidationRef, ValidationStats, ValidationStatus,
@@ -146,7 +147,8 @@ pub struct WarningBody {
     pub message: String,
 }
 
-/// A validation result to record.
+/// A validation result to record. Unknown fields are refused, so a typo is
+/// reported rather than ignored.
 #[derive(Object, Debug, Deserialize)]
 #[oai(rename = "CreateValidationRequest", deny_unknown_fields)]
 #[serde(deny_unknown_fields)]
@@ -291,8 +293,8 @@ pub struct BucketBody {
     /// The bucket's first instant.
     pub start: DateTime,
     pub counts: ValidationSummaryBody,
-    /// Percentage of `passed` among the bucket's validations that were not
-    /// skipped; null when there are none.
+    /// Percentage (0 to 100, rounded to two decimals) of `passed` among the
+    /// bucket's validations that were not skipped; null when there are none.
     #[oai(nullable)]
     pub pass_rate: Option<f64>,
 }
@@ -340,12 +342,13 @@ pub struct ValidationStatsBody {
     pub window_end: DateTime,
     /// Counts over the whole window.
     pub totals: ValidationSummaryBody,
-    /// Percentage of `passed` among the validations that were not skipped
-    /// (`warning` counts as not passed); null when there are none.
+    /// Percentage (0 to 100, rounded to two decimals) of `passed` among the
+    /// validations that were not skipped (`warning` counts as not passed);
+    /// null when there are none.
     #[oai(nullable)]
     pub pass_rate: Option<f64>,
-    /// Mean of `metrics.duration_ms` over the validations that report it;
-    /// null when none do.
+    /// Mean of `metrics.duration_ms` over the validations that report it,
+    /// rounded to two decimals; null when none do.
     #[oai(nullable)]
     pub avg_duration_ms: Option<f64>,
     /// Every bucket of the window, oldest first, empty ones included.
@@ -382,8 +385,8 @@ fn default_days() -> i64 {
     30
 }
 
-fn default_granularity() -> GranularityBody {
-    GranularityBody::Day
+fn default_granularity() -> OneOf<GranularityBody> {
+    OneOf(GranularityBody::Day)
 }
 
 pub struct ValidationsApi;
@@ -489,7 +492,7 @@ impl ValidationsApi {
         /// Only validations recorded in this run.
         run_id: Query<Option<String>>,
         /// Only validations with this status.
-        status: Query<Option<ValidationStatusBody>>,
+        status: Query<Option<OneOf<ValidationStatusBody>>>,
         /// Only validations recorded at or after this time (inclusive).
         start_date: Query<Option<DateTime>>,
         /// Only validations recorded before this time (exclusive).
@@ -507,9 +510,9 @@ impl ValidationsApi {
         state.auth.read(access, req).await?;
         let (limit, offset) = page_bounds(limit.0, offset.0);
         let filter = ValidationFilter {
-            contract_id: contract_id.0,
-            run_id: run_id.0,
-            status: status.0.map(Into::into),
+            contract_id: filter_value(contract_id.0),
+            run_id: filter_value(run_id.0),
+            status: status.0.map(|s| s.0.into()),
             start_date: start_date.0.map(|t| t.0),
             end_date: end_date.0.map(|t| t.0),
         };
@@ -551,13 +554,13 @@ impl ValidationsApi {
         days: Query<i64>,
         /// The width of each bucket.
         #[oai(default = "default_granularity")]
-        granularity: Query<GranularityBody>,
+        granularity: Query<OneOf<GranularityBody>>,
     ) -> Result<Json<ValidationStatsBody>, ApiError> {
         state.auth.read(access, req).await?;
         let days = u32::try_from(days.0).unwrap_or(30);
-        let granularity: Granularity = granularity.0.into();
+        let granularity: Granularity = granularity.0.0.into();
         let now = state.clock.now();
-        let contract = contract_id.0;
+        let contract = contract_id.0.trim().to_owned();
         let stats = state
             .store
             .read(move |c| validations::stats(c, &contract, days, granularity, now))

@@ -127,8 +127,14 @@ impl NewRunInput {
         let pipeline_name = optional_name("pipeline_name", self.pipeline_name)?;
         let pipeline_id = optional_name("pipeline_id", self.pipeline_id)?;
         let status = self.status.unwrap_or(RunStatus::Pending);
-        let started_at = self.started_at.unwrap_or(now);
-        let completed_at = match (status.is_final(), self.completed_at) {
+        let in_past = |field: &str, t: Option<Timestamp>| {
+            t.map(|t| t.not_in_future(field, now))
+                .transpose()
+                .map_err(DomainError::Invalid)
+        };
+        let started_at = in_past("started_at", self.started_at)?.unwrap_or(now);
+        let given_completed_at = in_past("completed_at", self.completed_at)?;
+        let completed_at = match (status.is_final(), given_completed_at) {
             (false, Some(_)) => {
                 return Err(DomainError::invalid(format!(
                     "completed_at can only be given with a final status \

@@ -31,6 +31,12 @@ pub fn optional_name(field: &str, value: Option<String>) -> Result<Option<String
     value.map(|v| required_name(field, &v)).transpose()
 }
 
+/// A filter value as a query string gives it: trimmed like stored values
+/// are, and an empty one (`?contract_id=`) taken as no filter.
+pub fn filter_value(value: Option<String>) -> Option<String> {
+    value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

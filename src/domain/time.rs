@@ -28,6 +28,9 @@ pub const ACCEPTED_FORMS: &str = "use RFC 3339 with an offset (2024-01-15T10:00:
      2024-01-15T10:00:00+05:00), a date-time without offset taken as UTC \
      (2024-01-15T10:00:00), or a date YYYY-MM-DD taken as midnight UTC";
 
+/// How far ahead of the server's clock a client's timestamp may be.
+pub const MAX_CLOCK_SKEW_SECS: i64 = 3600;
+
 /// A point in time, always held in UTC with microsecond precision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(OffsetDateTime);
@@ -103,6 +106,19 @@ impl Timestamp {
         OffsetDateTime::parse(input, &Rfc3339)
             .ok()
             .map(Self::from_datetime)
+    }
+
+    /// Refuses a client-given time that lies more than `MAX_CLOCK_SKEW_SECS`
+    /// past `now`: such a row would sort first in every list for good.
+    pub fn not_in_future(self, field: &str, now: Timestamp) -> Result<Self, String> {
+        if self > now.plus_seconds(MAX_CLOCK_SKEW_SECS) {
+            Err(format!(
+                "{field} ({self}) is in the future (the server's time is {now}); check the \
+                 client's clock"
+            ))
+        } else {
+            Ok(self)
+        }
     }
 
     pub fn plus_seconds(&self, seconds: i64) -> Self {

@@ -194,7 +194,12 @@ impl NewValidationInput {
             warnings: self.warnings,
             metrics: self.metrics,
             metadata: self.metadata,
-            recorded_at: self.recorded_at.unwrap_or(now),
+            recorded_at: match self.recorded_at {
+                Some(t) => t
+                    .not_in_future("recorded_at", now)
+                    .map_err(DomainError::Invalid)?,
+                None => now,
+            },
             recorded_by: recorded_by.to_owned(),
         })
     }

@@ -165,6 +165,25 @@ fn server_binary(args: &Args) -> Result<PathBuf, String> {
     Ok(path)
 }
 
+/// The path and build time of a binary, so a report says which build it
+/// measured.
+fn describe_binary(path: &Path) -> String {
+    let built = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .and_then(|d| Timestamp::from_unix_micros(d.as_micros() as i64))
+        .map(|t| t.to_string());
+    match built {
+        Some(t) => format!(
+            "{} (built {} UTC)",
+            path.display(),
+            t.get(..19).unwrap_or(&t).replace('T', " ")
+        ),
+        None => path.display().to_string(),
+    }
+}
+
 fn check(args: &Args) -> Result<(), String> {
     let positive = [
         ("--runs", args.runs > 0),
@@ -386,7 +405,7 @@ fn run(args: &Args) -> Result<(), String> {
         raw_insert_schema,
         raw_insert_bare,
         raw_pk_read,
-        server_bin: server_bin.display().to_string(),
+        server_bin: describe_binary(&server_bin),
         ready_ms: ready.as_secs_f64() * 1000.0,
         idle_rss_kib: idle_rss,
         idle_hwm_kib: idle_hwm,
