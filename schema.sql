@@ -75,3 +75,44 @@ CREATE TABLE validation_errors (
 ) STRICT;
 
 CREATE INDEX validation_errors_by_contract ON validation_errors (contract_id, recorded_at, code);
+
+-- migration: 3
+-- Run lifecycle: versions for optimistic concurrency, heartbeats, the event
+-- history, and idempotent creates.
+ALTER TABLE runs ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE runs ADD COLUMN heartbeat_timeout_seconds INTEGER;
+ALTER TABLE runs ADD COLUMN last_heartbeat_at TEXT;
+-- When a pending or running run with a heartbeat timeout is overdue:
+-- (last heartbeat, or start) + timeout. NULL otherwise, so the partial index
+-- holds only runs that can go stale.
+ALTER TABLE runs ADD COLUMN heartbeat_deadline TEXT;
+CREATE INDEX runs_by_heartbeat_deadline ON runs (heartbeat_deadline)
+    WHERE heartbeat_deadline IS NOT NULL;
+
+CREATE TABLE run_events (
+    id          INTEGER PRIMARY KEY,
+    run_id      TEXT NOT NULL REFERENCES runs (id),
+    type        TEXT NOT NULL
+                CHECK (type IN ('created', 'status_changed', 'updated', 'heartbeat_expired')),
+    from_status TEXT,
+    to_status   TEXT,
+    changes     TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(changes)),
+    actor       TEXT NOT NULL,
+    occurred_at TEXT NOT NULL
+) STRICT;
+CREATE INDEX run_events_by_run ON run_events (run_id, id);
+
+-- Runs that existed before the history did get their creation event, so
+-- every run has one.
+INSERT INTO run_events (run_id, type, to_status, actor, occurred_at)
+    SELECT id, 'created', status, created_by, started_at FROM runs ORDER BY started_at, id;
+
+CREATE TABLE idempotency_keys (
+    api_key_id      INTEGER NOT NULL,
+    idempotency_key TEXT NOT NULL,
+    request_hash    TEXT NOT NULL,
+    run_id          TEXT NOT NULL REFERENCES runs (id),
+    created_at      TEXT NOT NULL,
+    PRIMARY KEY (api_key_id, idempotency_key)
+) STRICT;
+CREATE INDEX idempotency_keys_by_created ON idempotency_keys (created_at);

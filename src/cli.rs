@@ -9,7 +9,8 @@ use crate::{
     AppState, HttpOptions, build_app,
     config::{Cli, Command, KeysCommand, ScopeArg, ServeArgs},
     domain::{keys::KeyScope, time::Clock},
-    keys, openapi_json, openapi_yaml,
+    keys, lifecycle, openapi_json, openapi_yaml,
+    state::Settings,
     store::{Store, StoreOptions},
 };
 
@@ -67,26 +68,37 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         &args.db.db,
     )
     .map_err(|e| e.to_string())?;
-    let state = AppState::new(store, args.require_auth_for_reads, Clock::System);
+    let settings = Settings {
+        require_auth_for_reads: args.require_auth_for_reads,
+        idempotency_retention_secs: i64::from(args.idempotency_retention_hours) * 3600,
+    };
+    let state = AppState::with_settings(store, settings, Clock::System);
     let app = build_app(
-        state,
+        state.clone(),
         &HttpOptions {
             max_body_bytes: args.max_body_bytes,
         },
     );
+    let interval = Duration::from_secs(args.reaper_interval_seconds.max(1));
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.bind)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", args.bind))?;
-        crate::run(
+        let (stop, stopped) = tokio::sync::watch::channel(());
+        let reaper = tokio::spawn(lifecycle::run_reaper(state, interval, stopped));
+        let served = crate::run(
             app,
             listener,
-            crate::shutdown_signal(),
+            async move {
+                crate::shutdown_signal().await;
+                let _ = stop.send(());
+            },
             Duration::from_secs(args.shutdown_grace_seconds),
         )
-        .await
-        .map_err(|e| {
+        .await;
+        let _ = reaper.await;
+        served.map_err(|e| {
             error!(error = %e, "server failed");
             e.to_string()
         })

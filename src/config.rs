@@ -84,6 +84,15 @@ pub struct ServeArgs {
     )]
     pub bootstrap_api_key_name: String,
 
+    /// How often, in seconds, runs whose heartbeat lapsed are failed (and
+    /// expired idempotency keys forgotten).
+    #[arg(long, env = "GRIOT_REAPER_INTERVAL_SECONDS", default_value_t = 10)]
+    pub reaper_interval_seconds: u64,
+
+    /// How long an Idempotency-Key is remembered, in hours.
+    #[arg(long, env = "GRIOT_IDEMPOTENCY_RETENTION_HOURS", default_value_t = 24)]
+    pub idempotency_retention_hours: u32,
+
     /// Seconds that in-flight requests get to finish after SIGINT or SIGTERM.
     #[arg(long, env = "GRIOT_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
     pub shutdown_grace_seconds: u64,

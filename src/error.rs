@@ -40,6 +40,8 @@ pub enum ErrorCode {
     InvalidTransition,
     /// 409: the thing being created already exists.
     Conflict,
+    /// 412: the If-Match header names a version the run has left.
+    PreconditionFailed,
     /// 413: the body is larger than the server accepts.
     PayloadTooLarge,
     /// 415: the body is not sent as `application/json`.
@@ -60,6 +62,7 @@ impl ErrorCode {
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::InvalidTransition | ErrorCode::Conflict => StatusCode::CONFLICT,
+            ErrorCode::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::ValidationError => StatusCode::UNPROCESSABLE_ENTITY,
@@ -102,6 +105,9 @@ pub enum ApiError {
     /// The change conflicts with the current state (a final run's status).
     #[oai(status = 409)]
     Conflict(Json<ErrorBody>),
+    /// The If-Match header names a version the run has left.
+    #[oai(status = 412)]
+    PreconditionFailed(Json<ErrorBody>),
     /// The body is larger than the server's limit.
     #[oai(status = 413)]
     PayloadTooLarge(Json<ErrorBody>),
@@ -130,6 +136,7 @@ impl ApiError {
             ErrorCode::Forbidden => ApiError::Forbidden(body),
             ErrorCode::NotFound => ApiError::NotFound(body),
             ErrorCode::InvalidTransition | ErrorCode::Conflict => ApiError::Conflict(body),
+            ErrorCode::PreconditionFailed => ApiError::PreconditionFailed(body),
             ErrorCode::PayloadTooLarge => ApiError::PayloadTooLarge(body),
             ErrorCode::UnsupportedMediaType => ApiError::UnsupportedMediaType(body),
             ErrorCode::ValidationError => ApiError::Unprocessable(body),
@@ -160,7 +167,7 @@ impl From<DomainError> for ApiError {
     fn from(err: DomainError) -> Self {
         match err {
             DomainError::Invalid(_) => ApiError::validation(err.to_string()),
-            DomainError::InvalidTransition { .. } => {
+            DomainError::InvalidTransition { .. } | DomainError::NotLive { .. } => {
                 ApiError::new(ErrorCode::InvalidTransition, err.to_string())
             }
         }
@@ -173,6 +180,9 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound { .. } => ApiError::new(ErrorCode::NotFound, err.to_string()),
             StoreError::Domain(e) => e.into(),
             StoreError::Conflict(msg) => ApiError::new(ErrorCode::Conflict, msg),
+            StoreError::VersionMismatch { .. } => {
+                ApiError::new(ErrorCode::PreconditionFailed, err.to_string())
+            }
             other => ApiError::internal(&other),
         }
     }

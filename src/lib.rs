@@ -11,6 +11,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod keys;
+pub mod lifecycle;
 pub mod state;
 pub mod store;
 pub mod telemetry;

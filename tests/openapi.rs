@@ -72,7 +72,7 @@ async fn every_operation_is_documented_for_client_generators() {
             }
         }
     }
-    assert_eq!(seen, 10);
+    assert_eq!(seen, 13);
 }
 
 #[tokio::test]

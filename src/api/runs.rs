@@ -1,11 +1,11 @@
 //! The Runs API: create, read, update and list pipeline runs.
 
-use std::borrow::Cow;
+use std::{borrow::Cow, time::Duration};
 
 use poem::{Request, web::Data};
 use poem_openapi::{
     ApiResponse, Enum, Object, OpenApi,
-    param::{Path, Query},
+    param::{Header, Path, Query},
     payload::Json,
     registry::{MetaSchemaRef, Registry},
     types::Type,
@@ -22,11 +22,19 @@ use super::{
     validations::{ValidationRefBody, ValidationSummaryBody},
 };
 use crate::{
-    domain::run::{NewRunInput, Run, RunDetail, RunFilter, RunListItem, RunPatch, RunStatus},
     domain::text::filter_value,
+    domain::{
+        event::RunEvent,
+        idempotency::validate_key,
+        run::{NewRunInput, Run, RunDetail, RunFilter, RunListItem, RunPatch, RunStatus},
+    },
     error::ApiError,
     state::AppState,
-    store::runs,
+    store::{
+        events,
+        idempotency::{self, Claim},
+        runs,
+    },
 };
 
 /// Where a run is in its life. `completed`, `failed` and `cancelled` are
@@ -118,6 +126,11 @@ pub struct CreateRunRequest {
     /// time of the request when omitted.
     #[oai(nullable)]
     pub completed_at: Option<DateTime>,
+    /// Fail the run automatically when it is pending or running and nothing
+    /// (a heartbeat or an update) was heard from it for this many seconds
+    /// (1 to 604800). No timeout when omitted.
+    #[oai(nullable, validator(minimum(value = "1"), maximum(value = "604800")))]
+    pub heartbeat_timeout_seconds: Option<u32>,
 }
 
 /// Changes to a run. Give at least one field; an absent field and a null
@@ -144,6 +157,9 @@ pub struct UpdateRunRequest {
         )
     )]
     pub pipeline_name: Option<String>,
+    /// A new heartbeat timeout in seconds (up to 604800); 0 removes it.
+    #[oai(nullable, validator(maximum(value = "604800")))]
+    pub heartbeat_timeout_seconds: Option<u32>,
     /// A new external pipeline id.
     #[oai(
         nullable,
@@ -224,11 +240,29 @@ pub struct RunFields {
     pub created_by: String,
     /// When the run last changed.
     pub updated_at: DateTime,
+    /// Grows by one with every change (not with heartbeats). Send it back in
+    /// `If-Match` to update only the version you read; also the ETag.
+    pub version: i64,
+    /// Seconds of silence after which a pending or running run is failed.
+    #[oai(nullable)]
+    pub heartbeat_timeout_seconds: Option<u32>,
+    /// The last heartbeat or update while the run was live.
+    #[oai(nullable)]
+    pub last_heartbeat_at: Option<DateTime>,
+    /// When the run will be failed if nothing is heard from it; null for
+    /// final runs and runs without a timeout.
+    #[oai(nullable)]
+    pub heartbeat_deadline: Option<DateTime>,
 }
 
 impl From<Run> for RunFields {
     fn from(r: Run) -> Self {
+        let heartbeat_deadline = r.heartbeat_deadline().map(Into::into);
         Self {
+            version: r.version,
+            heartbeat_timeout_seconds: r.heartbeat_timeout_seconds,
+            last_heartbeat_at: r.last_heartbeat_at.map(Into::into),
+            heartbeat_deadline,
             id: r.id,
             contract_id: r.contract_id,
             pipeline_name: r.pipeline_name,
@@ -298,7 +332,111 @@ pub struct RunPage {
 enum CreatedRun {
     /// The run was created.
     #[oai(status = 201)]
-    Created(Json<RunBody>),
+    Created(Json<RunBody>, #[oai(header = "ETag")] String),
+    /// The Idempotency-Key already created this run for the same request:
+    /// nothing new was created, and this is that run as it is now.
+    #[oai(status = 200)]
+    Replayed(
+        Json<RunBody>,
+        #[oai(header = "Idempotent-Replayed")] String,
+        #[oai(header = "ETag")] String,
+    ),
+}
+
+#[derive(ApiResponse)]
+enum TaggedRun {
+    /// The run; its ETag is its version.
+    #[oai(status = 200)]
+    Ok(Json<RunBody>, #[oai(header = "ETag")] String),
+}
+
+fn etag(version: i64) -> String {
+    format!("\"{version}\"")
+}
+
+impl TaggedRun {
+    fn of(detail: RunDetail) -> Self {
+        let tag = etag(detail.run.version);
+        TaggedRun::Ok(Json(detail.into()), tag)
+    }
+}
+
+/// Reads the version out of an If-Match value: `"3"`, `W/"3"` or `3`; `*`
+/// matches any version.
+fn expected_version(if_match: Option<&str>) -> Result<Option<i64>, ApiError> {
+    let Some(raw) = if_match.map(str::trim) else {
+        return Ok(None);
+    };
+    if raw == "*" {
+        return Ok(None);
+    }
+    let bare = raw.trim_start_matches("W/").trim_matches('"');
+    bare.parse::<i64>().map(Some).map_err(|_| {
+        ApiError::validation(format!(
+            "If-Match must be a run version as sent in the ETag header (for example \"3\"), \
+             not {raw}"
+        ))
+    })
+}
+
+/// A run's history.
+#[derive(Object, Debug)]
+#[oai(rename = "RunEvent")]
+pub struct RunEventBody {
+    /// Increases with every event, across all runs.
+    pub id: i64,
+    pub run_id: String,
+    /// `created`, `status_changed`, `updated` or `heartbeat_expired`.
+    #[oai(rename = "type")]
+    pub event_type: String,
+    #[oai(nullable)]
+    pub from_status: Option<RunStatusBody>,
+    #[oai(nullable)]
+    pub to_status: Option<RunStatusBody>,
+    /// What the change asked for: the fields of the update, as sent.
+    pub changes: JsonObject,
+    /// The name of the API key that made the change, or `system`.
+    pub actor: String,
+    pub occurred_at: DateTime,
+}
+
+impl From<RunEvent> for RunEventBody {
+    fn from(e: RunEvent) -> Self {
+        Self {
+            id: e.id,
+            run_id: e.run_id,
+            event_type: e.event_type.as_str().to_owned(),
+            from_status: e.from_status.map(Into::into),
+            to_status: e.to_status.map(Into::into),
+            changes: JsonObject(e.changes),
+            actor: e.actor,
+            occurred_at: e.occurred_at.into(),
+        }
+    }
+}
+
+/// One page of a run's events, oldest first.
+#[derive(Object, Debug)]
+#[oai(rename = "RunEventPage")]
+pub struct RunEventPage {
+    pub items: Vec<RunEventBody>,
+    pub total: u64,
+    pub limit: u32,
+    pub offset: u64,
+}
+
+/// The answer of a wait.
+#[derive(Object, Debug)]
+#[oai(rename = "RunWait")]
+pub struct RunWaitBody {
+    /// True when the run is in a final status; false when the wait timed
+    /// out first.
+    pub done: bool,
+    pub run: RunBody,
+}
+
+fn default_wait() -> i64 {
+    30
 }
 
 pub struct RunsApi;
@@ -310,16 +448,27 @@ impl RunsApi {
     /// Records the start of a pipeline execution. Only `contract_id` is
     /// required; `status` defaults to `pending` and `started_at` to now.
     /// `created_by` is the name of the API key that sent the request.
+    ///
+    /// Send an `Idempotency-Key` header (for example a UUID made once per
+    /// run you mean to create) to make retries safe: a repeat with the same
+    /// key and body returns the run it created, with 200 and
+    /// `Idempotent-Replayed: true`, and creates nothing; the same key with
+    /// another body is a 422. Keys belong to the API key that sent them and
+    /// are remembered for 24 hours (`--idempotency-retention-hours`).
     #[oai(path = "/runs", method = "post", operation_id = "create_run")]
     async fn create_run(
         &self,
         auth: ApiKeyAuth,
         state: Data<&AppState>,
+        /// Makes retries of this create safe; 1 to 255 printable ASCII
+        /// characters.
+        #[oai(name = "Idempotency-Key")]
+        idempotency_key: Header<Option<String>>,
         body: JsonBody<CreateRunRequest>,
     ) -> Result<CreatedRun, ApiError> {
         let caller = auth.writer()?;
         let b = body.0;
-        let run = NewRunInput {
+        let input = NewRunInput {
             contract_id: b.contract_id,
             pipeline_name: b.pipeline_name,
             pipeline_id: b.pipeline_id,
@@ -327,19 +476,31 @@ impl RunsApi {
             metadata: b.metadata.map(|m| m.0),
             started_at: b.started_at.map(|t| t.0),
             completed_at: b.completed_at.map(|t| t.0),
-        }
-        .into_run(&caller.name, state.clock.now())?;
-        let detail = state
-            .store
-            .write(move |tx| {
-                runs::insert(tx, &run)?;
-                Ok(RunDetail {
-                    run,
-                    validations: Vec::new(),
+            heartbeat_timeout_seconds: b.heartbeat_timeout_seconds,
+        };
+        let now = state.clock.now();
+        let claim = idempotency_key
+            .0
+            .map(|key| {
+                Ok::<_, ApiError>(Claim {
+                    api_key_id: caller.key_id,
+                    key: validate_key(&key)?,
+                    request_hash: input.fingerprint(),
+                    since: now.plus_seconds(-state.settings.idempotency_retention_secs),
                 })
             })
+            .transpose()?;
+        let run = input.into_run(&caller.name, now)?;
+        let (detail, replayed) = state
+            .store
+            .write(move |tx| idempotency::create_run_once(tx, run, claim.as_ref()))
             .await?;
-        Ok(CreatedRun::Created(Json(detail.into())))
+        let tag = etag(detail.run.version);
+        Ok(if replayed {
+            CreatedRun::Replayed(Json(detail.into()), "true".into(), tag)
+        } else {
+            CreatedRun::Created(Json(detail.into()), tag)
+        })
     }
 
     /// Get a run
@@ -354,11 +515,11 @@ impl RunsApi {
         state: Data<&AppState>,
         /// The run's id, as returned when it was created.
         run_id: Path<String>,
-    ) -> Result<Json<RunBody>, ApiError> {
+    ) -> Result<TaggedRun, ApiError> {
         state.auth.read(access, req).await?;
         let id = run_id.0;
         let detail = state.store.read(move |c| runs::get_detail(c, &id)).await?;
-        Ok(Json(detail.into()))
+        Ok(TaggedRun::of(detail))
     }
 
     /// Update a run
@@ -368,7 +529,9 @@ impl RunsApi {
     /// null. Status follows the run lifecycle: `pending` may become any
     /// other status, `running` may become `completed`, `failed` or
     /// `cancelled`, and those three are final (409 if asked to leave one).
-    /// Reaching a final status sets `completed_at`.
+    /// Reaching a final status sets `completed_at`. Every update of a live
+    /// run also counts as a heartbeat. With `If-Match: "<version>"` the
+    /// update applies only if the run is still at that version (else 412).
     #[oai(path = "/runs/:run_id", method = "patch", operation_id = "update_run")]
     async fn update_run(
         &self,
@@ -376,24 +539,159 @@ impl RunsApi {
         state: Data<&AppState>,
         /// The run's id.
         run_id: Path<String>,
+        /// The version (ETag) the change is based on; `*` or none for any.
+        #[oai(name = "If-Match")]
+        if_match: Header<Option<String>>,
         body: JsonBody<UpdateRunBody>,
-    ) -> Result<Json<RunBody>, ApiError> {
-        auth.writer()?;
+    ) -> Result<TaggedRun, ApiError> {
+        let caller = auth.writer()?;
+        let expected = expected_version(if_match.0.as_deref())?;
         let b = body.0.0;
         let patch = RunPatch {
             status: b.status.map(Into::into),
             metadata: b.metadata.map(|m| m.0),
             pipeline_name: b.pipeline_name,
             pipeline_id: b.pipeline_id,
+            heartbeat_timeout_seconds: b.heartbeat_timeout_seconds,
         }
         .validated()?;
         let now = state.clock.now();
         let id = run_id.0;
         let detail = state
             .store
-            .write(move |tx| runs::update(tx, &id, &patch, now))
+            .write(move |tx| runs::update(tx, &id, &patch, expected, &caller.name, now))
             .await?;
-        Ok(Json(detail.into()))
+        if detail.run.status.is_final() {
+            state.watch.finished(&detail.run.id);
+        }
+        Ok(TaggedRun::of(detail))
+    }
+
+    /// Send a heartbeat
+    ///
+    /// Tells the registry that a pending or running run is alive, pushing
+    /// back the moment its `heartbeat_timeout_seconds` would fail it. A run
+    /// in a final status answers 409.
+    #[oai(
+        path = "/runs/:run_id/heartbeat",
+        method = "post",
+        operation_id = "heartbeat_run"
+    )]
+    async fn heartbeat(
+        &self,
+        auth: ApiKeyAuth,
+        state: Data<&AppState>,
+        /// The run's id.
+        run_id: Path<String>,
+    ) -> Result<TaggedRun, ApiError> {
+        auth.writer()?;
+        let now = state.clock.now();
+        let id = run_id.0;
+        let detail = state
+            .store
+            .write(move |tx| runs::heartbeat(tx, &id, now))
+            .await?;
+        Ok(TaggedRun::of(detail))
+    }
+
+    /// List a run's events
+    ///
+    /// The run's history, oldest first: its creation, every status change
+    /// and update with the key that made it, and a heartbeat expiry by
+    /// `system`.
+    #[oai(
+        path = "/runs/:run_id/events",
+        method = "get",
+        operation_id = "list_run_events"
+    )]
+    async fn events(
+        &self,
+        access: ReadAccess,
+        req: &Request,
+        state: Data<&AppState>,
+        /// The run's id.
+        run_id: Path<String>,
+        /// Page size: 1 to 1000.
+        #[oai(
+            default = "default_limit",
+            validator(minimum(value = "1"), maximum(value = "1000"))
+        )]
+        limit: Query<i64>,
+        /// How many events to skip.
+        #[oai(default, validator(minimum(value = "0")))]
+        offset: Query<i64>,
+    ) -> Result<Json<RunEventPage>, ApiError> {
+        state.auth.read(access, req).await?;
+        let (limit, offset) = page_bounds(limit.0, offset.0);
+        let id = run_id.0;
+        let (items, total) = state
+            .store
+            .read(move |c| events::list(c, &id, limit, offset))
+            .await?;
+        Ok(Json(RunEventPage {
+            items: items.into_iter().map(Into::into).collect(),
+            total,
+            limit,
+            offset,
+        }))
+    }
+
+    /// Wait for a run to finish
+    ///
+    /// Answers as soon as the run is in a final status, or after `timeout`
+    /// seconds with the run as it is then; `done` says which. Waiting costs
+    /// the server no thread and no database connection, so a sensor can
+    /// call this in a loop instead of polling.
+    #[oai(
+        path = "/runs/:run_id/wait",
+        method = "get",
+        operation_id = "wait_for_run"
+    )]
+    async fn wait(
+        &self,
+        access: ReadAccess,
+        req: &Request,
+        state: Data<&AppState>,
+        /// The run's id.
+        run_id: Path<String>,
+        /// Seconds to wait at most: 0 to 60.
+        #[oai(
+            default = "default_wait",
+            validator(minimum(value = "0"), maximum(value = "60"))
+        )]
+        timeout: Query<i64>,
+    ) -> Result<Json<RunWaitBody>, ApiError> {
+        state.auth.read(access, req).await?;
+        let id = run_id.0;
+        // Subscribe before reading, so a finish between the read and the
+        // wait is not missed.
+        let mut finished = state.watch.subscribe();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout.0.unsigned_abs());
+        loop {
+            let read_id = id.clone();
+            let detail = state
+                .store
+                .read(move |c| runs::get_detail(c, &read_id))
+                .await?;
+            let done = detail.run.status.is_final();
+            if done || tokio::time::Instant::now() >= deadline {
+                return Ok(Json(RunWaitBody {
+                    done,
+                    run: detail.into(),
+                }));
+            }
+            // Sleep until this run finishes (or we fell behind and must
+            // look again), or the time is up.
+            loop {
+                tokio::select! {
+                    msg = finished.recv() => match msg {
+                        Ok(other) if other != id => continue,
+                        _ => break,
+                    },
+                    () = tokio::time::sleep_until(deadline) => break,
+                }
+            }
+        }
     }
 
     /// List runs
@@ -419,6 +717,10 @@ impl RunsApi {
         start_date: Query<Option<DateTime>>,
         /// Only runs that started before this time (exclusive).
         end_date: Query<Option<DateTime>>,
+        /// `true`: only pending or running runs whose heartbeat is overdue
+        /// right now.
+        #[oai(default)]
+        stale: Query<bool>,
         /// Page size: 1 to 1000.
         #[oai(
             default = "default_limit",
@@ -437,6 +739,7 @@ impl RunsApi {
             status: status.0.map(|s| s.0.into()),
             start_date: start_date.0.map(|t| t.0),
             end_date: end_date.0.map(|t| t.0),
+            stale_at: stale.0.then(|| state.clock.now()),
         };
         let (items, total) = state
             .store

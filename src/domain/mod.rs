@@ -1,5 +1,7 @@
 //! Types and rules of the registry: no HTTP and no SQL here.
 
+pub mod event;
+pub mod idempotency;
 pub mod ids;
 pub mod keys;
 pub mod metadata;
@@ -27,6 +29,10 @@ pub enum DomainError {
         }
     )]
     InvalidTransition { from: RunStatus, to: RunStatus },
+
+    /// Heartbeats are for runs that can still go stale.
+    #[error("run '{id}' is {status}: heartbeats are only for pending or running runs")]
+    NotLive { id: String, status: RunStatus },
 }
 
 impl DomainError {

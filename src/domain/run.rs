@@ -91,6 +91,44 @@ pub struct Run {
     pub completed_at: Option<Timestamp>,
     pub created_by: String,
     pub updated_at: Timestamp,
+    /// Grows by one with every change, for optimistic concurrency (If-Match).
+    /// Heartbeats are not changes and leave it alone.
+    pub version: i64,
+    /// A pending or running run not heard from for this long is failed.
+    pub heartbeat_timeout_seconds: Option<u32>,
+    pub last_heartbeat_at: Option<Timestamp>,
+}
+
+/// The longest heartbeat timeout: a week.
+pub const MAX_HEARTBEAT_TIMEOUT_SECS: u32 = 7 * 86_400;
+
+impl Run {
+    /// When the run becomes overdue: its last sign of life (a heartbeat, or
+    /// its start) plus its timeout. None for final runs and runs without a
+    /// timeout.
+    pub fn heartbeat_deadline(&self) -> Option<Timestamp> {
+        let timeout = self.heartbeat_timeout_seconds?;
+        if self.status.is_final() {
+            return None;
+        }
+        let last = self.last_heartbeat_at.unwrap_or(self.started_at);
+        Some(last.plus_seconds(i64::from(timeout)))
+    }
+}
+
+fn check_timeout(seconds: Option<u32>, zero_clears: bool) -> Result<Option<u32>, DomainError> {
+    match seconds {
+        Some(0) if zero_clears => Ok(Some(0)),
+        Some(s) if s == 0 || s > MAX_HEARTBEAT_TIMEOUT_SECS => Err(DomainError::invalid(format!(
+            "heartbeat_timeout_seconds must be between 1 and {MAX_HEARTBEAT_TIMEOUT_SECS}{}, got {s}",
+            if zero_clears {
+                " (or 0 to remove the timeout)"
+            } else {
+                ""
+            }
+        ))),
+        other => Ok(other),
+    }
 }
 
 /// A run with the validations recorded during it, oldest first.
@@ -117,9 +155,27 @@ pub struct NewRunInput {
     pub metadata: Option<Metadata>,
     pub started_at: Option<Timestamp>,
     pub completed_at: Option<Timestamp>,
+    pub heartbeat_timeout_seconds: Option<u32>,
 }
 
 impl NewRunInput {
+    /// A digest of what was asked for, to tell a retried request (same
+    /// digest) from a different one reusing an Idempotency-Key.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let value = serde_json::json!({
+            "contract_id": self.contract_id,
+            "pipeline_name": self.pipeline_name,
+            "pipeline_id": self.pipeline_id,
+            "status": self.status.map(RunStatus::as_str),
+            "metadata": self.metadata,
+            "started_at": self.started_at.map(|t| t.to_string()),
+            "completed_at": self.completed_at.map(|t| t.to_string()),
+            "heartbeat_timeout_seconds": self.heartbeat_timeout_seconds,
+        });
+        hex::encode(Sha256::digest(super::metadata::canonical_json(&value)))
+    }
+
     /// Checks the input and fills in what the server decides: the id, the
     /// default status, the start time and the reporter.
     pub fn into_run(self, created_by: &str, now: Timestamp) -> Result<Run, DomainError> {
@@ -162,6 +218,9 @@ impl NewRunInput {
             completed_at,
             created_by: created_by.to_owned(),
             updated_at: now,
+            version: 1,
+            heartbeat_timeout_seconds: check_timeout(self.heartbeat_timeout_seconds, false)?,
+            last_heartbeat_at: None,
         })
     }
 }
@@ -173,6 +232,8 @@ pub struct RunPatch {
     pub metadata: Option<Metadata>,
     pub pipeline_name: Option<String>,
     pub pipeline_id: Option<String>,
+    /// 0 removes the timeout.
+    pub heartbeat_timeout_seconds: Option<u32>,
 }
 
 impl RunPatch {
@@ -183,21 +244,24 @@ impl RunPatch {
             && self.metadata.is_none()
             && self.pipeline_name.is_none()
             && self.pipeline_id.is_none()
+            && self.heartbeat_timeout_seconds.is_none()
         {
             return Err(DomainError::invalid(
                 "the update is empty: give at least one of status, metadata, \
-                 pipeline_name or pipeline_id",
+                 pipeline_name, pipeline_id or heartbeat_timeout_seconds",
             ));
         }
         Ok(Self {
             pipeline_name: optional_name("pipeline_name", self.pipeline_name)?,
             pipeline_id: optional_name("pipeline_id", self.pipeline_id)?,
+            heartbeat_timeout_seconds: check_timeout(self.heartbeat_timeout_seconds, true)?,
             ..self
         })
     }
 
     /// Applies the patch to `run` as it is stored now. Returns whether
-    /// anything changed, so a repeated update writes nothing.
+    /// anything changed, so a repeated update writes nothing. Any update of
+    /// a live run also counts as a heartbeat.
     pub fn apply(&self, run: &mut Run, now: Timestamp) -> Result<bool, DomainError> {
         let before = run.clone();
         if let Some(next) = self.status {
@@ -218,11 +282,39 @@ impl RunPatch {
         if let Some(id) = &self.pipeline_id {
             run.pipeline_id = Some(id.clone());
         }
+        if let Some(timeout) = self.heartbeat_timeout_seconds {
+            run.heartbeat_timeout_seconds = (timeout > 0).then_some(timeout);
+        }
         let changed = *run != before;
         if changed {
             run.updated_at = now;
+            run.version += 1;
+        }
+        if !before.status.is_final() {
+            run.last_heartbeat_at = Some(now);
         }
         Ok(changed)
+    }
+
+    /// What the patch asked for, as the event history records it.
+    pub fn changes(&self) -> Metadata {
+        let mut out = Metadata::new();
+        if let Some(s) = self.status {
+            out.insert("status".into(), s.as_str().into());
+        }
+        if let Some(m) = &self.metadata {
+            out.insert("metadata".into(), serde_json::Value::Object(m.clone()));
+        }
+        if let Some(n) = &self.pipeline_name {
+            out.insert("pipeline_name".into(), n.clone().into());
+        }
+        if let Some(i) = &self.pipeline_id {
+            out.insert("pipeline_id".into(), i.clone().into());
+        }
+        if let Some(t) = self.heartbeat_timeout_seconds {
+            out.insert("heartbeat_timeout_seconds".into(), t.into());
+        }
+        out
     }
 }
 
@@ -235,6 +327,8 @@ pub struct RunFilter {
     pub status: Option<RunStatus>,
     pub start_date: Option<Timestamp>,
     pub end_date: Option<Timestamp>,
+    /// Only pending or running runs whose heartbeat is overdue at this time.
+    pub stale_at: Option<Timestamp>,
 }
 
 #[cfg(test)]

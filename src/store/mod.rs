@@ -1,6 +1,8 @@
 //! SQLite storage: the connection pools, the schema migrations, and one
 //! module per table. All SQL lives below this folder, always parameterised.
 
+pub mod events;
+pub mod idempotency;
 pub mod keys;
 pub mod runs;
 pub mod validations;
@@ -43,6 +45,17 @@ pub enum StoreError {
 
     #[error("stored data could not be read: {0}")]
     Corrupt(String),
+
+    /// An If-Match precondition named a version the run has left.
+    #[error(
+        "run '{id}' is at version {current}, not {expected}: it changed since you read it; \
+         read it again and retry"
+    )]
+    VersionMismatch {
+        id: String,
+        expected: i64,
+        current: i64,
+    },
 
     #[error("{0}")]
     Migration(String),

@@ -5,14 +5,18 @@ use r2d2_sqlite::rusqlite::{
 };
 use tracing::instrument;
 
-use super::{StoreError, stored_object, stored_time, validations};
+use super::{StoreError, events, stored_object, stored_time, validations};
 use crate::domain::{
+    DomainError,
+    event::{EventType, RunEvent, SYSTEM_ACTOR},
+    metadata::Metadata,
     run::{Run, RunDetail, RunFilter, RunListItem, RunPatch, RunStatus},
     time::Timestamp,
 };
 
 const COLUMNS: &str = "id, contract_id, pipeline_name, pipeline_id, status, metadata, \
-                       started_at, completed_at, created_by, updated_at";
+                       started_at, completed_at, created_by, updated_at, version, \
+                       heartbeat_timeout_seconds, last_heartbeat_at";
 
 fn from_row(row: &Row<'_>) -> Result<Run, StoreError> {
     let status: String = row.get(4)?;
@@ -34,6 +38,12 @@ fn from_row(row: &Row<'_>) -> Result<Run, StoreError> {
             .transpose()?,
         created_by: row.get(8)?,
         updated_at: stored_time("runs.updated_at", &updated_at)?,
+        version: row.get(10)?,
+        heartbeat_timeout_seconds: row.get(11)?,
+        last_heartbeat_at: row
+            .get::<_, Option<String>>(12)?
+            .map(|t| stored_time("runs.last_heartbeat_at", &t))
+            .transpose()?,
     })
 }
 
@@ -42,23 +52,64 @@ fn metadata_text(run: &Run) -> Result<String, StoreError> {
         .map_err(|e| StoreError::Corrupt(format!("metadata could not be encoded: {e}")))
 }
 
+/// Stores a new run and its `created` event.
 #[instrument(skip_all)]
 pub fn insert(conn: &Connection, run: &Run) -> Result<(), StoreError> {
-    conn.execute(
-        &format!("INSERT INTO runs ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
-        params![
-            run.id,
-            run.contract_id,
-            run.pipeline_name,
-            run.pipeline_id,
-            run.status.as_str(),
-            metadata_text(run)?,
-            run.started_at.to_string(),
-            run.completed_at.map(|t| t.to_string()),
-            run.created_by,
-            run.updated_at.to_string(),
-        ],
-    )?;
+    conn.prepare_cached(&format!(
+        "INSERT INTO runs ({COLUMNS}, heartbeat_deadline) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+    ))?
+    .execute(params![
+        run.id,
+        run.contract_id,
+        run.pipeline_name,
+        run.pipeline_id,
+        run.status.as_str(),
+        metadata_text(run)?,
+        run.started_at.to_string(),
+        run.completed_at.map(|t| t.to_string()),
+        run.created_by,
+        run.updated_at.to_string(),
+        run.version,
+        run.heartbeat_timeout_seconds,
+        run.last_heartbeat_at.map(|t| t.to_string()),
+        run.heartbeat_deadline().map(|t| t.to_string()),
+    ])?;
+    events::append(
+        conn,
+        &RunEvent {
+            id: 0,
+            run_id: run.id.clone(),
+            event_type: EventType::Created,
+            from_status: None,
+            to_status: Some(run.status),
+            changes: Metadata::new(),
+            actor: run.created_by.clone(),
+            occurred_at: run.updated_at,
+        },
+    )
+}
+
+/// Writes every mutable column of `run` back.
+fn write_back(conn: &Connection, run: &Run) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "UPDATE runs SET pipeline_name = ?2, pipeline_id = ?3, status = ?4, metadata = ?5, \
+         completed_at = ?6, updated_at = ?7, version = ?8, heartbeat_timeout_seconds = ?9, \
+         last_heartbeat_at = ?10, heartbeat_deadline = ?11 WHERE id = ?1",
+    )?
+    .execute(params![
+        run.id,
+        run.pipeline_name,
+        run.pipeline_id,
+        run.status.as_str(),
+        metadata_text(run)?,
+        run.completed_at.map(|t| t.to_string()),
+        run.updated_at.to_string(),
+        run.version,
+        run.heartbeat_timeout_seconds,
+        run.last_heartbeat_at.map(|t| t.to_string()),
+        run.heartbeat_deadline().map(|t| t.to_string()),
+    ])?;
     Ok(())
 }
 
@@ -87,32 +138,107 @@ pub fn get_detail(conn: &Connection, id: &str) -> Result<RunDetail, StoreError> 
 
 /// Applies `patch` to the stored run in the caller's write transaction, so
 /// concurrent patches of one run each see the other's result: no metadata
-/// key is lost to a race.
+/// key is lost to a race. The change and its event are written together.
+/// With `expected_version`, a run that has moved on is refused.
 #[instrument(skip_all)]
 pub fn update(
     conn: &Connection,
     id: &str,
     patch: &RunPatch,
+    expected_version: Option<i64>,
+    actor: &str,
     now: Timestamp,
 ) -> Result<RunDetail, StoreError> {
     let mut run = find(conn, id)?.ok_or_else(|| StoreError::not_found("Run", id))?;
-    if patch.apply(&mut run, now)? {
-        conn.execute(
-            "UPDATE runs SET pipeline_name = ?2, pipeline_id = ?3, status = ?4, metadata = ?5, \
-             completed_at = ?6, updated_at = ?7 WHERE id = ?1",
-            params![
-                run.id,
-                run.pipeline_name,
-                run.pipeline_id,
-                run.status.as_str(),
-                metadata_text(&run)?,
-                run.completed_at.map(|t| t.to_string()),
-                run.updated_at.to_string(),
-            ],
+    if let Some(expected) = expected_version
+        && expected != run.version
+    {
+        return Err(StoreError::VersionMismatch {
+            id: id.to_owned(),
+            expected,
+            current: run.version,
+        });
+    }
+    let before = run.status;
+    let changed = patch.apply(&mut run, now)?;
+    write_back(conn, &run)?;
+    if changed {
+        events::append(
+            conn,
+            &RunEvent::for_update(id, before, run.status, patch.changes(), actor, now),
         )?;
     }
     let validations = validations::refs_for_run(conn, id)?;
     Ok(RunDetail { run, validations })
+}
+
+/// Records a sign of life from a pending or running run.
+#[instrument(skip_all)]
+pub fn heartbeat(conn: &Connection, id: &str, now: Timestamp) -> Result<RunDetail, StoreError> {
+    let mut run = find(conn, id)?.ok_or_else(|| StoreError::not_found("Run", id))?;
+    if run.status.is_final() {
+        return Err(DomainError::NotLive {
+            id: id.to_owned(),
+            status: run.status,
+        }
+        .into());
+    }
+    run.last_heartbeat_at = Some(now);
+    write_back(conn, &run)?;
+    let validations = validations::refs_for_run(conn, id)?;
+    Ok(RunDetail { run, validations })
+}
+
+/// Fails every pending or running run whose heartbeat deadline has passed,
+/// with `failure_reason: "heartbeat_timeout"` in its metadata and an event by
+/// `system`. The guard on status and deadline is in the UPDATE itself, so a
+/// run finished a moment earlier is never overwritten. Returns the ids.
+#[instrument(skip_all)]
+pub fn reap_overdue(conn: &Connection, now: Timestamp) -> Result<Vec<String>, StoreError> {
+    let now_text = now.to_string();
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, status FROM runs \
+         WHERE heartbeat_deadline IS NOT NULL AND heartbeat_deadline < ?1 \
+         AND status IN ('pending', 'running')",
+    )?;
+    let overdue: Vec<(String, String)> = stmt
+        .query_map(params![now_text], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut failed = Vec::new();
+    for (id, status) in overdue {
+        let changed = conn
+            .prepare_cached(
+                "UPDATE runs SET status = 'failed', completed_at = max(?2, started_at), \
+                 updated_at = ?2, version = version + 1, heartbeat_deadline = NULL, \
+                 metadata = json_set(metadata, '$.failure_reason', 'heartbeat_timeout') \
+                 WHERE id = ?1 AND status IN ('pending', 'running') \
+                 AND heartbeat_deadline IS NOT NULL AND heartbeat_deadline < ?2",
+            )?
+            .execute(params![id, now_text])?;
+        if changed == 0 {
+            continue;
+        }
+        let mut changes = Metadata::new();
+        changes.insert(
+            "metadata".into(),
+            serde_json::json!({"failure_reason": "heartbeat_timeout"}),
+        );
+        events::append(
+            conn,
+            &RunEvent {
+                id: 0,
+                run_id: id.clone(),
+                event_type: EventType::HeartbeatExpired,
+                from_status: RunStatus::parse(&status),
+                to_status: Some(RunStatus::Failed),
+                changes,
+                actor: SYSTEM_ACTOR.to_owned(),
+                occurred_at: now,
+            },
+        )?;
+        failed.push(id);
+    }
+    Ok(failed)
 }
 
 /// Builds the WHERE clause shared by a page and its count.
@@ -137,6 +263,10 @@ fn where_clause(filter: &RunFilter) -> (String, Vec<Value>) {
     }
     if let Some(t) = filter.end_date {
         add("started_at <", t.to_string());
+    }
+    if let Some(t) = filter.stale_at {
+        add("heartbeat_deadline <", t.to_string());
+        clauses.push("status IN ('pending', 'running')".to_owned());
     }
     let sql = if clauses.is_empty() {
         String::new()

@@ -251,6 +251,9 @@ pub fn fill(db: &Path, o: &FillOptions) -> Result<Filled, String> {
                 completed_at,
                 created_by: KEY_NAME.to_owned(),
                 updated_at: completed_at.unwrap_or(started_at),
+                version: 1,
+                heartbeat_timeout_seconds: None,
+                last_heartbeat_at: None,
             };
             if n % 10 == 3 || n % 10 == 7 {
                 let v = validation_input(&mut rng, &run, contract, now_micros)

@@ -347,8 +347,9 @@ fn run(args: &Args) -> Result<(), String> {
             duration,
         ))?;
         let wall = t0.elapsed().as_secs_f64();
-        let server_cpu = (server::cpu_ticks(&srv.pid.to_string()) - server_cpu) as f64;
-        let client_cpu = (server::cpu_ticks("self") - client_cpu) as f64;
+        let server_after = server::cpu_ticks(&srv.pid.to_string());
+        let client_after = server::cpu_ticks("self");
+        let pct = |ticks: u64| ticks as f64 / tps / wall * 100.0;
         let (rss, hwm) = server::memory_kib(srv.pid);
         eprintln!(
             "    {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} errors, VmHWM {:.1} MiB",
@@ -362,8 +363,9 @@ fn run(args: &Args) -> Result<(), String> {
             result,
             rss_after_kib: rss,
             hwm_after_kib: hwm,
-            server_cpu_pct: server_cpu / tps / wall * 100.0,
-            client_cpu_pct: client_cpu / tps / wall * 100.0,
+            server_cpu_pct: pct(server_after.0 + server_after.1 - server_cpu.0 - server_cpu.1),
+            server_sys_pct: pct(server_after.1 - server_cpu.1),
+            client_cpu_pct: pct(client_after.0 + client_after.1 - client_cpu.0 - client_cpu.1),
         });
         std::thread::sleep(Duration::from_millis(300));
     }

@@ -141,6 +141,8 @@ pub struct ScenarioRow {
     pub hwm_after_kib: u64,
     /// 100 = one core busy for the whole scenario.
     pub server_cpu_pct: f64,
+    /// The part of `server_cpu_pct` spent in the kernel.
+    pub server_sys_pct: f64,
     pub client_cpu_pct: f64,
 }
 
@@ -385,7 +387,7 @@ impl Report {
         );
         let _ = writeln!(
             o,
-            "| scenario | requests | req/s | p50 ms | p90 ms | p99 ms | max ms | errors | server VmHWM after | server VmRSS after | server CPU | client CPU |"
+            "| scenario | requests | req/s | p50 ms | p90 ms | p99 ms | max ms | errors | server VmHWM after | server VmRSS after | server CPU (of it kernel) | client CPU |"
         );
         let _ = writeln!(
             o,
@@ -406,7 +408,7 @@ impl Report {
             };
             let _ = writeln!(
                 o,
-                "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {:.1} MiB | {:.1} MiB | {:.0}% | {:.0}% |",
+                "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {:.1} MiB | {:.1} MiB | {:.0}% ({:.0}%) | {:.0}% |",
                 r.name,
                 r.counts.answered,
                 r.per_sec(),
@@ -418,12 +420,13 @@ impl Report {
                 mib(s.hwm_after_kib),
                 mib(s.rss_after_kib),
                 s.server_cpu_pct,
+                s.server_sys_pct,
                 s.client_cpu_pct
             );
         }
         let _ = writeln!(
             o,
-            "\nCPU: 100% = one core busy for the whole scenario. Latency is from writing the request to reading the last body byte, for every answered request. VmHWM is the server's peak RSS since it started, so it only grows.\n"
+            "\nCPU: 100% = one core busy for the whole scenario; in brackets the server's time in the kernel (syscalls: network, file reads, fsync). Latency is from writing the request to reading the last body byte, for every answered request. VmHWM is the server's peak RSS since it started, so it only grows.\n"
         );
         if let Some(mixed) = self.scenario("mixed") {
             let _ = writeln!(o, "### mixed, per operation\n");
@@ -537,6 +540,7 @@ impl Report {
                     "server_vmhwm_mib_after": r1(mib(s.hwm_after_kib)),
                     "server_vmrss_mib_after": r1(mib(s.rss_after_kib)),
                     "server_cpu_pct": r1(s.server_cpu_pct),
+                    "server_sys_cpu_pct": r1(s.server_sys_pct),
                     "client_cpu_pct": r1(s.client_cpu_pct),
                     "per_operation": r.per_op.iter().map(|p| json!({
                         "operation": p.op.name(),

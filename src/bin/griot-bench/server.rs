@@ -172,9 +172,9 @@ pub fn memory_kib(pid: u32) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-/// User + system CPU time of `pid` (or of this process with "self"), in
+/// User and system CPU time of `pid` (or of this process with "self"), in
 /// clock ticks.
-pub fn cpu_ticks(pid: &str) -> u64 {
+pub fn cpu_ticks(pid: &str) -> (u64, u64) {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = text.rsplit_once(')').map_or("", |(_, rest)| rest);
     let fields: Vec<&str> = after.split_whitespace().collect();
@@ -185,7 +185,7 @@ pub fn cpu_ticks(pid: &str) -> u64 {
             .unwrap_or(0)
     };
     // Fields 14 and 15 of stat(5); `after` starts at field 3.
-    get(11) + get(12)
+    (get(11), get(12))
 }
 
 /// Clock ticks per second, as getconf says (100 nearly everywhere).

@@ -1,0 +1,82 @@
+//! The history of a run: one event per change, written in the same
+//! transaction as the change itself.
+
+use super::{metadata::Metadata, run::RunStatus, time::Timestamp};
+
+/// The actor of changes the server makes on its own (heartbeat expiry).
+pub const SYSTEM_ACTOR: &str = "system";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    /// The run was created.
+    Created,
+    /// The run's status changed (perhaps with other fields).
+    StatusChanged,
+    /// Metadata, names or the heartbeat timeout changed; the status did not.
+    Updated,
+    /// The reaper failed the run because its heartbeat lapsed.
+    HeartbeatExpired,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Created => "created",
+            EventType::StatusChanged => "status_changed",
+            EventType::Updated => "updated",
+            EventType::HeartbeatExpired => "heartbeat_expired",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            EventType::Created,
+            EventType::StatusChanged,
+            EventType::Updated,
+            EventType::HeartbeatExpired,
+        ]
+        .into_iter()
+        .find(|t| t.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunEvent {
+    /// Assigned by the store; 0 before it is written.
+    pub id: i64,
+    pub run_id: String,
+    pub event_type: EventType,
+    pub from_status: Option<RunStatus>,
+    pub to_status: Option<RunStatus>,
+    pub changes: Metadata,
+    pub actor: String,
+    pub occurred_at: Timestamp,
+}
+
+impl RunEvent {
+    /// The event for an update that went from `before` to `after`.
+    pub fn for_update(
+        run_id: &str,
+        before: RunStatus,
+        after: RunStatus,
+        changes: Metadata,
+        actor: &str,
+        at: Timestamp,
+    ) -> Self {
+        let status_changed = before != after;
+        RunEvent {
+            id: 0,
+            run_id: run_id.to_owned(),
+            event_type: if status_changed {
+                EventType::StatusChanged
+            } else {
+                EventType::Updated
+            },
+            from_status: Some(before),
+            to_status: Some(after),
+            changes,
+            actor: actor.to_owned(),
+            occurred_at: at,
+        }
+    }
+}

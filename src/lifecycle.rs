@@ -1,0 +1,74 @@
+//! What happens to runs without a request: the reaper that fails runs whose
+//! heartbeat lapsed (and forgets expired idempotency keys), and the wake-up
+//! of requests waiting for a run to finish.
+
+use std::time::Duration;
+
+use tokio::sync::{broadcast, watch};
+use tracing::{info, warn};
+
+use crate::{
+    state::AppState,
+    store::{idempotency, runs},
+};
+
+/// Tells waiting requests that a run reached a final status. Waiters hold
+/// a receiver, not a database connection or a thread.
+#[derive(Clone)]
+pub struct RunWatch {
+    finished: broadcast::Sender<String>,
+}
+
+impl Default for RunWatch {
+    fn default() -> Self {
+        // A waiter that falls this far behind re-reads the run instead.
+        let (finished, _) = broadcast::channel(1024);
+        Self { finished }
+    }
+}
+
+impl RunWatch {
+    pub fn subscribe(&self) -> broadcast::Receiver<String> {
+        self.finished.subscribe()
+    }
+
+    /// Called after the commit that made `run_id` final.
+    pub fn finished(&self, run_id: &str) {
+        // No receiver means nobody waits: not an error.
+        let _ = self.finished.send(run_id.to_owned());
+    }
+}
+
+/// One sweep: fail overdue runs, forget expired idempotency keys, wake the
+/// waiters of the failed runs. Returns the ids failed.
+pub async fn sweep(state: &AppState) -> Result<Vec<String>, crate::store::StoreError> {
+    let now = state.clock.now();
+    let forget_before = now.plus_seconds(-state.settings.idempotency_retention_secs);
+    let failed = state
+        .store
+        .write(move |tx| {
+            let failed = runs::reap_overdue(tx, now)?;
+            idempotency::purge(tx, forget_before)?;
+            Ok(failed)
+        })
+        .await?;
+    for id in &failed {
+        info!(run_id = %id, "failed run: heartbeat timed out");
+        state.watch.finished(id);
+    }
+    Ok(failed)
+}
+
+/// Sweeps every `interval` until `stop` changes.
+pub async fn run_reaper(state: AppState, interval: Duration, mut stop: watch::Receiver<()>) {
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            () = tokio::time::sleep(interval) => {
+                if let Err(e) = sweep(&state).await {
+                    warn!(error = %e, "heartbeat sweep failed; retrying next interval");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! The `run_events` table: the history of each run.
+
+use r2d2_sqlite::rusqlite::{Connection, Row, params};
+
+use super::{StoreError, stored_object, stored_time};
+use crate::domain::{
+    event::{EventType, RunEvent},
+    run::RunStatus,
+};
+
+fn status(column: &str, text: Option<String>) -> Result<Option<RunStatus>, StoreError> {
+    text.map(|t| {
+        RunStatus::parse(&t).ok_or_else(|| StoreError::Corrupt(format!("{column} holds '{t}'")))
+    })
+    .transpose()
+}
+
+fn from_row(row: &Row<'_>) -> Result<RunEvent, StoreError> {
+    let event_type: String = row.get(2)?;
+    let changes: String = row.get(5)?;
+    let occurred_at: String = row.get(7)?;
+    Ok(RunEvent {
+        id: row.get(0)?,
+        run_id: row.get(1)?,
+        event_type: EventType::parse(&event_type)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown event type '{event_type}'")))?,
+        from_status: status("run_events.from_status", row.get(3)?)?,
+        to_status: status("run_events.to_status", row.get(4)?)?,
+        changes: stored_object("run_events.changes", &changes)?,
+        actor: row.get(6)?,
+        occurred_at: stored_time("run_events.occurred_at", &occurred_at)?,
+    })
+}
+
+pub fn append(conn: &Connection, e: &RunEvent) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO run_events (run_id, type, from_status, to_status, changes, actor, occurred_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        e.run_id,
+        e.event_type.as_str(),
+        e.from_status.map(RunStatus::as_str),
+        e.to_status.map(RunStatus::as_str),
+        serde_json::Value::Object(e.changes.clone()).to_string(),
+        e.actor,
+        e.occurred_at.to_string(),
+    ])?;
+    Ok(())
+}
+
+/// A run's events, oldest first, and how many it has in all.
+pub fn list(
+    conn: &Connection,
+    run_id: &str,
+    limit: u32,
+    offset: u64,
+) -> Result<(Vec<RunEvent>, u64), StoreError> {
+    if super::runs::contract_of(conn, run_id)?.is_none() {
+        return Err(StoreError::not_found("Run", run_id));
+    }
+    let total: i64 = conn
+        .prepare_cached("SELECT count(*) FROM run_events WHERE run_id = ?1")?
+        .query_row(params![run_id], |r| r.get(0))?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, run_id, type, from_status, to_status, changes, actor, occurred_at \
+         FROM run_events WHERE run_id = ?1 ORDER BY id LIMIT ?2 OFFSET ?3",
+    )?;
+    let mut rows = stmt.query(params![
+        run_id,
+        limit,
+        i64::try_from(offset).unwrap_or(i64::MAX)
+    ])?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(from_row(row)?);
+    }
+    Ok((out, u64::try_from(total).unwrap_or(0)))
+}
