@@ -241,3 +241,33 @@ fn backup_copies_a_live_database_consistently() {
     );
     assert!(stderr(&again).contains("already exists"));
 }
+
+#[test]
+fn serve_fails_runs_whose_heartbeat_lapsed_and_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    let secret = create_key(&db, "airflow", "write");
+    let server = Server::start(&db, &[("GRIOT_REAPER_INTERVAL_SECONDS", "1")]);
+    let (status, run) = server
+        .http(
+            "POST",
+            "/api/v1/runs",
+            Some(&secret),
+            Some(r#"{"contract_id":"c","status":"running","heartbeat_timeout_seconds":1}"#),
+        )
+        .unwrap();
+    assert_eq!(status, 201, "{run}");
+    let path = format!("/api/v1/runs/{}", run["id"].as_str().unwrap());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (_, now) = server.http("GET", &path, None, None).unwrap();
+        if now["status"] == "failed" {
+            assert_eq!(now["metadata"]["failure_reason"], "heartbeat_timeout");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the reaper never ran: {now}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let exit = server.terminate();
+    assert!(exit.success(), "{exit:?}");
+}

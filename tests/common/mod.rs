@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 pub struct TestApp {
+    state: AppState,
     pub client: TestClient<BoxEndpoint<'static, poem::Response>>,
     pub store: Store,
     pub clock: Clock,
@@ -132,12 +133,13 @@ impl TestApp {
             options.clock.clone(),
         );
         let app = build_app(
-            state,
+            state.clone(),
             &HttpOptions {
                 max_body_bytes: options.max_body_bytes,
             },
         );
         Self {
+            state,
             client: TestClient::new(app.boxed()),
             store,
             clock: options.clock,
@@ -145,6 +147,11 @@ impl TestApp {
             read_key,
             dir,
         }
+    }
+
+    /// The state the app serves with, for background work such as sweeps.
+    pub fn state(&self) -> AppState {
+        self.state.clone()
     }
 
     pub fn db_path(&self) -> PathBuf {
