@@ -265,7 +265,10 @@ fn serve_fails_runs_whose_heartbeat_lapsed_and_stops_cleanly() {
             assert_eq!(now["metadata"]["failure_reason"], "heartbeat_timeout");
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the reaper never ran: {now}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reaper never ran: {now}"
+        );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
     let exit = server.terminate();

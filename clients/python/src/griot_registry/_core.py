@@ -5,18 +5,25 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import ssl
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
+from time import monotonic
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Union
 from urllib.parse import quote
 
 import httpx
 
 from ._version import __version__
-from .errors import RegistryConnectionError, RegistryError, error_class_for_status
+from .errors import (
+    RegistryConnectionError,
+    RegistryError,
+    RunWaitTimeout,
+    error_class_for_status,
+)
 
 API_PREFIX = "/api/v1"
 API_KEY_ENV = "GRIOT_API_KEY"
@@ -25,13 +32,17 @@ DEFAULT_MAX_RETRIES = 3
 DEFAULT_RETRY_BACKOFF = 0.5
 MAX_RETRY_DELAY = 8.0
 DEFAULT_PAGE_SIZE = 100
+#: The longest wait the server's ``/runs/{id}/wait`` accepts, in seconds.
+MAX_WAIT_SECONDS = 60
+DEFAULT_POLL_TIMEOUT = 30
 USER_AGENT = f"griot-registry-python/{__version__}"
 
 #: Statuses after which a GET is tried again: the registry or a proxy in front
 #: of it is restarting or overloaded.
 RETRY_STATUSES = frozenset({502, 503, 504})
 
-#: Transport failures after which a GET is tried again. Read and write
+#: Transport failures after which a GET (or a create with an
+#: ``Idempotency-Key``) is tried again. Read and write
 #: timeouts are not among them: the server got the request and is slow, and
 #: asking again would only multiply the wait.
 RETRY_EXCEPTIONS = (
@@ -154,12 +165,40 @@ class Call:
     path: str
     params: Optional[Dict[str, Union[str, int]]] = None
     body: Optional[Dict[str, Any]] = None
+    #: Headers of this request only (``Idempotency-Key``, ``If-Match``).
+    headers: Optional[Dict[str, str]] = None
+    #: The server deduplicates this write (it carries an ``Idempotency-Key``),
+    #: so sending it again cannot record anything twice.
+    idempotent: bool = False
+    #: Seconds the server may hold this request before answering (a long
+    #: poll); the read timeout is extended by as much.
+    server_wait: Optional[float] = None
 
     @property
     def retryable(self) -> bool:
-        # Only reads are safe to send twice: a repeated POST would record a
-        # second run or validation.
-        return self.method == "GET"
+        # Only reads and deduplicated creates are safe to send twice: any
+        # other repeated POST or PATCH could record a second validation or
+        # apply a change twice.
+        return self.method == "GET" or self.idempotent
+
+    def request_headers(self, has_body: bool) -> Optional[Dict[str, str]]:
+        if not has_body and not self.headers:
+            return None
+        headers = dict(JSON_HEADERS) if has_body else {}
+        headers.update(self.headers or {})
+        return headers
+
+    def timeout(self, base: httpx.Timeout) -> httpx.Timeout:
+        """The client's timeout, with room for the server's wait added to the
+        read timeout so that a long poll is not cut short."""
+        if not self.server_wait or base.read is None:
+            return base
+        return httpx.Timeout(
+            connect=base.connect,
+            read=base.read + self.server_wait,
+            write=base.write,
+            pool=base.pool,
+        )
 
     def encoded_body(self) -> Optional[bytes]:
         if self.body is None:
@@ -252,6 +291,32 @@ def health_call() -> Call:
     return Call("GET", "/health")
 
 
+MAX_IDEMPOTENCY_KEY_LENGTH = 255
+
+
+def new_idempotency_key() -> str:
+    """A fresh ``Idempotency-Key``: a random UUID (version 4)."""
+    return str(uuid.uuid4())
+
+
+def check_idempotency_key(key: str) -> str:
+    """The server takes 1 to 255 printable ASCII characters; refuse anything
+    else here, before a request is made with a key it would not honour."""
+    if not isinstance(key, str):
+        raise TypeError(f"idempotency_key must be a string, not {type(key).__name__}")
+    if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY_LENGTH:
+        raise ValueError(
+            f"idempotency_key must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters long, "
+            f"not {len(key)}"
+        )
+    if any(not " " <= char <= "~" for char in key) or key != key.strip():
+        raise ValueError(
+            "idempotency_key must be printable ASCII without leading or trailing "
+            f"spaces (a UUID is a good choice), not {key!r}"
+        )
+    return key
+
+
 def create_run_call(
     contract_id: str,
     pipeline_name: Optional[str],
@@ -260,7 +325,13 @@ def create_run_call(
     metadata: Optional[Mapping[str, Any]],
     started_at: Optional[DateLike],
     completed_at: Optional[DateLike],
+    heartbeat_timeout_seconds: Optional[int] = None,
+    idempotency_key: Optional[str] = None,
 ) -> Call:
+    """A create that can be retried: it carries an ``Idempotency-Key`` (the
+    given one, or a new UUID), the same on every attempt, so the server
+    creates the run at most once."""
+    key = new_idempotency_key() if idempotency_key is None else idempotency_key
     return Call(
         "POST",
         f"{API_PREFIX}/runs",
@@ -272,12 +343,27 @@ def create_run_call(
             metadata=_object(metadata, "metadata"),
             started_at=_optional_datetime(started_at, "started_at"),
             completed_at=_optional_datetime(completed_at, "completed_at"),
+            heartbeat_timeout_seconds=heartbeat_timeout_seconds,
         ),
+        headers={"Idempotency-Key": check_idempotency_key(key)},
+        idempotent=True,
     )
 
 
 def get_run_call(run_id: str) -> Call:
     return Call("GET", f"{API_PREFIX}/runs/{_segment(run_id, 'run_id')}")
+
+
+def _if_match(version: Optional[int]) -> Optional[Dict[str, str]]:
+    if version is None:
+        return None
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise TypeError(
+            f"if_match must be a run's version (an int), not {type(version).__name__}"
+        )
+    if version < 0:
+        raise ValueError("if_match must be a run's version, an integer >= 0")
+    return {"If-Match": f'"{version}"'}
 
 
 def update_run_call(
@@ -286,6 +372,8 @@ def update_run_call(
     metadata: Optional[Mapping[str, Any]],
     pipeline_name: Optional[str],
     pipeline_id: Optional[str],
+    heartbeat_timeout_seconds: Optional[int] = None,
+    if_match: Optional[int] = None,
 ) -> Call:
     return Call(
         "PATCH",
@@ -295,7 +383,31 @@ def update_run_call(
             metadata=_object(metadata, "metadata"),
             pipeline_name=pipeline_name,
             pipeline_id=pipeline_id,
+            heartbeat_timeout_seconds=heartbeat_timeout_seconds,
         ),
+        headers=_if_match(if_match),
+    )
+
+
+def heartbeat_call(run_id: str) -> Call:
+    # No body: the server needs none.
+    return Call("POST", f"{API_PREFIX}/runs/{_segment(run_id, 'run_id')}/heartbeat")
+
+
+def list_run_events_call(run_id: str, limit: int, offset: int) -> Call:
+    return Call(
+        "GET",
+        f"{API_PREFIX}/runs/{_segment(run_id, 'run_id')}/events",
+        params={"limit": limit, "offset": offset},
+    )
+
+
+def wait_for_run_call(run_id: str, timeout: int) -> Call:
+    return Call(
+        "GET",
+        f"{API_PREFIX}/runs/{_segment(run_id, 'run_id')}/wait",
+        params={"timeout": timeout},
+        server_wait=timeout,
     )
 
 
@@ -307,6 +419,7 @@ def list_runs_call(
     end_date: Optional[DateLike],
     limit: int,
     offset: int,
+    stale: Optional[bool] = None,
 ) -> Call:
     return Call(
         "GET",
@@ -317,6 +430,7 @@ def list_runs_call(
             status=status,
             start_date=_optional_datetime(start_date, "start_date"),
             end_date=_optional_datetime(end_date, "end_date"),
+            stale=None if stale is None else ("true" if stale else "false"),
             limit=limit,
             offset=offset,
         ),
@@ -504,3 +618,91 @@ class Pager:
         if not items or len(items) < limit or (isinstance(total, int) and self.offset >= total):
             self.done = True
         return fresh
+
+
+# --------------------------------------------------------------------------
+# Waiting
+
+
+def _seconds(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise TypeError(f"{name} must be a number of seconds, not {value!r}")
+    return float(value)
+
+
+class RunWaiter:
+    """Paces ``wait_for_run``: how long each call to ``/runs/{id}/wait``
+    asks the server to hold on, and when to give up.
+
+    The server waits whole seconds, at most 60; each call asks for
+    ``poll_timeout`` seconds, or less when the caller's ``timeout`` has less
+    left, so no call outlasts it. The fraction of a second left at the end,
+    which the server cannot be asked to wait, is slept locally before a last
+    check. An answer that comes back early without the run being final (a
+    restarting server, a proxy) is followed by a short pause, so a loop
+    without timeout never hammers the registry.
+    """
+
+    def __init__(
+        self, run_id: str, timeout: Optional[float], poll_timeout: float
+    ) -> None:
+        poll = _seconds(poll_timeout, "poll_timeout")
+        if not 1 <= poll <= MAX_WAIT_SECONDS:
+            raise ValueError(
+                f"poll_timeout must be between 1 and {MAX_WAIT_SECONDS} seconds, not {poll_timeout!r}"
+            )
+        if timeout is not None:
+            timeout = _seconds(timeout, "timeout")
+            if timeout < 0:
+                raise ValueError("timeout must be >= 0 seconds, or None to wait forever")
+        self.run_id = run_id
+        self.timeout = timeout
+        self.poll_timeout = int(poll)
+        self.deadline = None if timeout is None else monotonic() + timeout
+        self.last_run: Optional[Dict[str, Any]] = None
+        self._asked = 0
+        self._sent_at = 0.0
+
+    def _remaining(self) -> float:
+        assert self.deadline is not None
+        return self.deadline - monotonic()
+
+    def next_call(self) -> Call:
+        """The next request to send."""
+        if self.deadline is None:
+            asked = self.poll_timeout
+        else:
+            asked = max(0, min(self.poll_timeout, math.floor(self._remaining())))
+        self._asked = asked
+        self._sent_at = monotonic()
+        return wait_for_run_call(self.run_id, asked)
+
+    def finished(self, answer: Any) -> Optional[Dict[str, Any]]:
+        """The final run when ``answer`` says it is done; ``None`` to go on.
+
+        Raises :class:`RunWaitTimeout` when the caller's timeout has passed.
+        """
+        if not isinstance(answer, dict) or not isinstance(answer.get("run"), dict):
+            raise RegistryError(
+                200, None, f"the wait endpoint answered without a run: {_snippet(str(answer))!r}"
+            )
+        run: Dict[str, Any] = answer["run"]
+        if answer.get("done"):
+            return run
+        self.last_run = run
+        # A millisecond of slack: a timer may fire a hair early.
+        if self.deadline is not None and self._remaining() <= 0.001:
+            assert self.timeout is not None
+            raise RunWaitTimeout(self.run_id, self.timeout, run)
+        return None
+
+    def pause(self) -> float:
+        """Seconds to sleep before the next call (usually none)."""
+        early = self._asked - (monotonic() - self._sent_at)
+        pause = min(1.0, early) if early > 0 else 0.0
+        if self.deadline is not None:
+            remaining = self._remaining()
+            if remaining < 1:  # less than the server can be asked to wait
+                pause = remaining
+            pause = min(pause, remaining)
+        return max(0.0, pause)

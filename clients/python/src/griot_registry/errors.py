@@ -11,22 +11,31 @@ status                        exception
 401, 403                      :class:`AuthenticationError`
 404                           :class:`NotFoundError`
 409                           :class:`ConflictError`
+412                           :class:`PreconditionFailedError`
 any other status              :class:`RegistryError`
 no answer at all              :class:`RegistryConnectionError`
 ===========================  ==========================================
+
+:class:`RunWaitTimeout` is raised by ``wait_for_run`` when its timeout
+passes first; it is also a builtin :class:`TimeoutError`.
 """
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Type
+from typing import TYPE_CHECKING, Any, Dict, Optional, Type
+
+if TYPE_CHECKING:
+    from .types import Run
 
 __all__ = [
     "RegistryError",
     "NotFoundError",
     "AuthenticationError",
     "ConflictError",
+    "PreconditionFailedError",
     "RequestValidationError",
     "RegistryConnectionError",
+    "RunWaitTimeout",
 ]
 
 
@@ -91,6 +100,12 @@ class ConflictError(RegistryError):
     ``INVALID_TRANSITION`` when asked to move a run out of a final status."""
 
 
+class PreconditionFailedError(RegistryError):
+    """412 (code ``PRECONDITION_FAILED``): an update sent with
+    ``if_match=<version>`` found the run at another version, because
+    something changed it since it was read. Read it again and decide."""
+
+
 class RequestValidationError(RegistryError):
     """400 (the body is not JSON) or 422 (a field is missing, has the wrong
     type or breaks a rule)."""
@@ -115,12 +130,45 @@ class RegistryConnectionError(RegistryError):
         self.args = (message,)
 
 
+class RunWaitTimeout(RegistryError, TimeoutError):
+    """``wait_for_run`` gave up: the run was not final when its timeout
+    passed. Both a :class:`RegistryError` and a builtin :class:`TimeoutError`.
+
+    ``status_code`` and ``code`` are ``None``.
+
+    Attributes:
+        run_id: The run waited for.
+        timeout: The timeout that passed, in seconds.
+        run: The run as the registry last showed it (still ``pending`` or
+            ``running``).
+    """
+
+    def __init__(self, run_id: str, timeout: float, run: Run) -> None:
+        status = run.get("status", "not final") if isinstance(run, dict) else "not final"
+        message = f"run {run_id} is still {status} after waiting {timeout:g} s"
+        super().__init__(None, None, message)
+        # OSError, a base class through TimeoutError, took the three
+        # arguments above as errno, strerror and filename; reset them, and
+        # keep pickling working (Exception rebuilds from self.args).
+        self.errno = None
+        self.strerror = None
+        self.filename = None
+        self.args = (run_id, timeout, run)
+        self.run_id = run_id
+        self.timeout = timeout
+        self.run: Run = run
+
+    def __reduce__(self) -> Any:
+        return (type(self), self.args, self.__dict__)
+
+
 _BY_STATUS: Dict[int, Type[RegistryError]] = {
     400: RequestValidationError,
     401: AuthenticationError,
     403: AuthenticationError,
     404: NotFoundError,
     409: ConflictError,
+    412: PreconditionFailedError,
     422: RequestValidationError,
 }
 
