@@ -1,14 +1,13 @@
 //! The Runs API: create, read, update and list pipeline runs.
 
-use std::{borrow::Cow, time::Duration};
+use std::time::Duration;
 
 use poem::{Request, web::Data};
 use poem_openapi::{
     ApiResponse, Enum, Object, OpenApi,
     param::{Header, Path, Query},
     payload::Json,
-    registry::{MetaSchemaRef, Registry},
-    types::Type,
+    registry::Registry,
 };
 
 use serde::Deserialize;
@@ -18,7 +17,7 @@ use super::{
     auth::{ApiKeyAuth, ReadAccess},
     body::JsonBody,
     default_limit, page_bounds,
-    types::{DateTime, JsonObject, OneOf},
+    types::{DateTime, JsonObject, Name, OneOf, self_valued_type},
     validations::{ValidationRefBody, ValidationSummaryBody},
 };
 use crate::{
@@ -86,32 +85,13 @@ impl From<RunStatus> for RunStatusBody {
 #[serde(deny_unknown_fields)]
 pub struct CreateRunRequest {
     /// The data contract the pipeline loads data under. Required, not empty.
-    #[oai(validator(
-        min_length = 1,
-        max_length = 255,
-        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
-    ))]
-    pub contract_id: String,
+    pub contract_id: Name,
     /// The pipeline's name, such as an Airflow DAG id or a dbt project.
-    #[oai(
-        nullable,
-        validator(
-            min_length = 1,
-            max_length = 255,
-            pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
-        )
-    )]
-    pub pipeline_name: Option<String>,
+    #[oai(nullable)]
+    pub pipeline_name: Option<Name>,
     /// The orchestrator's own id for this execution (an Airflow run_id).
-    #[oai(
-        nullable,
-        validator(
-            min_length = 1,
-            max_length = 255,
-            pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
-        )
-    )]
-    pub pipeline_id: Option<String>,
+    #[oai(nullable)]
+    pub pipeline_id: Option<Name>,
     /// Initial status; `pending` when omitted.
     #[oai(nullable)]
     pub status: Option<RunStatusBody>,
@@ -148,28 +128,14 @@ pub struct UpdateRunRequest {
     #[oai(nullable)]
     pub metadata: Option<JsonObject>,
     /// A new pipeline name.
-    #[oai(
-        nullable,
-        validator(
-            min_length = 1,
-            max_length = 255,
-            pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
-        )
-    )]
-    pub pipeline_name: Option<String>,
+    #[oai(nullable)]
+    pub pipeline_name: Option<Name>,
     /// A new heartbeat timeout in seconds (up to 604800); 0 removes it.
     #[oai(nullable, validator(maximum(value = "604800")))]
     pub heartbeat_timeout_seconds: Option<u32>,
     /// A new external pipeline id.
-    #[oai(
-        nullable,
-        validator(
-            min_length = 1,
-            max_length = 255,
-            pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
-        )
-    )]
-    pub pipeline_id: Option<String>,
+    #[oai(nullable)]
+    pub pipeline_id: Option<Name>,
 }
 
 /// `UpdateRunRequest` as the spec publishes it: with `minProperties: 1`,
@@ -177,36 +143,17 @@ pub struct UpdateRunRequest {
 /// refusal it is.
 pub struct UpdateRunBody(pub UpdateRunRequest);
 
-impl Type for UpdateRunBody {
-    const IS_REQUIRED: bool = true;
-    type RawValueType = Self;
-    type RawElementValueType = Self;
-
-    fn name() -> Cow<'static, str> {
-        UpdateRunRequest::name()
-    }
-
-    fn schema_ref() -> MetaSchemaRef {
-        UpdateRunRequest::schema_ref()
-    }
-
-    fn register(registry: &mut Registry) {
+self_valued_type!(
+    UpdateRunBody,
+    name = UpdateRunRequest::name(),
+    schema = UpdateRunRequest::schema_ref(),
+    register = |registry: &mut Registry| {
         UpdateRunRequest::register(registry);
         if let Some(schema) = registry.schemas.get_mut(UpdateRunRequest::name().as_ref()) {
             schema.min_properties = Some(1);
         }
-    }
-
-    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
-        Some(self)
-    }
-
-    fn raw_element_iter<'a>(
-        &'a self,
-    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
-        Box::new(self.as_raw_value().into_iter())
-    }
-}
+    },
+);
 
 impl<'de> Deserialize<'de> for UpdateRunBody {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -469,9 +416,9 @@ impl RunsApi {
         let caller = auth.writer()?;
         let b = body.0;
         let input = NewRunInput {
-            contract_id: b.contract_id,
-            pipeline_name: b.pipeline_name,
-            pipeline_id: b.pipeline_id,
+            contract_id: b.contract_id.0,
+            pipeline_name: b.pipeline_name.map(|n| n.0),
+            pipeline_id: b.pipeline_id.map(|n| n.0),
             status: b.status.map(Into::into),
             metadata: b.metadata.map(|m| m.0),
             started_at: b.started_at.map(|t| t.0),
@@ -550,8 +497,8 @@ impl RunsApi {
         let patch = RunPatch {
             status: b.status.map(Into::into),
             metadata: b.metadata.map(|m| m.0),
-            pipeline_name: b.pipeline_name,
-            pipeline_id: b.pipeline_id,
+            pipeline_name: b.pipeline_name.map(|n| n.0),
+            pipeline_id: b.pipeline_id.map(|n| n.0),
             heartbeat_timeout_seconds: b.heartbeat_timeout_seconds,
         }
         .validated()?;

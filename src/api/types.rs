@@ -1,5 +1,7 @@
 //! Wire types that poem-openapi has no ready form for: timestamps in our one
-//! fixed format (parsed leniently), and free-form JSON objects.
+//! fixed format (parsed leniently), identifiers with their rules in the
+//! schema, free-form JSON objects, and enum query parameters with helpful
+//! refusals.
 
 use std::borrow::Cow;
 
@@ -9,7 +11,80 @@ use poem_openapi::{
 };
 use serde_json::Value;
 
-use crate::domain::{metadata::Metadata, time::Timestamp};
+use crate::domain::{metadata::Metadata, text::MAX_NAME_LEN, time::Timestamp};
+
+/// Implements `Type` for a wire type that is its own raw value, from its
+/// name and schema (and, optionally, what it registers).
+macro_rules! self_valued_type {
+    ($ty:ty, name = $name:expr, schema = $schema:expr $(, register = $register:expr)? $(,)?) => {
+        impl poem_openapi::types::Type for $ty {
+            const IS_REQUIRED: bool = true;
+            type RawValueType = Self;
+            type RawElementValueType = Self;
+
+            fn name() -> std::borrow::Cow<'static, str> {
+                $name
+            }
+
+            fn schema_ref() -> poem_openapi::registry::MetaSchemaRef {
+                $schema
+            }
+
+            $(
+                fn register(registry: &mut poem_openapi::registry::Registry) {
+                    ($register)(registry)
+                }
+            )?
+
+            fn as_raw_value(&self) -> Option<&Self> {
+                Some(self)
+            }
+
+            fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a Self> + 'a> {
+                Box::new(std::iter::once(self))
+            }
+        }
+    };
+}
+pub(crate) use self_valued_type;
+
+/// What `domain::text::required_name` accepts: not blank, no control
+/// characters (the length is in minLength and maxLength).
+const NAME_PATTERN: &str = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$";
+
+/// An identifier a client sends (a contract id, a pipeline name, a run id,
+/// an error code): 1 to 255 characters, not blank, no control characters.
+/// The domain checks the same rules; the schema states them for clients.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Name(pub String);
+
+self_valued_type!(
+    Name,
+    name = "string_name".into(),
+    schema = {
+        let mut schema = MetaSchema::new("string");
+        schema.min_length = Some(1);
+        schema.max_length = Some(MAX_NAME_LEN);
+        schema.pattern = Some(NAME_PATTERN.to_owned());
+        MetaSchemaRef::Inline(Box::new(schema))
+    },
+);
+
+impl ParseFromJSON for Name {
+    fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
+        match value.unwrap_or_default() {
+            Value::String(s) => Ok(Name(s)),
+            other => Err(ParseError::expected_type(other)),
+        }
+    }
+}
+
+impl ToJSON for Name {
+    fn to_json(&self) -> Option<Value> {
+        Some(Value::String(self.0.clone()))
+    }
+}
 
 /// A date-time on the wire. Sent as RFC 3339 UTC with six fractional digits
 /// (`2024-01-15T10:00:00.000000Z`); accepted in any of the forms
@@ -17,29 +92,11 @@ use crate::domain::{metadata::Metadata, time::Timestamp};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DateTime(pub Timestamp);
 
-impl Type for DateTime {
-    const IS_REQUIRED: bool = true;
-    type RawValueType = Self;
-    type RawElementValueType = Self;
-
-    fn name() -> Cow<'static, str> {
-        "string_date-time".into()
-    }
-
-    fn schema_ref() -> MetaSchemaRef {
-        MetaSchemaRef::Inline(Box::new(MetaSchema::new_with_format("string", "date-time")))
-    }
-
-    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
-        Some(self)
-    }
-
-    fn raw_element_iter<'a>(
-        &'a self,
-    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
-        Box::new(self.as_raw_value().into_iter())
-    }
-}
+self_valued_type!(
+    DateTime,
+    name = "string_date-time".into(),
+    schema = MetaSchemaRef::Inline(Box::new(MetaSchema::new_with_format("string", "date-time"))),
+);
 
 impl ParseFromJSON for DateTime {
     fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
@@ -75,32 +132,16 @@ impl From<Timestamp> for DateTime {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct JsonObject(pub Metadata);
 
-impl Type for JsonObject {
-    const IS_REQUIRED: bool = true;
-    type RawValueType = Self;
-    type RawElementValueType = Self;
-
-    fn name() -> Cow<'static, str> {
-        "object".into()
-    }
-
-    fn schema_ref() -> MetaSchemaRef {
+self_valued_type!(
+    JsonObject,
+    name = "object".into(),
+    schema = {
         let mut schema = MetaSchema::new("object");
         schema.additional_properties =
             Some(Box::new(MetaSchemaRef::Inline(Box::new(MetaSchema::ANY))));
         MetaSchemaRef::Inline(Box::new(schema))
-    }
-
-    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
-        Some(self)
-    }
-
-    fn raw_element_iter<'a>(
-        &'a self,
-    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
-        Box::new(self.as_raw_value().into_iter())
-    }
-}
+    },
+);
 
 impl ParseFromJSON for JsonObject {
     fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {

@@ -15,7 +15,7 @@ use super::{
     auth::{ApiKeyAuth, ReadAccess},
     body::JsonBody,
     default_limit, page_bounds,
-    types::{DateTime, JsonObject, OneOf},
+    types::{DateTime, JsonObject, Name, OneOf},
 };
 use crate::{
     domain::text::filter_value,
@@ -115,12 +115,7 @@ impl From<StatusCounts> for ValidationSummaryBody {
 #[serde(deny_unknown_fields)]
 pub struct IssueBody {
     /// A stable code for the kind of failure, such as `null_values`.
-    #[oai(validator(
-        min_length = 1,
-        max_length = 255,
-        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
-    ))]
-    pub code: String,
+    pub code: Name,
     /// What failed, for a person.
     #[oai(validator(min_length = 1, max_length = 4096, pattern = r"\S"))]
     pub message: String,
@@ -137,12 +132,7 @@ pub struct IssueBody {
 #[oai(rename = "ValidationWarning", deny_unknown_fields)]
 #[serde(deny_unknown_fields)]
 pub struct WarningBody {
-    #[oai(validator(
-        min_length = 1,
-        max_length = 255,
-        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
-    ))]
-    pub code: String,
+    pub code: Name,
     #[oai(validator(min_length = 1, max_length = 4096, pattern = r"\S"))]
     pub message: String,
 }
@@ -154,23 +144,11 @@ pub struct WarningBody {
 #[serde(deny_unknown_fields)]
 pub struct CreateValidationRequest {
     /// The data contract the dataset was checked against.
-    #[oai(validator(
-        min_length = 1,
-        max_length = 255,
-        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
-    ))]
-    pub contract_id: String,
+    pub contract_id: Name,
     /// The run this check belongs to. The run must exist and be about the
     /// same contract.
-    #[oai(
-        nullable,
-        validator(
-            min_length = 1,
-            max_length = 255,
-            pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
-        )
-    )]
-    pub run_id: Option<String>,
+    #[oai(nullable)]
+    pub run_id: Option<Name>,
     pub status: ValidationStatusBody,
     /// The checks that failed.
     #[oai(nullable)]
@@ -222,7 +200,7 @@ impl From<Validation> for ValidationBody {
                 .errors
                 .into_iter()
                 .map(|e| IssueBody {
-                    code: e.code,
+                    code: Name(e.code),
                     message: e.message,
                     path: e.path,
                     row_count: e.row_count,
@@ -232,7 +210,7 @@ impl From<Validation> for ValidationBody {
                 .warnings
                 .into_iter()
                 .map(|w| WarningBody {
-                    code: w.code,
+                    code: Name(w.code),
                     message: w.message,
                 })
                 .collect(),
@@ -412,15 +390,15 @@ impl ValidationsApi {
         let caller = auth.writer()?;
         let b = body.0;
         let validation = NewValidationInput {
-            contract_id: b.contract_id,
-            run_id: b.run_id,
+            contract_id: b.contract_id.0,
+            run_id: b.run_id.map(|n| n.0),
             status: Some(b.status.into()),
             errors: b
                 .errors
                 .unwrap_or_default()
                 .into_iter()
                 .map(|e| ValidationIssue {
-                    code: e.code,
+                    code: e.code.0,
                     message: e.message,
                     path: e.path,
                     row_count: e.row_count,
@@ -431,7 +409,7 @@ impl ValidationsApi {
                 .unwrap_or_default()
                 .into_iter()
                 .map(|w| ValidationWarning {
-                    code: w.code,
+                    code: w.code.0,
                     message: w.message,
                 })
                 .collect(),

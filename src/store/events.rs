@@ -2,7 +2,11 @@
 
 use r2d2_sqlite::rusqlite::{Connection, Row, params};
 
-use super::{StoreError, stored_object, stored_time};
+use super::{
+    StoreError,
+    query::{self, Filters},
+    stored_object, stored_time,
+};
 use crate::domain::{
     event::{EventType, RunEvent},
     run::RunStatus,
@@ -59,21 +63,15 @@ pub fn list(
     if super::runs::contract_of(conn, run_id)?.is_none() {
         return Err(StoreError::not_found("Run", run_id));
     }
-    let total: i64 = conn
-        .prepare_cached("SELECT count(*) FROM run_events WHERE run_id = ?1")?
-        .query_row(params![run_id], |r| r.get(0))?;
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, run_id, type, from_status, to_status, changes, actor, occurred_at \
-         FROM run_events WHERE run_id = ?1 ORDER BY id LIMIT ?2 OFFSET ?3",
-    )?;
-    let mut rows = stmt.query(params![
-        run_id,
-        limit,
-        i64::try_from(offset).unwrap_or(i64::MAX)
-    ])?;
-    let mut out = Vec::new();
-    while let Some(row) = rows.next()? {
-        out.push(from_row(row)?);
-    }
-    Ok((out, u64::try_from(total).unwrap_or(0)))
+    let mut filters = Filters::default();
+    filters.bind("run_id =", run_id);
+    query::page(
+        conn,
+        "run_events",
+        "id, run_id, type, from_status, to_status, changes, actor, occurred_at",
+        &filters,
+        "id",
+        (limit, offset),
+        from_row,
+    )
 }

@@ -4,6 +4,7 @@
 pub mod events;
 pub mod idempotency;
 pub mod keys;
+pub mod query;
 pub mod runs;
 pub mod validations;
 

@@ -1,11 +1,13 @@
 //! The `runs` table.
 
-use r2d2_sqlite::rusqlite::{
-    Connection, OptionalExtension, Row, params, params_from_iter, types::Value,
-};
+use r2d2_sqlite::rusqlite::{Connection, OptionalExtension, Row, params};
 use tracing::instrument;
 
-use super::{StoreError, events, stored_object, stored_time, validations};
+use super::{
+    StoreError, events,
+    query::{self, Filters},
+    stored_object, stored_time, validations,
+};
 use crate::domain::{
     DomainError,
     event::{EventType, RunEvent, SYSTEM_ACTOR},
@@ -241,39 +243,18 @@ pub fn reap_overdue(conn: &Connection, now: Timestamp) -> Result<Vec<String>, St
     Ok(failed)
 }
 
-/// Builds the WHERE clause shared by a page and its count.
-fn where_clause(filter: &RunFilter) -> (String, Vec<Value>) {
-    let mut clauses = Vec::new();
-    let mut args = Vec::new();
-    let mut add = |sql: &str, v: String| {
-        args.push(Value::Text(v));
-        clauses.push(format!("{sql} ?{}", args.len()));
-    };
-    if let Some(c) = &filter.contract_id {
-        add("contract_id =", c.clone());
-    }
-    if let Some(p) = &filter.pipeline_name {
-        add("pipeline_name =", p.clone());
-    }
-    if let Some(s) = filter.status {
-        add("status =", s.as_str().to_owned());
-    }
-    if let Some(t) = filter.start_date {
-        add("started_at >=", t.to_string());
-    }
-    if let Some(t) = filter.end_date {
-        add("started_at <", t.to_string());
-    }
+fn filters(filter: &RunFilter) -> Filters {
+    let mut f = Filters::default();
+    f.bind_some("contract_id =", filter.contract_id.as_ref());
+    f.bind_some("pipeline_name =", filter.pipeline_name.as_ref());
+    f.bind_some("status =", filter.status.map(RunStatus::as_str));
+    f.bind_some("started_at >=", filter.start_date);
+    f.bind_some("started_at <", filter.end_date);
     if let Some(t) = filter.stale_at {
-        add("heartbeat_deadline <", t.to_string());
-        clauses.push("status IN ('pending', 'running')".to_owned());
+        f.bind("heartbeat_deadline <", t.to_string());
+        f.constant("status IN ('pending', 'running')");
     }
-    let sql = if clauses.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", clauses.join(" AND "))
-    };
-    (sql, args)
+    f
 }
 
 /// One page of runs, newest `started_at` first with ties broken by id, and
@@ -285,26 +266,15 @@ pub fn list(
     limit: u32,
     offset: u64,
 ) -> Result<(Vec<RunListItem>, u64), StoreError> {
-    let (where_sql, mut args) = where_clause(filter);
-    let total: i64 = conn
-        .prepare_cached(&format!("SELECT count(*) FROM runs {where_sql}"))?
-        .query_row(params_from_iter(args.iter()), |r| r.get(0))?;
-
-    let n = args.len();
-    args.push(Value::Integer(i64::from(limit)));
-    args.push(Value::Integer(i64::try_from(offset).unwrap_or(i64::MAX)));
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM runs {where_sql} \
-         ORDER BY started_at DESC, id DESC LIMIT ?{} OFFSET ?{}",
-        n + 1,
-        n + 2
-    ))?;
-    let mut rows = stmt.query(params_from_iter(args.iter()))?;
-    let mut runs = Vec::new();
-    while let Some(row) = rows.next()? {
-        runs.push(from_row(row)?);
-    }
-
+    let (runs, total) = query::page(
+        conn,
+        "runs",
+        COLUMNS,
+        &filters(filter),
+        "started_at DESC, id DESC",
+        (limit, offset),
+        from_row,
+    )?;
     let ids: Vec<&str> = runs.iter().map(|r| r.id.as_str()).collect();
     let mut summaries = validations::summaries_for_runs(conn, &ids)?;
     let items = runs
@@ -317,5 +287,5 @@ pub fn list(
             }
         })
         .collect();
-    Ok((items, u64::try_from(total).unwrap_or(0)))
+    Ok((items, total))
 }

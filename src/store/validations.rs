@@ -3,11 +3,15 @@
 
 use std::collections::HashMap;
 
-use r2d2_sqlite::rusqlite::{Connection, Row, params, params_from_iter, types::Value};
+use r2d2_sqlite::rusqlite::{Connection, Row, params, params_from_iter};
 use serde_json::{Map, Value as Json, json};
 use tracing::instrument;
 
-use super::{StoreError, runs, stored_time};
+use super::{
+    StoreError,
+    query::{self, Filters},
+    runs, stored_time,
+};
 use crate::domain::{
     time::Timestamp,
     validation::{
@@ -222,34 +226,14 @@ pub fn summaries_for_runs(
     Ok(out)
 }
 
-fn where_clause(filter: &ValidationFilter) -> (String, Vec<Value>) {
-    let mut clauses = Vec::new();
-    let mut args = Vec::new();
-    let mut add = |sql: &str, v: String| {
-        args.push(Value::Text(v));
-        clauses.push(format!("{sql} ?{}", args.len()));
-    };
-    if let Some(c) = &filter.contract_id {
-        add("contract_id =", c.clone());
-    }
-    if let Some(r) = &filter.run_id {
-        add("run_id =", r.clone());
-    }
-    if let Some(s) = filter.status {
-        add("status =", s.as_str().to_owned());
-    }
-    if let Some(t) = filter.start_date {
-        add("recorded_at >=", t.to_string());
-    }
-    if let Some(t) = filter.end_date {
-        add("recorded_at <", t.to_string());
-    }
-    let sql = if clauses.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", clauses.join(" AND "))
-    };
-    (sql, args)
+fn filters(filter: &ValidationFilter) -> Filters {
+    let mut f = Filters::default();
+    f.bind_some("contract_id =", filter.contract_id.as_ref());
+    f.bind_some("run_id =", filter.run_id.as_ref());
+    f.bind_some("status =", filter.status.map(ValidationStatus::as_str));
+    f.bind_some("recorded_at >=", filter.start_date);
+    f.bind_some("recorded_at <", filter.end_date);
+    f
 }
 
 /// One page of validations, newest first with ties broken by id, and the
@@ -261,25 +245,15 @@ pub fn list(
     limit: u32,
     offset: u64,
 ) -> Result<(Vec<Validation>, u64), StoreError> {
-    let (where_sql, mut args) = where_clause(filter);
-    let total: i64 = conn
-        .prepare_cached(&format!("SELECT count(*) FROM validations {where_sql}"))?
-        .query_row(params_from_iter(args.iter()), |r| r.get(0))?;
-    let n = args.len();
-    args.push(Value::Integer(i64::from(limit)));
-    args.push(Value::Integer(i64::try_from(offset).unwrap_or(i64::MAX)));
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM validations {where_sql} \
-         ORDER BY recorded_at DESC, id DESC LIMIT ?{} OFFSET ?{}",
-        n + 1,
-        n + 2
-    ))?;
-    let mut rows = stmt.query(params_from_iter(args.iter()))?;
-    let mut out = Vec::new();
-    while let Some(row) = rows.next()? {
-        out.push(from_row(row)?);
-    }
-    Ok((out, u64::try_from(total).unwrap_or(0)))
+    query::page(
+        conn,
+        "validations",
+        COLUMNS,
+        &filters(filter),
+        "recorded_at DESC, id DESC",
+        (limit, offset),
+        from_row,
+    )
 }
 
 /// Trends for one contract over `[now - days, now]`, computed by SQLite:

@@ -165,35 +165,21 @@ impl TestApp {
         key: Option<&str>,
         body: Option<Value>,
     ) -> Reply {
-        let mut req = self.client.request(method, path);
+        let mut headers = Vec::new();
         if let Some(k) = key {
-            req = req.header("X-API-Key", k);
+            headers.push(("X-API-Key", k));
         }
-        if let Some(b) = body {
-            req = req.body_json(&b);
-        }
-        let resp = req.send().await.0;
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let bytes = resp.into_body().into_vec().await.expect("body");
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-                panic!(
-                    "{status}: body is not JSON: {}",
-                    String::from_utf8_lossy(&bytes)
-                )
-            })
-        };
-        Reply {
-            status,
-            headers,
-            body,
+        match body {
+            Some(b) => {
+                headers.push(("Content-Type", "application/json"));
+                self.raw(method, path, &headers, b.to_string()).await
+            }
+            None => self.raw(method, path, &headers, poem::Body::empty()).await,
         }
     }
 
-    /// A raw request, for bodies that are not JSON values.
+    /// A request with any headers and body, for bodies that are not JSON
+    /// values.
     pub async fn raw(
         &self,
         method: Method,
@@ -209,12 +195,16 @@ impl TestApp {
         let status = resp.status();
         let headers = resp.headers().clone();
         let bytes = resp.into_body().into_vec().await.expect("body");
-        let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-            panic!(
-                "{status}: body is not JSON: {}",
-                String::from_utf8_lossy(&bytes)
-            )
-        });
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+                panic!(
+                    "{status}: body is not JSON: {}",
+                    String::from_utf8_lossy(&bytes)
+                )
+            })
+        };
         Reply {
             status,
             headers,

@@ -2,7 +2,8 @@
 
 The server is the already built binary (``GRIOT_REGISTRY_BIN``, default
 ``<repo>/target/debug/griot-registry``); nothing is built here. It runs on a
-free loopback port with a temporary database and a bootstrap write key.
+free loopback port with a temporary database, a bootstrap write key and a
+reaper that fails lapsed runs every second.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ from griot_registry import SyncRegistryClient
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_BINARY = REPO_ROOT / "target" / "debug" / "griot-registry"
 READY_TIMEOUT = 20.0
+
+#: Server settings for the tests: the reaper fails runs whose heartbeat
+#: lapsed every second (instead of every 10 s), so heartbeat tests are quick.
+SERVER_ENV = {"GRIOT_REAPER_INTERVAL_SECONDS": "1"}
 
 #: Environment variables that would change what a test sees.
 CLIENT_ENV = ("GRIOT_API_KEY", "REGISTRY_URL", "GRIOT_RUN_ID")
@@ -159,7 +164,7 @@ def _start(
                 stdin=subprocess.DEVNULL,
                 stdout=log,  # a file, not a pipe: a full pipe would block the server
                 stderr=subprocess.STDOUT,
-                env=server_env({"GRIOT_BOOTSTRAP_API_KEY": api_key}),
+                env=server_env({"GRIOT_BOOTSTRAP_API_KEY": api_key, **SERVER_ENV}),
             )
         except OSError as exc:  # e.g. the binary is being replaced by a rebuild right now
             return _Attempt(None, url, log_path, f"cannot start {binary}: {exc}", True)

@@ -173,10 +173,20 @@ def test_connection_error_on_a_write_is_not_retried(closed_port_url: str) -> Non
     with SyncRegistryClient(closed_port_url, api_key=UNKNOWN_KEY, retry_backoff=5) as client:
         started = time.monotonic()
         with pytest.raises(RegistryConnectionError) as info:
-            client.create_run("c")
+            client.record_validation("c", "passed")
         assert time.monotonic() - started < 2  # no 5 s backoff: it was not retried
-    assert f"{closed_port_url}/api/v1/runs" in str(info.value)
+    assert f"{closed_port_url}/api/v1/validations" in str(info.value)
     assert "gave up after" not in str(info.value)
+    assert info.value.method == "POST"
+
+
+def test_connection_error_on_a_create_after_retries(closed_port_url: str) -> None:
+    # A create carries an Idempotency-Key, so it is retried like a read.
+    with SyncRegistryClient(closed_port_url, api_key=UNKNOWN_KEY, max_retries=2, retry_backoff=0.01) as client:
+        with pytest.raises(RegistryConnectionError) as info:
+            client.create_run("c")
+    assert f"{closed_port_url}/api/v1/runs" in str(info.value)
+    assert "gave up after 3 attempts" in str(info.value)
     assert info.value.method == "POST"
 
 

@@ -372,9 +372,10 @@ def test_writes_are_never_retried(answer: Any) -> None:
     rec = Recorder(answer, RUN)
     with sync_client(rec) as client:
         for write in (
-            lambda: client.create_run("c"),
             lambda: client.update_run("run_1", status="failed"),
+            lambda: client.update_run("run_1", status="failed", if_match=3),
             lambda: client.record_validation("c", "passed"),
+            lambda: client.heartbeat("run_1"),
         ):
             before = len(rec.requests)
             rec.answers = [answer, RUN]
@@ -399,7 +400,7 @@ async def test_async_retries_and_writes() -> None:
 
         rec.answers = [error(503, "INTERNAL"), RUN]
         with pytest.raises(RegistryError) as info:
-            await client.create_run("c")
+            await client.record_validation("c", "passed")
         assert info.value.status_code == 503 and len(rec.requests) == 4
 
         rec.answers = [httpx.ConnectError("refused")]

@@ -18,9 +18,11 @@ from .errors import (
     AuthenticationError,
     ConflictError,
     NotFoundError,
+    PreconditionFailedError,
     RegistryConnectionError,
     RegistryError,
     RequestValidationError,
+    RunWaitTimeout,
 )
 from .run_context import AsyncRunContext, SyncRunContext, async_run_context, run_context
 
@@ -36,7 +38,9 @@ __all__ = [
     "NotFoundError",
     "AuthenticationError",
     "ConflictError",
+    "PreconditionFailedError",
     "RequestValidationError",
     "RegistryConnectionError",
+    "RunWaitTimeout",
     "DateLike",
 ]

@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from time import monotonic
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Union, cast
 from urllib.parse import quote
 
 import httpx
@@ -24,6 +24,7 @@ from .errors import (
     RunWaitTimeout,
     error_class_for_status,
 )
+from .types import Run
 
 API_PREFIX = "/api/v1"
 API_KEY_ENV = "GRIOT_API_KEY"
@@ -659,7 +660,7 @@ class RunWaiter:
         self.timeout = timeout
         self.poll_timeout = int(poll)
         self.deadline = None if timeout is None else monotonic() + timeout
-        self.last_run: Optional[Dict[str, Any]] = None
+        self.last_run: Optional[Run] = None
         self._asked = 0
         self._sent_at = 0.0
 
@@ -677,7 +678,7 @@ class RunWaiter:
         self._sent_at = monotonic()
         return wait_for_run_call(self.run_id, asked)
 
-    def finished(self, answer: Any) -> Optional[Dict[str, Any]]:
+    def finished(self, answer: Any) -> Optional[Run]:
         """The final run when ``answer`` says it is done; ``None`` to go on.
 
         Raises :class:`RunWaitTimeout` when the caller's timeout has passed.
@@ -686,7 +687,7 @@ class RunWaiter:
             raise RegistryError(
                 200, None, f"the wait endpoint answered without a run: {_snippet(str(answer))!r}"
             )
-        run: Dict[str, Any] = answer["run"]
+        run = cast(Run, answer["run"])
         if answer.get("done"):
             return run
         self.last_run = run

@@ -13,6 +13,8 @@ from ._core import DateLike, TimeoutLike
 from .types import (
     Health,
     Run,
+    RunEvent,
+    RunEventPage,
     RunListItem,
     RunPage,
     Validation,
@@ -42,8 +44,10 @@ class RegistryClient:
             runs with ``--require-auth-for-reads``.
         timeout: Seconds to wait for the server (a number or an
             ``httpx.Timeout``).
-        max_retries: How many times a GET is tried again after a connection
-            failure or a 502/503/504 answer. POST and PATCH are never retried.
+        max_retries: How many times a GET, or a :meth:`create_run` (which
+            carries an ``Idempotency-Key``), is tried again after a
+            connection failure or a 502/503/504 answer. Other writes are
+            never retried.
         retry_backoff: The first wait between retries, in seconds; each next
             wait doubles (at most 8 s).
         headers: Extra headers sent with every request.
@@ -110,12 +114,18 @@ class RegistryClient:
         url = self.base_url + call.path
         attempts = 1 + (self.max_retries if call.retryable else 0)
         content = call.encoded_body()
-        headers = _core.JSON_HEADERS if content is not None else None
+        headers = call.request_headers(content is not None)
+        timeout = call.timeout(self._http.timeout)
         for attempt in range(attempts):
             last = attempt + 1 == attempts
             try:
                 response = await self._http.request(
-                    call.method, url, params=call.params, content=content, headers=headers
+                    call.method,
+                    url,
+                    params=call.params,
+                    content=content,
+                    headers=headers,
+                    timeout=timeout,
                 )
             except _core.RETRY_EXCEPTIONS as exc:
                 if last:
@@ -147,12 +157,25 @@ class RegistryClient:
         metadata: Optional[Mapping[str, Any]] = None,
         started_at: Optional[DateLike] = None,
         completed_at: Optional[DateLike] = None,
+        heartbeat_timeout_seconds: Optional[int] = None,
+        idempotency_key: Optional[str] = None,
     ) -> Run:
         """Record the start of a pipeline execution (``POST /api/v1/runs``).
 
         ``status`` defaults to ``pending`` on the server and ``started_at``
-        to now; ``completed_at`` is only for backfilling a final run. Needs a
-        write key. Returns the new run; ``created_by`` is the key's name.
+        to now; ``completed_at`` is only for backfilling a final run. With
+        ``heartbeat_timeout_seconds`` (1 to 604800) the server fails the run
+        when it stays pending or running that long without a
+        :meth:`heartbeat` or an update. Needs a write key. Returns the new
+        run; ``created_by`` is the key's name.
+
+        The request carries an ``Idempotency-Key``: ``idempotency_key`` if
+        given (1 to 255 printable ASCII characters), else a new UUID. The
+        server creates at most one run per key (per API key, for 24 hours),
+        so this create is retried like a GET after connection failures and
+        502/503/504 answers without risk of a second run. Sending the same
+        key again later returns the run it created; the same key with other
+        fields raises :class:`~griot_registry.RequestValidationError`.
         """
         return cast(
             Run,
@@ -165,6 +188,8 @@ class RegistryClient:
                     metadata,
                     started_at,
                     completed_at,
+                    heartbeat_timeout_seconds,
+                    idempotency_key,
                 )
             ),
         )
@@ -183,20 +208,97 @@ class RegistryClient:
         metadata: Optional[Mapping[str, Any]] = None,
         pipeline_name: Optional[str] = None,
         pipeline_id: Optional[str] = None,
+        heartbeat_timeout_seconds: Optional[int] = None,
+        if_match: Optional[int] = None,
     ) -> Run:
         """Change a run (``PATCH /api/v1/runs/{run_id}``). Needs a write key.
 
         ``metadata`` is merged into the stored metadata (JSON merge patch):
         given keys are set, keys given as ``None`` are removed. Moving a run
         out of a final status raises :class:`~griot_registry.ConflictError`
-        (code ``INVALID_TRANSITION``).
+        (code ``INVALID_TRANSITION``). ``heartbeat_timeout_seconds`` sets a
+        new heartbeat timeout; ``0`` removes it. Any update of a live run
+        also counts as a heartbeat.
+
+        With ``if_match`` (a run's ``version``, as read) the change applies
+        only if the run is still at that version; otherwise
+        :class:`~griot_registry.PreconditionFailedError` (412) is raised and
+        nothing changes. Never retried.
         """
         return cast(
             Run,
             await self._send(
-                _core.update_run_call(run_id, status, metadata, pipeline_name, pipeline_id)
+                _core.update_run_call(
+                    run_id,
+                    status,
+                    metadata,
+                    pipeline_name,
+                    pipeline_id,
+                    heartbeat_timeout_seconds,
+                    if_match,
+                )
             ),
         )
+
+    async def heartbeat(self, run_id: str) -> Run:
+        """Tell the registry a pending or running run is alive
+        (``POST /api/v1/runs/{run_id}/heartbeat``), pushing back its
+        ``heartbeat_deadline``. Needs a write key. Returns the run.
+
+        A run in a final status raises :class:`~griot_registry.ConflictError`
+        (code ``INVALID_TRANSITION``). Never retried: a lost heartbeat is
+        simply sent again at the next interval.
+        """
+        return cast(Run, await self._send(_core.heartbeat_call(run_id)))
+
+    async def list_run_events(self, run_id: str, limit: int = 50, offset: int = 0) -> RunEventPage:
+        """One page of a run's history, oldest first
+        (``GET /api/v1/runs/{run_id}/events``): its creation, every status
+        change and update with the key that made it (``actor``), and a
+        heartbeat expiry by ``system``. Returns ``{"items", "total",
+        "limit", "offset"}``.
+        """
+        return cast(
+            RunEventPage, await self._send(_core.list_run_events_call(run_id, limit, offset))
+        )
+
+    async def iter_run_events(
+        self, run_id: str, page_size: int = _core.DEFAULT_PAGE_SIZE
+    ) -> AsyncIterator[RunEvent]:
+        """Every event of a run, oldest first, fetched ``page_size`` at a time."""
+        pager = _core.Pager(page_size)
+        while not pager.done:
+            page = await self.list_run_events(run_id, limit=pager.page_size, offset=pager.offset)
+            for item in pager.take(page):
+                yield item
+
+    async def wait_for_run(
+        self,
+        run_id: str,
+        timeout: Optional[float] = None,
+        poll_timeout: float = _core.DEFAULT_POLL_TIMEOUT,
+    ) -> Run:
+        """Wait until the run is in a final status, and return it.
+
+        Calls ``GET /api/v1/runs/{run_id}/wait`` in a loop, each call held
+        by the server for up to ``poll_timeout`` seconds (1 to 60) and
+        answered as soon as the run is final, so the run comes back at once
+        when it finishes. With ``timeout=None`` it waits for as long as it
+        takes; with ``timeout`` seconds it raises
+        :class:`~griot_registry.RunWaitTimeout` (a ``TimeoutError``) when
+        they pass first; the exception's ``run`` is the run as last seen.
+        No call to the server asks it to wait longer than what is left of
+        ``timeout``. Calls that fail to connect are retried like any GET.
+        """
+        waiter = _core.RunWaiter(run_id, timeout, poll_timeout)
+        while True:
+            answer = await self._send(waiter.next_call())
+            run = waiter.finished(answer)
+            if run is not None:
+                return run
+            pause = waiter.pause()
+            if pause > 0:
+                await anyio.sleep(pause)
 
     async def list_runs(
         self,
@@ -207,18 +309,28 @@ class RegistryClient:
         end_date: Optional[DateLike] = None,
         limit: int = 50,
         offset: int = 0,
+        stale: Optional[bool] = None,
     ) -> RunPage:
         """One page of runs, newest ``started_at`` first (``GET /api/v1/runs``).
 
         ``start_date`` is inclusive and ``end_date`` exclusive; each may be a
-        ``datetime`` (naive ones are UTC), a ``date`` or a string. Returns
+        ``datetime`` (naive ones are UTC), a ``date`` or a string.
+        ``stale=True`` keeps only pending or running runs whose heartbeat is
+        overdue right now (the server fails them shortly). Returns
         ``{"items": [...], "total", "limit", "offset"}``.
         """
         return cast(
             RunPage,
             await self._send(
                 _core.list_runs_call(
-                    contract_id, pipeline_name, status, start_date, end_date, limit, offset
+                    contract_id,
+                    pipeline_name,
+                    status,
+                    start_date,
+                    end_date,
+                    limit,
+                    offset,
+                    stale,
                 )
             ),
         )
@@ -231,6 +343,7 @@ class RegistryClient:
         start_date: Optional[DateLike] = None,
         end_date: Optional[DateLike] = None,
         page_size: int = _core.DEFAULT_PAGE_SIZE,
+        stale: Optional[bool] = None,
     ) -> AsyncIterator[RunListItem]:
         """Every run matching the filters, fetched ``page_size`` at a time."""
         pager = _core.Pager(page_size)
@@ -243,6 +356,7 @@ class RegistryClient:
                 end_date,
                 limit=pager.page_size,
                 offset=pager.offset,
+                stale=stale,
             )
             for item in pager.take(page):
                 yield item

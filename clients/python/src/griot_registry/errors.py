@@ -22,7 +22,7 @@ passes first; it is also a builtin :class:`TimeoutError`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, Optional, Type
+from typing import TYPE_CHECKING, Dict, Optional, Type
 
 if TYPE_CHECKING:
     from .types import Run
@@ -157,9 +157,6 @@ class RunWaitTimeout(RegistryError, TimeoutError):
         self.run_id = run_id
         self.timeout = timeout
         self.run: Run = run
-
-    def __reduce__(self) -> Any:
-        return (type(self), self.args, self.__dict__)
 
 
 _BY_STATUS: Dict[int, Type[RegistryError]] = {

@@ -23,16 +23,27 @@ that. If marking the run failed or cancelled does not work (the registry is
 down), a warning is logged on the ``griot_registry`` logger and the original
 exception still propagates; if marking it completed does not work, that
 error is raised.
+
+With ``heartbeat_timeout_seconds`` the run is created with that timeout, and
+heartbeats are sent every ``heartbeat_interval`` seconds (by default a third
+of the timeout, at least 1 s) while the block runs: from a daemon thread for
+the sync client, from a task for the async one. They stop before the run is
+marked at the end. A heartbeat answered 409 (the run is already final, for
+example failed by the server) ends them quietly; any other failure is logged
+as a warning and the next heartbeat is sent on schedule. The block itself is
+never interrupted by a heartbeat problem.
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
+import threading
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Type, Union, overload
 
 import anyio
+import anyio.abc
 
 from .async_client import RegistryClient
 from .client import SyncRegistryClient
@@ -52,6 +63,114 @@ def _final_status(exc: BaseException) -> str:
     return "failed" if isinstance(exc, Exception) else "cancelled"
 
 
+#: The shortest default interval between heartbeats, in seconds.
+MIN_HEARTBEAT_INTERVAL = 1.0
+
+
+def _heartbeat_interval(
+    timeout: Optional[int], interval: Optional[float]
+) -> Optional[float]:
+    """Seconds between heartbeats, or ``None`` for no heartbeats."""
+    if timeout is None:
+        if interval is not None:
+            raise ValueError(
+                "heartbeat_interval needs heartbeat_timeout_seconds: without a "
+                "timeout the registry does not expect heartbeats"
+            )
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 1:
+        raise ValueError(
+            f"heartbeat_timeout_seconds must be a whole number of seconds >= 1, not {timeout!r}"
+        )
+    if interval is None:
+        return max(MIN_HEARTBEAT_INTERVAL, timeout / 3)
+    if isinstance(interval, bool) or not isinstance(interval, (int, float)):
+        raise TypeError(f"heartbeat_interval must be a number of seconds, not {interval!r}")
+    if not 0 < interval < timeout:
+        raise ValueError(
+            f"heartbeat_interval must be more than 0 and less than "
+            f"heartbeat_timeout_seconds ({timeout}), not {interval!r}"
+        )
+    return float(interval)
+
+
+def _heartbeat_failed(run_id: str, interval: float, err: Exception) -> bool:
+    """Log a failed heartbeat; ``True`` when heartbeats should stop."""
+    if isinstance(err, ConflictError):
+        logger.info("run %s is no longer live; heartbeats stop: %s", run_id, err)
+        return True
+    logger.warning(
+        "heartbeat for run %s failed, next try in %g s: %s", run_id, interval, err
+    )
+    return False
+
+
+class _HeartbeatThread:
+    """Sends heartbeats for a run from a daemon thread until stopped."""
+
+    def __init__(self, client: Any, run_id: str, interval: float) -> None:
+        self.client = client
+        self.run_id = run_id
+        self.interval = interval
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(
+            target=self._beat, name=f"griot-registry-heartbeat-{run_id}", daemon=True
+        )
+        self._thread.start()
+
+    def _beat(self) -> None:
+        while not self._stopping.wait(self.interval):
+            try:
+                self.client.heartbeat(self.run_id)
+            except Exception as err:
+                if _heartbeat_failed(self.run_id, self.interval, err):
+                    return
+
+    def stop(self) -> None:
+        """Stop at once, or right after a heartbeat already under way."""
+        self._stopping.set()
+        self._thread.join()
+
+
+class _HeartbeatTask:
+    """Sends heartbeats for a run from a task (asyncio or trio) until
+    stopped. The task group is entered in ``__aenter__`` of the run context
+    and left in its ``__aexit__``, in the same task, around the block."""
+
+    def __init__(self, client: Any, run_id: str, interval: float) -> None:
+        self.client = client
+        self.run_id = run_id
+        self.interval = interval
+        self._group: Optional[anyio.abc.TaskGroup] = None
+
+    async def start(self) -> None:
+        group = anyio.create_task_group()
+        await group.__aenter__()
+        self._group = group
+        group.start_soon(self._beat)
+
+    async def _beat(self) -> None:
+        while True:
+            await anyio.sleep(self.interval)
+            try:
+                await self.client.heartbeat(self.run_id)
+            except Exception as err:
+                if _heartbeat_failed(self.run_id, self.interval, err):
+                    return
+
+    async def stop(self) -> None:
+        """Cancel the task, even in the middle of a heartbeat, and wait for
+        it to end. Raises the cancellation if the calling task is itself
+        being cancelled."""
+        group, self._group = self._group, None
+        if group is not None:
+            group.cancel_scope.cancel()
+            # Leave the group as if the block had ended normally: its
+            # exception, if any, is the run context's to handle, and giving it
+            # to the task group would wrap it in an exception group.
+            await group.__aexit__(None, None, None)
+
+
 class _RunContextBase:
     def __init__(
         self,
@@ -60,23 +179,33 @@ class _RunContextBase:
         pipeline_name: Optional[str],
         pipeline_id: Optional[str],
         metadata: Optional[Mapping[str, Any]],
+        heartbeat_timeout_seconds: Optional[int] = None,
+        heartbeat_interval: Optional[float] = None,
     ) -> None:
         self.client = client
         self.contract_id = contract_id
         self.pipeline_name = pipeline_name
         self.pipeline_id = pipeline_id
         self.metadata = metadata
+        self.heartbeat_timeout_seconds = heartbeat_timeout_seconds
+        #: Seconds between heartbeats; ``None`` when the run has no timeout.
+        self.heartbeat_interval = _heartbeat_interval(
+            heartbeat_timeout_seconds, heartbeat_interval
+        )
         #: The run as created; ``None`` until the block is entered.
         self.run: Optional[Run] = None
 
     def _create_kwargs(self) -> Dict[str, Any]:
-        return {
+        kwargs: Dict[str, Any] = {
             "contract_id": self.contract_id,
             "pipeline_name": self.pipeline_name,
             "pipeline_id": self.pipeline_id,
             "status": "running",
             "metadata": self.metadata,
         }
+        if self.heartbeat_timeout_seconds is not None:
+            kwargs["heartbeat_timeout_seconds"] = self.heartbeat_timeout_seconds
+        return kwargs
 
     def _check_fresh(self) -> None:
         if self.run is not None:
@@ -95,9 +224,14 @@ class SyncRunContext(_RunContextBase):
     """What :func:`run_context` returns for a :class:`SyncRegistryClient`:
     use it with ``with``."""
 
+    _heartbeats: Optional[_HeartbeatThread] = None
+
     def __enter__(self) -> Run:
         self._check_fresh()
-        return self._started(self.client.create_run(**self._create_kwargs()))
+        run = self._started(self.client.create_run(**self._create_kwargs()))
+        if self.heartbeat_interval is not None:
+            self._heartbeats = _HeartbeatThread(self.client, run["id"], self.heartbeat_interval)
+        return run
 
     def __exit__(
         self,
@@ -106,6 +240,9 @@ class SyncRunContext(_RunContextBase):
         tb: Optional[TracebackType],
     ) -> None:
         run_id = self._run_id()
+        if self._heartbeats is not None:
+            self._heartbeats.stop()
+            self._heartbeats = None
         if exc is None:
             try:
                 self.client.update_run(run_id, status="completed")
@@ -135,9 +272,16 @@ class AsyncRunContext(_RunContextBase):
     """What :func:`run_context` returns for a :class:`RegistryClient`: use it
     with ``async with``."""
 
+    _heartbeats: Optional[_HeartbeatTask] = None
+
     async def __aenter__(self) -> Run:
         self._check_fresh()
-        return self._started(await self.client.create_run(**self._create_kwargs()))
+        run = self._started(await self.client.create_run(**self._create_kwargs()))
+        if self.heartbeat_interval is not None:
+            heartbeats = _HeartbeatTask(self.client, run["id"], self.heartbeat_interval)
+            await heartbeats.start()
+            self._heartbeats = heartbeats
+        return run
 
     async def __aexit__(
         self,
@@ -146,6 +290,22 @@ class AsyncRunContext(_RunContextBase):
         tb: Optional[TracebackType],
     ) -> None:
         run_id = self._run_id()
+        interrupted: Optional[BaseException] = None
+        if self._heartbeats is not None:
+            heartbeats, self._heartbeats = self._heartbeats, None
+            try:
+                await heartbeats.stop()
+            except BaseException as err:  # this task is being cancelled
+                interrupted = err
+        if exc is None and interrupted is not None:
+            # The block ended, but the task was cancelled while the heartbeats
+            # stopped: record the completed work, then let the cancellation go on.
+            try:
+                with anyio.CancelScope(shield=True):
+                    await self.client.update_run(run_id, status="completed")
+            except Exception as err:
+                logger.warning("could not mark run %s as completed: %s", run_id, err)
+            raise interrupted
         if exc is None:
             try:
                 await self.client.update_run(run_id, status="completed")
@@ -183,6 +343,9 @@ def run_context(
     pipeline_name: Optional[str] = ...,
     pipeline_id: Optional[str] = ...,
     metadata: Optional[Mapping[str, Any]] = ...,
+    *,
+    heartbeat_timeout_seconds: Optional[int] = ...,
+    heartbeat_interval: Optional[float] = ...,
 ) -> AsyncRunContext: ...
 
 
@@ -193,6 +356,9 @@ def run_context(
     pipeline_name: Optional[str] = ...,
     pipeline_id: Optional[str] = ...,
     metadata: Optional[Mapping[str, Any]] = ...,
+    *,
+    heartbeat_timeout_seconds: Optional[int] = ...,
+    heartbeat_interval: Optional[float] = ...,
 ) -> SyncRunContext: ...
 
 
@@ -202,16 +368,28 @@ def run_context(
     pipeline_name: Optional[str] = None,
     pipeline_id: Optional[str] = None,
     metadata: Optional[Mapping[str, Any]] = None,
+    *,
+    heartbeat_timeout_seconds: Optional[int] = None,
+    heartbeat_interval: Optional[float] = None,
 ) -> Union[SyncRunContext, AsyncRunContext]:
     """Track a block of code as a run: ``with`` for a
     :class:`SyncRegistryClient`, ``async with`` for a :class:`RegistryClient`.
 
-    Yields the created run (a dict with ``status == "running"``). See the
-    module documentation for how the run ends.
+    Yields the created run (a dict with ``status == "running"``). With
+    ``heartbeat_timeout_seconds`` the run gets that heartbeat timeout and
+    heartbeats are sent every ``heartbeat_interval`` seconds (default: a
+    third of the timeout, at least 1 s) until the block ends. See the module
+    documentation for how the run ends.
     """
     if _is_async_client(client):
-        return AsyncRunContext(client, contract_id, pipeline_name, pipeline_id, metadata)
-    return SyncRunContext(client, contract_id, pipeline_name, pipeline_id, metadata)
+        return AsyncRunContext(
+            client, contract_id, pipeline_name, pipeline_id, metadata,
+            heartbeat_timeout_seconds, heartbeat_interval,
+        )
+    return SyncRunContext(
+        client, contract_id, pipeline_name, pipeline_id, metadata,
+        heartbeat_timeout_seconds, heartbeat_interval,
+    )
 
 
 def async_run_context(
@@ -220,12 +398,18 @@ def async_run_context(
     pipeline_name: Optional[str] = None,
     pipeline_id: Optional[str] = None,
     metadata: Optional[Mapping[str, Any]] = None,
+    *,
+    heartbeat_timeout_seconds: Optional[int] = None,
+    heartbeat_interval: Optional[float] = None,
 ) -> AsyncRunContext:
     """The async-only spelling of :func:`run_context`: ``async with
     async_run_context(client, ...) as run``."""
     if not _is_async_client(client):
         raise TypeError("async_run_context() needs a RegistryClient (the async client)")
-    return AsyncRunContext(client, contract_id, pipeline_name, pipeline_id, metadata)
+    return AsyncRunContext(
+        client, contract_id, pipeline_name, pipeline_id, metadata,
+        heartbeat_timeout_seconds, heartbeat_interval,
+    )
 
 
 def _is_async_client(client: Any) -> bool:

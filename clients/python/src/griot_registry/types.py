@@ -21,6 +21,10 @@ __all__ = [
     "Run",
     "RunListItem",
     "RunPage",
+    "RunEventType",
+    "RunEvent",
+    "RunEventPage",
+    "RunWait",
     "Validation",
     "ValidationPage",
     "StatsBucket",
@@ -37,6 +41,9 @@ ValidationStatus = Literal["passed", "failed", "warning", "skipped"]
 
 Granularity = Literal["hour", "day", "week"]
 """The width of a stats bucket."""
+
+RunEventType = Literal["created", "status_changed", "updated", "heartbeat_expired"]
+"""What happened to a run."""
 
 
 class Health(TypedDict):
@@ -75,6 +82,16 @@ class Run(TypedDict):
     completed_at: Optional[str]
     created_by: str
     updated_at: str
+    #: Grows with every change (not with heartbeats); the ``ETag``. Pass it
+    #: as ``update_run(..., if_match=version)``.
+    version: int
+    #: Seconds of silence after which the server fails a pending or running
+    #: run; ``None`` for no timeout.
+    heartbeat_timeout_seconds: Optional[int]
+    last_heartbeat_at: Optional[str]
+    #: When the run will be failed if nothing is heard from it; ``None`` for
+    #: final runs and runs without a timeout.
+    heartbeat_deadline: Optional[str]
     validations: List[ValidationRef]
 
 
@@ -92,6 +109,16 @@ class RunListItem(TypedDict):
     completed_at: Optional[str]
     created_by: str
     updated_at: str
+    #: Grows with every change (not with heartbeats); the ``ETag``. Pass it
+    #: as ``update_run(..., if_match=version)``.
+    version: int
+    #: Seconds of silence after which the server fails a pending or running
+    #: run; ``None`` for no timeout.
+    heartbeat_timeout_seconds: Optional[int]
+    last_heartbeat_at: Optional[str]
+    #: When the run will be failed if nothing is heard from it; ``None`` for
+    #: final runs and runs without a timeout.
+    heartbeat_deadline: Optional[str]
     validation_summary: StatusCounts
 
 
@@ -102,6 +129,38 @@ class RunPage(TypedDict):
     total: int
     limit: int
     offset: int
+
+
+class RunEvent(TypedDict):
+    """One entry of a run's history."""
+
+    id: int
+    run_id: str
+    type: RunEventType
+    from_status: Optional[RunStatus]
+    to_status: Optional[RunStatus]
+    #: What the change asked for: the fields of the update, as sent.
+    changes: Dict[str, Any]
+    #: The name of the API key that made the change, or ``system`` (for
+    #: ``heartbeat_expired``).
+    actor: str
+    occurred_at: str
+
+
+class RunEventPage(TypedDict):
+    """One page of a run's events, oldest first."""
+
+    items: List[RunEvent]
+    total: int
+    limit: int
+    offset: int
+
+
+class RunWait(TypedDict):
+    """One answer of ``GET /api/v1/runs/{run_id}/wait``."""
+
+    done: bool
+    run: Run
 
 
 class Validation(TypedDict):
