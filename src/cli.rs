@@ -150,7 +150,7 @@ fn run_keys(cmd: KeysCommand) -> Result<(), String> {
         KeysCommand::Revoke { db, name } => {
             let store = open_store(&db.db, &options)?;
             let key = store
-                .write_blocking(|tx| {
+                .write_blocking(move |tx| {
                     crate::store::keys::revoke(tx, &name, crate::domain::time::Timestamp::now())
                 })
                 .map_err(|e| e.to_string())?;

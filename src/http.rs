@@ -8,7 +8,7 @@ use poem::{
     error::ReadBodyError,
     http::{HeaderValue, StatusCode, header},
 };
-use tracing::info;
+use tracing::{Instrument, info, info_span};
 
 use crate::error::{self, ApiError};
 
@@ -45,7 +45,14 @@ pub async fn log_request<E: Endpoint>(next: E, req: Request) -> poem::Result<Res
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let started = Instant::now();
-    let result = next.call(req).await.map(IntoResponse::into_response);
+    // Everything logged while handling the request carries its method and
+    // path.
+    let span = info_span!("request", %method, %path);
+    let result = next
+        .call(req)
+        .instrument(span)
+        .await
+        .map(IntoResponse::into_response);
     let status = match &result {
         Ok(resp) => resp.status(),
         Err(err) => err.status(),

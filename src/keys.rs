@@ -15,7 +15,8 @@ pub fn create(store: &Store, name: &str, scope: KeyScope) -> Result<(ApiKey, Sec
     let name = validate_key_name(name)?;
     let secret = Secret::generate()?;
     let hash = secret.hash();
-    let key = store.write_blocking(|tx| keys::insert(tx, &name, scope, &hash, Timestamp::now()))?;
+    let key =
+        store.write_blocking(move |tx| keys::insert(tx, &name, scope, &hash, Timestamp::now()))?;
     Ok((key, secret))
 }
 
@@ -33,7 +34,7 @@ pub fn bootstrap(store: &Store, secret: &str, name: &str) -> Result<Bootstrap, S
     let secret = Secret::from_string(secret)?;
     let name = validate_key_name(name)?;
     let hash = secret.hash();
-    store.write_blocking(|tx| match keys::find_by_hash(tx, &hash)? {
+    store.write_blocking(move |tx| match keys::find_by_hash(tx, &hash)? {
         Some(k) if k.revoked_at.is_some() => Ok(Bootstrap::Revoked),
         Some(_) => Ok(Bootstrap::AlreadyThere),
         None => {

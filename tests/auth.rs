@@ -47,7 +47,7 @@ async fn fixture(require_auth_for_reads: bool) -> Fixture {
     .await;
     let (_, revoked) = keys::create(&app.store, "old-bot", KeyScope::Write).unwrap();
     app.store
-        .write_blocking(|tx| key_store::revoke(tx, "old-bot", Timestamp::now()))
+        .write_blocking(move |tx| key_store::revoke(tx, "old-bot", Timestamp::now()))
         .unwrap();
     let run_id = app.create_run_for("c").await["id"]
         .as_str()
@@ -207,7 +207,7 @@ async fn a_key_revoked_while_serving_is_refused_at_once() {
     let app = TestApp::spawn().await;
     app.create_run_for("c").await;
     app.store
-        .write_blocking(|tx| key_store::revoke(tx, "pipeline-bot", Timestamp::now()))
+        .write_blocking(move |tx| key_store::revoke(tx, "pipeline-bot", Timestamp::now()))
         .unwrap();
     let r = app.post("/api/v1/runs", json!({"contract_id": "c"})).await;
     r.expect_error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED");

@@ -7,13 +7,14 @@ pub mod keys;
 pub mod query;
 pub mod runs;
 pub mod validations;
+mod writer;
 
 use std::{path::Path, time::Duration};
 
 use r2d2::Pool;
 use r2d2_sqlite::{
     SqliteConnectionManager,
-    rusqlite::{self, Connection, ErrorCode, Transaction, TransactionBehavior},
+    rusqlite::{self, Connection, ErrorCode, TransactionBehavior},
 };
 use tracing::info;
 
@@ -123,13 +124,14 @@ impl Default for StoreOptions {
     }
 }
 
-/// The database: a pool of readers and a single writer. SQLite allows one
-/// writer at a time, so writers queue for one connection here instead of
-/// fighting over the file lock and timing out under load.
+/// The database: a pool of readers and a single writer thread. SQLite
+/// allows one writer at a time, so writes queue for the writer (which
+/// commits them in groups, see `writer`) instead of fighting over the file
+/// lock and timing out under load.
 #[derive(Clone)]
 pub struct Store {
     readers: Pool<SqliteConnectionManager>,
-    writer: Pool<SqliteConnectionManager>,
+    writer: writer::Writer,
 }
 
 impl Store {
@@ -146,38 +148,32 @@ impl Store {
             )));
         }
         let sync = options.durability.pragma();
-        let manager = || {
-            SqliteConnectionManager::file(path).with_init(move |c| {
-                c.busy_timeout(BUSY_TIMEOUT)?;
-                c.execute_batch(&format!(
-                    "PRAGMA foreign_keys = ON; PRAGMA synchronous = {sync};"
-                ))
-            })
+        let init = move |c: &mut Connection| {
+            c.busy_timeout(BUSY_TIMEOUT)?;
+            c.execute_batch(&format!(
+                "PRAGMA foreign_keys = ON; PRAGMA synchronous = {sync};"
+            ))
         };
 
-        let writer = Pool::builder()
-            .max_size(1)
-            .min_idle(Some(1))
-            .connection_timeout(Duration::from_secs(30))
-            .build(manager())?;
-        {
-            let mut conn = writer.get()?;
-            // WAL lets readers run beside the writer; it is a property of the
-            // file, so setting it once here covers every connection.
-            let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-            if !mode.eq_ignore_ascii_case("wal") {
-                return Err(StoreError::Migration(format!(
-                    "could not switch {} to WAL journal mode (got '{mode}')",
-                    path.display()
-                )));
-            }
-            migrate(&mut conn)?;
+        let mut conn = Connection::open(path)?;
+        init(&mut conn)?;
+        // WAL lets readers run beside the writer; it is a property of the
+        // file, so setting it once here covers every connection.
+        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Migration(format!(
+                "could not switch {} to WAL journal mode (got '{mode}')",
+                path.display()
+            )));
         }
+        migrate(&mut conn)?;
+        let writer = writer::Writer::start(conn)?;
+
         let readers = Pool::builder()
             .max_size(options.read_connections.max(1))
             .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(30))
-            .build(manager())?;
+            .build(SqliteConnectionManager::file(path).with_init(init))?;
         Ok(Self { readers, writer })
     }
 
@@ -193,17 +189,14 @@ impl Store {
             .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
-    /// Runs `f` in one write transaction, on the blocking thread pool. The
-    /// transaction commits only if `f` succeeds; otherwise nothing is written.
+    /// Runs `f` in a write transaction and answers once it has committed.
+    /// If `f` fails, nothing it wrote is kept.
     pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
-        F: FnOnce(&Transaction) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
     {
-        let store = self.clone();
-        tokio::task::spawn_blocking(move || store.write_blocking(f))
-            .await
-            .map_err(|e| StoreError::Task(e.to_string()))?
+        self.writer.write(f).await
     }
 
     /// For callers that are already off the async executor (the CLI).
@@ -215,17 +208,12 @@ impl Store {
         f(&conn)
     }
 
-    pub fn write_blocking<T>(
-        &self,
-        f: impl FnOnce(&Transaction) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        let mut conn = self.writer.get()?;
-        // IMMEDIATE takes the write lock up front, so a read-then-write
-        // transaction cannot fail halfway on a lock upgrade.
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let out = f(&tx)?;
-        tx.commit()?;
-        Ok(out)
+    pub fn write_blocking<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.writer.write_blocking(f)
     }
 
     /// Writes a consistent copy of the live database to `dest` with SQLite's

@@ -12,10 +12,12 @@ from griot_registry import (
     AuthenticationError,
     ConflictError,
     NotFoundError,
+    PreconditionFailedError,
     RegistryClient,
     RegistryConnectionError,
     RegistryError,
     RequestValidationError,
+    RunWaitTimeout,
     SyncRegistryClient,
 )
 
@@ -25,9 +27,13 @@ UNKNOWN_KEY = "grk_" + "0" * 64
 
 
 def test_error_hierarchy() -> None:
-    for cls in (NotFoundError, AuthenticationError, ConflictError, RequestValidationError, RegistryConnectionError):
+    for cls in (
+        NotFoundError, AuthenticationError, ConflictError, PreconditionFailedError,
+        RequestValidationError, RegistryConnectionError, RunWaitTimeout,
+    ):
         assert issubclass(cls, RegistryError)
     assert issubclass(RegistryError, Exception)
+    assert issubclass(RunWaitTimeout, TimeoutError)
 
 
 # -- 404 -------------------------------------------------------------------

@@ -19,10 +19,12 @@ from griot_registry import (
     AuthenticationError,
     ConflictError,
     NotFoundError,
+    PreconditionFailedError,
     RegistryClient,
     RegistryConnectionError,
     RegistryError,
     RequestValidationError,
+    RunWaitTimeout,
     SyncRegistryClient,
 )
 from griot_registry import _core
@@ -256,6 +258,7 @@ def test_api_key_header(monkeypatch: pytest.MonkeyPatch) -> None:
         (403, "FORBIDDEN", AuthenticationError),
         (404, "NOT_FOUND", NotFoundError),
         (409, "INVALID_TRANSITION", ConflictError),
+        (412, "PRECONDITION_FAILED", PreconditionFailedError),
         (413, "PAYLOAD_TOO_LARGE", RegistryError),
         (415, "UNSUPPORTED_MEDIA_TYPE", RegistryError),
         (422, "VALIDATION_ERROR", RequestValidationError),
@@ -269,6 +272,9 @@ def test_status_maps_to_error_class(status: int, code: str, cls: type) -> None:
     assert type(info.value) is cls
     assert (info.value.status_code, info.value.code, info.value.message) == (status, code, "why")
     assert str(info.value) == f"{status} {code}: why (POST http://registry.test:8000/api/v1/runs)"
+    with sync_client(Recorder(error(status, code, "why"))) as client:
+        with pytest.raises(cls):
+            client.update_run("run_1", status="failed", if_match=2)
 
 
 def test_error_bodies_that_are_not_the_registry_shape() -> None:
@@ -300,6 +306,18 @@ def test_errors_survive_pickling() -> None:
     assert type(copy) is NotFoundError and str(copy) == str(err)
     conn = pickle.loads(pickle.dumps(RegistryConnectionError("cannot reach http://h", url="http://h")))
     assert conn.status_code is None and conn.url == "http://h" and str(conn) == "cannot reach http://h"
+    timeout = pickle.loads(pickle.dumps(RunWaitTimeout("run_1", 2.5, RUN)))
+    assert type(timeout) is RunWaitTimeout and timeout.run == RUN and timeout.timeout == 2.5
+    assert str(timeout) == "run run_1 is still pending after waiting 2.5 s"
+
+
+def test_run_wait_timeout_is_a_timeout_error() -> None:
+    err = RunWaitTimeout("run_1", 30, {**RUN, "status": "running"})
+    assert isinstance(err, RegistryError) and isinstance(err, TimeoutError)
+    assert (err.status_code, err.code, err.run_id, err.timeout) == (None, None, "run_1", 30)
+    assert (err.errno, err.strerror, err.filename) == (None, None, None)
+    assert str(err) == "run run_1 is still running after waiting 30 s"
+    assert repr(err).startswith("RunWaitTimeout(status_code=None, code=None")
 
 
 # -- retries ---------------------------------------------------------------
@@ -422,6 +440,269 @@ async def test_async_sends_the_same_requests() -> None:
         assert rec.last.headers["X-API-Key"] == "grk_k"
         await client.get_validation_stats("c", days=7, granularity="week")
         assert str(rec.last.url) == "http://registry.test:8000/api/v1/validations/stats/c?days=7&granularity=week"
+
+
+# -- idempotent creates ----------------------------------------------------
+
+
+def test_create_sends_a_new_idempotency_key_each_call() -> None:
+    rec = Recorder(RUN)
+    with sync_client(rec) as client:
+        client.create_run("c")
+        client.create_run("c")
+    keys = [r.headers["Idempotency-Key"] for r in rec.requests]
+    assert keys[0] != keys[1]
+    assert all(uuid.UUID(k).version == 4 for k in keys)
+    assert rec.body() == {"contract_id": "c"}  # the key is a header, not a field
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [error(502, "INTERNAL"), error(503, "INTERNAL"), error(504, "INTERNAL"), httpx.ConnectError("refused"),
+     httpx.ReadError("reset"), httpx.RemoteProtocolError("dropped"), httpx.WriteError("broken pipe")],
+    ids=["502", "503", "504", "connect", "read", "protocol", "write"],
+)
+def test_create_is_retried_with_the_same_key(failure: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    delays: List[float] = []
+    monkeypatch.setattr(time, "sleep", delays.append)
+    rec = Recorder(failure, failure, RUN)
+    with SyncRegistryClient("http://h", transport=httpx.MockTransport(rec)) as client:
+        assert client.create_run("c", status="running", heartbeat_timeout_seconds=60) == RUN
+    assert len(rec.requests) == 3
+    assert delays == [0.5, 1.0]  # the same backoff as reads
+    assert len({r.headers["Idempotency-Key"] for r in rec.requests}) == 1
+    assert len({r.content for r in rec.requests}) == 1  # and the same body
+    assert rec.body() == {"contract_id": "c", "status": "running", "heartbeat_timeout_seconds": 60}
+
+
+def test_create_gives_up_after_max_retries() -> None:
+    rec = Recorder(error(503, "INTERNAL", "busy"))
+    with sync_client(rec, max_retries=2) as client:
+        with pytest.raises(RegistryError) as info:
+            client.create_run("c")
+    assert info.value.status_code == 503 and len(rec.requests) == 3
+
+
+@pytest.mark.parametrize(
+    "answer", [httpx.ReadTimeout("slow"), error(500, "INTERNAL"), error(422, "VALIDATION_ERROR")], ids=["timeout", "500", "422"]
+)
+def test_create_is_not_retried_after_other_failures(answer: Any) -> None:
+    rec = Recorder(answer, RUN)
+    with sync_client(rec) as client:
+        with pytest.raises(RegistryError):
+            client.create_run("c")
+    assert len(rec.requests) == 1
+
+
+def test_explicit_idempotency_key() -> None:
+    rec = Recorder(RUN)
+    with sync_client(rec) as client:
+        client.create_run("c", idempotency_key="airflow:dag:2024-01-15:1")
+        assert rec.last.headers["Idempotency-Key"] == "airflow:dag:2024-01-15:1"
+        client.create_run("c", idempotency_key="x" * 255)
+        for bad in ["", "x" * 256, "caf\u00e9", "line\nbreak", " lead", "trail ", "\x7f"]:
+            with pytest.raises(ValueError):
+                client.create_run("c", idempotency_key=bad)
+        with pytest.raises(TypeError):
+            client.create_run("c", idempotency_key=uuid.uuid4())  # type: ignore[arg-type]
+    assert len(rec.requests) == 2
+
+
+@pytest.mark.anyio
+async def test_async_create_is_retried_with_the_same_key() -> None:
+    rec = Recorder(httpx.ConnectError("refused"), error(502, "INTERNAL"), RUN)
+    async with async_client(rec) as client:
+        assert await client.create_run("c", idempotency_key="k-1") == RUN
+    assert [r.headers["Idempotency-Key"] for r in rec.requests] == ["k-1", "k-1", "k-1"]
+
+
+# -- lifecycle requests ------------------------------------------------------
+
+
+def test_update_with_if_match_and_heartbeat_timeout() -> None:
+    rec = Recorder(RUN)
+    with sync_client(rec) as client:
+        client.update_run("run_1", metadata={"a": 1}, if_match=7)
+        assert rec.last.headers["If-Match"] == '"7"'
+        assert rec.body() == {"metadata": {"a": 1}}
+        client.update_run("run_1", heartbeat_timeout_seconds=0)
+        assert rec.body() == {"heartbeat_timeout_seconds": 0}  # 0 is sent: it removes the timeout
+        assert "If-Match" not in rec.last.headers
+        for bad, exc in (("7", TypeError), (True, TypeError), (1.0, TypeError), (-1, ValueError)):
+            with pytest.raises(exc):
+                client.update_run("run_1", status="failed", if_match=bad)  # type: ignore[arg-type]
+    assert len(rec.requests) == 2
+
+
+def test_heartbeat_request() -> None:
+    rec = Recorder(RUN)
+    with sync_client(rec, api_key="grk_k") as client:
+        assert client.heartbeat("run/1") == RUN
+    assert rec.last.method == "POST"
+    assert str(rec.last.url) == "http://registry.test:8000/api/v1/runs/run%2F1/heartbeat"
+    assert rec.last.content == b"" and "Content-Type" not in rec.last.headers
+    assert rec.last.headers["X-API-Key"] == "grk_k"
+
+
+def test_stale_filter_and_events_on_the_wire() -> None:
+    rec = Recorder({"items": [], "total": 0, "limit": 50, "offset": 0})
+    with sync_client(rec) as client:
+        client.list_runs(stale=True)
+        assert dict(rec.last.url.params) == {"stale": "true", "limit": "50", "offset": "0"}
+        client.list_runs(contract_id="c", stale=False, limit=5)
+        assert dict(rec.last.url.params) == {"contract_id": "c", "stale": "false", "limit": "5", "offset": "0"}
+        list(client.iter_runs(stale=True, page_size=10))
+        assert dict(rec.last.url.params) == {"stale": "true", "limit": "10", "offset": "0"}
+        client.list_run_events("run_1", limit=3, offset=6)
+        assert str(rec.last.url) == "http://registry.test:8000/api/v1/runs/run_1/events?limit=3&offset=6"
+
+
+def test_iter_run_events_walks_pages_oldest_first() -> None:
+    rec = Recorder(
+        {"items": [{"id": 1}, {"id": 2}], "total": 3, "limit": 2, "offset": 0},
+        {"items": [{"id": 3}], "total": 3, "limit": 2, "offset": 2},
+    )
+    with sync_client(rec) as client:
+        assert [e["id"] for e in client.iter_run_events("run_1", page_size=2)] == [1, 2, 3]
+    assert [r.url.params["offset"] for r in rec.requests] == ["0", "2"]
+
+
+# -- waiting -----------------------------------------------------------------
+
+
+class Clock:
+    """A fake monotonic clock: the wait endpoint and sleeps advance it."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class WaitServer:
+    """Answers the wait endpoint as the registry would: after the asked
+    timeout, or as soon as the run is final (at ``final_at`` on the clock)."""
+
+    def __init__(self, clock: Clock, final_at: Optional[float] = None, early: bool = False) -> None:
+        self.clock = clock
+        self.final_at = final_at
+        self.early = early  # answer "not done" at once, like a misbehaving proxy
+        self.asked: List[int] = []
+        self.read_timeouts: List[Optional[float]] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        asked = int(request.url.params["timeout"])
+        self.asked.append(asked)
+        self.read_timeouts.append(request.extensions["timeout"]["read"])
+        assert request.url.path == "/api/v1/runs/run_1/wait"
+        end = self.clock.now + (0 if self.early else asked)
+        if self.final_at is not None and self.final_at <= end:
+            self.clock.now = max(self.clock.now, self.final_at)
+            return httpx.Response(200, json={"done": True, "run": {**RUN, "status": "completed"}})
+        self.clock.now = end
+        return httpx.Response(200, json={"done": False, "run": {**RUN, "status": "running"}})
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    fake = Clock()
+    monkeypatch.setattr(_core, "monotonic", fake)
+    monkeypatch.setattr(time, "sleep", fake.sleep)
+    return fake
+
+
+def test_wait_returns_the_final_run(clock: Clock) -> None:
+    server = WaitServer(clock, final_at=clock.now + 75)
+    with sync_client(server) as client:
+        run = client.wait_for_run("run_1")
+    assert run["status"] == "completed"
+    assert server.asked == [30, 30, 30]  # poll_timeout each time, no timeout
+    assert server.read_timeouts == [40.0, 40.0, 40.0]  # the client's 10 s on top of the server's wait
+    assert clock.now == 1075
+
+
+def test_wait_never_asks_for_more_than_is_left(clock: Clock) -> None:
+    server = WaitServer(clock)
+    with sync_client(server, timeout=5) as client:
+        with pytest.raises(RunWaitTimeout) as info:
+            client.wait_for_run("run_1", timeout=72.5, poll_timeout=30)
+    assert server.asked == [30, 30, 12, 0]  # the last half second is slept, then one last look
+    assert server.read_timeouts == [35.0, 35.0, 17.0, 5.0]
+    assert clock.now == pytest.approx(1072.5)
+    assert info.value.run["status"] == "running" and info.value.timeout == 72.5
+
+
+def test_wait_with_a_short_timeout_and_poll(clock: Clock) -> None:
+    server = WaitServer(clock, final_at=clock.now + 7)
+    with sync_client(server) as client:
+        assert client.wait_for_run("run_1", timeout=100, poll_timeout=5)["status"] == "completed"
+        assert server.asked == [5, 5]
+        server.asked.clear()
+        server.final_at = None
+        with pytest.raises(RunWaitTimeout):
+            client.wait_for_run("run_1", timeout=0)
+        assert server.asked == [0]
+
+
+def test_wait_pauses_after_early_answers(clock: Clock) -> None:
+    server = WaitServer(clock, early=True)
+    with sync_client(server) as client:
+        with pytest.raises(RunWaitTimeout):
+            client.wait_for_run("run_1", timeout=3)
+    # At most one look a second, not a busy loop.
+    assert server.asked == [3, 2, 1, 0]
+
+
+def test_wait_settings_are_checked() -> None:
+    rec = Recorder({"done": True, "run": RUN})
+    with sync_client(rec) as client:
+        for kwargs, exc in (
+            ({"poll_timeout": 0}, ValueError),
+            ({"poll_timeout": 61}, ValueError),
+            ({"timeout": -1}, ValueError),
+            ({"timeout": "5"}, TypeError),
+            ({"timeout": float("nan")}, ValueError),
+            ({"poll_timeout": None}, TypeError),
+        ):
+            with pytest.raises(exc):
+                client.wait_for_run("run_1", **kwargs)
+        with pytest.raises(ValueError):
+            client.wait_for_run("")
+        assert rec.requests == []
+        client.wait_for_run("run_1", poll_timeout=60)
+        assert rec.last.url.params["timeout"] == "60"
+
+
+def test_wait_reads_are_retried_and_odd_answers_refused() -> None:
+    rec = Recorder(httpx.ConnectError("refused"), error(503, "INTERNAL"), {"done": True, "run": RUN})
+    with sync_client(rec) as client:
+        assert client.wait_for_run("run_1") == RUN
+        assert len(rec.requests) == 3
+        rec.answers = [{"unexpected": True}]
+        with pytest.raises(RegistryError, match="without a run"):
+            client.wait_for_run("run_1")
+
+
+@pytest.mark.anyio
+async def test_async_wait(clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def fake_sleep(seconds: float) -> None:
+        clock.sleep(seconds)
+
+    import anyio
+
+    monkeypatch.setattr(anyio, "sleep", fake_sleep)
+    server = WaitServer(clock)
+    async with async_client(server) as client:
+        with pytest.raises(RunWaitTimeout):
+            await client.wait_for_run("run_1", timeout=45.25, poll_timeout=20)
+        assert server.asked == [20, 20, 5, 0]
+        assert server.read_timeouts == [30.0, 30.0, 15.0, 10.0]
+        server.final_at = clock.now + 3
+        assert (await client.wait_for_run("run_1"))["status"] == "completed"
 
 
 # -- paging ----------------------------------------------------------------

@@ -284,7 +284,7 @@ pub fn fill(db: &Path, o: &FillOptions) -> Result<Filled, String> {
         }
         out.validations += batch_vals.len() as u64;
         store
-            .write_blocking(|tx| {
+            .write_blocking(move |tx| {
                 for r in &batch_runs {
                     runs::insert(tx, r)?;
                 }

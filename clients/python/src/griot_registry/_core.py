@@ -626,8 +626,10 @@ class Pager:
 
 
 def _seconds(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number of seconds, not {value!r}")
+    if math.isnan(value):
+        raise ValueError(f"{name} must be a number of seconds, not NaN")
     return float(value)
 
 
