@@ -138,7 +138,42 @@ async fn malformed_idempotency_keys_are_refused() {
     let r = create_with_key(&app, &long, json!({"contract_id": "c"})).await;
     r.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR");
     assert!(r.message().contains("Idempotency-Key"));
+    // Bytes that are not text must not be taken as "no key".
+    let key = app.write_key.clone();
+    let req = app
+        .client
+        .request(Method::POST, "/api/v1/runs")
+        .header("X-API-Key", key.as_str())
+        .header("Content-Type", "application/json")
+        .header(
+            "Idempotency-Key",
+            poem::http::HeaderValue::from_bytes("caf\u{e9}".as_bytes()).unwrap(),
+        )
+        .body(json!({"contract_id": "c"}).to_string());
+    assert_eq!(
+        req.send().await.0.status(),
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
     assert_eq!(app.list_runs("").await["total"], 0);
+}
+
+#[tokio::test]
+async fn a_backfilled_run_is_not_overdue_on_arrival() {
+    let app = TestApp::spawn().await;
+    let run = app
+        .create_run(json!({
+            "contract_id": "c", "status": "running",
+            "started_at": "2020-01-01T00:00:00Z", "heartbeat_timeout_seconds": 3600
+        }))
+        .await;
+    assert!(
+        run["heartbeat_deadline"].as_str().unwrap() > "2026",
+        "{run}"
+    );
+    assert_eq!(
+        common::ids(&app.list_runs("stale=true").await),
+        Vec::<String>::new()
+    );
 }
 
 #[tokio::test]
@@ -278,8 +313,15 @@ async fn if_match_guards_against_lost_updates() {
     stale.expect_error(StatusCode::PRECONDITION_FAILED, "PRECONDITION_FAILED");
     assert!(stale.message().contains("version 2"), "{}", stale.message());
 
+    // A weak tag never matches If-Match (RFC 9110); a list matches any of
+    // its strong tags.
+    patch("W/\"2\"", json!({"metadata": {"x": 1}}))
+        .await
+        .expect_error(StatusCode::PRECONDITION_FAILED, "PRECONDITION_FAILED");
     assert_eq!(
-        patch("W/\"2\"", json!({"metadata": {"c": 1}})).await.status,
+        patch("\"9\", \"2\"", json!({"metadata": {"c": 1}}))
+            .await
+            .status,
         StatusCode::OK
     );
     assert_eq!(

@@ -24,7 +24,7 @@ use crate::{
     domain::text::filter_value,
     domain::{
         event::RunEvent,
-        idempotency::validate_key,
+        idempotency::{malformed_key, validate_key},
         run::{NewRunInput, Run, RunDetail, RunFilter, RunListItem, RunPatch, RunStatus},
     },
     error::ApiError,
@@ -308,22 +308,37 @@ impl TaggedRun {
     }
 }
 
-/// Reads the version out of an If-Match value: `"3"`, `W/"3"` or `3`; `*`
-/// matches any version.
-fn expected_version(if_match: Option<&str>) -> Result<Option<i64>, ApiError> {
+/// The versions an If-Match header accepts; None when any will do (no
+/// header, or `*`). It may list several tags. A weak tag (`W/"3"`) never
+/// matches If-Match (RFC 9110, 13.1.1); a bare `3` is read as `"3"`.
+fn accepted_versions(if_match: Option<&str>) -> Result<Option<Vec<i64>>, ApiError> {
     let Some(raw) = if_match.map(str::trim) else {
         return Ok(None);
     };
     if raw == "*" {
         return Ok(None);
     }
-    let bare = raw.trim_start_matches("W/").trim_matches('"');
-    bare.parse::<i64>().map(Some).map_err(|_| {
-        ApiError::validation(format!(
-            "If-Match must be a run version as sent in the ETag header (for example \"3\"), \
-             not {raw}"
-        ))
-    })
+    let mut versions = Vec::new();
+    for tag in raw.split(',').map(str::trim) {
+        let (weak, tag) = match tag.strip_prefix("W/") {
+            Some(rest) => (true, rest),
+            None => (false, tag),
+        };
+        let bare = tag
+            .strip_prefix('"')
+            .and_then(|t| t.strip_suffix('"'))
+            .unwrap_or(tag);
+        let version = bare.parse::<i64>().map_err(|_| {
+            ApiError::validation(format!(
+                "If-Match must hold run versions as sent in the ETag header (for example \
+                 \"3\"), not {raw}"
+            ))
+        })?;
+        if !weak {
+            versions.push(version);
+        }
+    }
+    Ok(Some(versions))
 }
 
 /// A run's history.
@@ -406,6 +421,7 @@ impl RunsApi {
     async fn create_run(
         &self,
         auth: ApiKeyAuth,
+        req: &Request,
         state: Data<&AppState>,
         /// Makes retries of this create safe; 1 to 255 printable ASCII
         /// characters.
@@ -426,8 +442,15 @@ impl RunsApi {
             heartbeat_timeout_seconds: b.heartbeat_timeout_seconds,
         };
         let now = state.clock.now();
+        // A header that is there but not text (non-ASCII bytes) reaches us as
+        // absent; it must be refused, not ignored.
+        let idempotency_key = match idempotency_key.0 {
+            None if req.headers().contains_key("Idempotency-Key") => {
+                return Err(malformed_key().into());
+            }
+            key => key,
+        };
         let claim = idempotency_key
-            .0
             .map(|key| {
                 Ok::<_, ApiError>(Claim {
                     api_key_id: caller.key_id,
@@ -492,7 +515,7 @@ impl RunsApi {
         body: JsonBody<UpdateRunBody>,
     ) -> Result<TaggedRun, ApiError> {
         let caller = auth.writer()?;
-        let expected = expected_version(if_match.0.as_deref())?;
+        let expected = accepted_versions(if_match.0.as_deref())?;
         let b = body.0.0;
         let patch = RunPatch {
             status: b.status.map(Into::into),

@@ -12,11 +12,16 @@ pub fn validate_key(key: &str) -> Result<String, DomainError> {
     if ok {
         Ok(key.to_owned())
     } else {
-        Err(DomainError::invalid(format!(
-            "Idempotency-Key must be 1 to {MAX_KEY_LEN} printable ASCII characters \
-             (a UUID is a good choice)"
-        )))
+        Err(malformed_key())
     }
+}
+
+/// The refusal of a key that is not 1 to 255 printable ASCII characters.
+pub fn malformed_key() -> DomainError {
+    DomainError::invalid(format!(
+        "Idempotency-Key must be 1 to {MAX_KEY_LEN} printable ASCII characters \
+         (a UUID is a good choice)"
+    ))
 }
 
 #[cfg(test)]

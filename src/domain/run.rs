@@ -220,7 +220,9 @@ impl NewRunInput {
             updated_at: now,
             version: 1,
             heartbeat_timeout_seconds: check_timeout(self.heartbeat_timeout_seconds, false)?,
-            last_heartbeat_at: None,
+            // Creation is a sign of life: a backfilled started_at must not
+            // make a new run overdue on arrival.
+            last_heartbeat_at: self.heartbeat_timeout_seconds.map(|_| now),
         })
     }
 }

@@ -50,14 +50,10 @@ pub enum StoreError {
 
     /// An If-Match precondition named a version the run has left.
     #[error(
-        "run '{id}' is at version {current}, not {expected}: it changed since you read it; \
-         read it again and retry"
+        "run '{id}' is at version {current}, which If-Match does not name: it changed since \
+         you read it; read it again and retry"
     )]
-    VersionMismatch {
-        id: String,
-        expected: i64,
-        current: i64,
-    },
+    VersionMismatch { id: String, current: i64 },
 
     #[error("{0}")]
     Migration(String),

@@ -141,23 +141,22 @@ pub fn get_detail(conn: &Connection, id: &str) -> Result<RunDetail, StoreError> 
 /// Applies `patch` to the stored run in the caller's write transaction, so
 /// concurrent patches of one run each see the other's result: no metadata
 /// key is lost to a race. The change and its event are written together.
-/// With `expected_version`, a run that has moved on is refused.
+/// With `accepted_versions`, a run at none of them is refused.
 #[instrument(skip_all)]
 pub fn update(
     conn: &Connection,
     id: &str,
     patch: &RunPatch,
-    expected_version: Option<i64>,
+    accepted_versions: Option<Vec<i64>>,
     actor: &str,
     now: Timestamp,
 ) -> Result<RunDetail, StoreError> {
     let mut run = find(conn, id)?.ok_or_else(|| StoreError::not_found("Run", id))?;
-    if let Some(expected) = expected_version
-        && expected != run.version
+    if let Some(accepted) = accepted_versions
+        && !accepted.contains(&run.version)
     {
         return Err(StoreError::VersionMismatch {
             id: id.to_owned(),
-            expected,
             current: run.version,
         });
     }
