@@ -23,6 +23,12 @@ use crate::domain::DomainError;
 /// The schema, embedded so the binary carries its own migrations.
 const SCHEMA: &str = include_str!("../../schema.sql");
 
+/// Page cache per connection, in KiB. Hot index pages stay in memory
+/// instead of being read again with a syscall. (mmap would share the OS
+/// cache instead, but every connection's mapping then counts in the
+/// process's RSS: measured at 8.8 GiB on a 1.3 GiB file.)
+const CACHE_KIB: u32 = 8 * 1024;
+
 /// How long a connection waits on a lock held by another process (the CLI
 /// creating a key while the server runs) before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -147,7 +153,8 @@ impl Store {
         let init = move |c: &mut Connection| {
             c.busy_timeout(BUSY_TIMEOUT)?;
             c.execute_batch(&format!(
-                "PRAGMA foreign_keys = ON; PRAGMA synchronous = {sync};"
+                "PRAGMA foreign_keys = ON; PRAGMA synchronous = {sync}; \
+                 PRAGMA cache_size = -{CACHE_KIB};"
             ))
         };
 
@@ -163,7 +170,9 @@ impl Store {
             )));
         }
         migrate(&mut conn)?;
-        let writer = writer::Writer::start(conn)?;
+        let mut checkpointer = Connection::open(path)?;
+        init(&mut checkpointer)?;
+        let writer = writer::Writer::start(conn, checkpointer)?;
 
         let readers = Pool::builder()
             .max_size(options.read_connections.max(1))

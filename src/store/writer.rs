@@ -75,12 +75,28 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn start(conn: Connection) -> Result<Self, StoreError> {
+    /// Starts the writer on `conn`. `checkpointer` is a second connection to
+    /// the same file: it copies the WAL back into the database in a thread
+    /// of its own, so that work never stalls the writes queued here.
+    pub fn start(conn: Connection, checkpointer: Connection) -> Result<Self, StoreError> {
+        conn.execute_batch("PRAGMA wal_autocheckpoint = 0")?;
         let (jobs, queue) = mpsc::channel::<Box<dyn Job>>();
+        let (done, finished) = mpsc::channel::<()>();
+        let spawn_failed =
+            |e: std::io::Error| StoreError::Task(format!("cannot start a database thread: {e}"));
+        thread::Builder::new()
+            .name("griot-checkpoint".into())
+            .spawn(move || checkpoint_until(&checkpointer, &finished))
+            .map_err(spawn_failed)?;
         thread::Builder::new()
             .name("griot-writer".into())
-            .spawn(move || run(&conn, &queue))
-            .map_err(|e| StoreError::Task(format!("cannot start the writer thread: {e}")))?;
+            .spawn(move || {
+                run(&conn, &queue);
+                // The writer is gone: stop checkpointing; closing the last
+                // connection checkpoints what is left.
+                drop(done);
+            })
+            .map_err(spawn_failed)?;
         Ok(Self { jobs })
     }
 
@@ -124,6 +140,19 @@ impl Writer {
             let _ = tx.send(r);
         });
         rx.recv().map_err(|_| stopped())?
+    }
+}
+
+/// How often the WAL is copied back into the database file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// PASSIVE checkpoints never wait for the writer or readers; what they
+/// cannot copy now is copied next time.
+fn checkpoint_until(conn: &Connection, finished: &mpsc::Receiver<()>) {
+    while let Err(mpsc::RecvTimeoutError::Timeout) = finished.recv_timeout(CHECKPOINT_EVERY) {
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            error!(error = %e, "WAL checkpoint failed; retrying");
+        }
     }
 }
 
