@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use r2d2_sqlite::rusqlite::{Connection, Row, params, params_from_iter};
+use r2d2_sqlite::rusqlite::{Connection, Row, params};
 use serde_json::{Map, Value as Json, json};
 use tracing::instrument;
 
@@ -198,6 +198,8 @@ pub fn refs_for_run(conn: &Connection, run_id: &str) -> Result<Vec<ValidationRef
 }
 
 /// Counts per status for each of `run_ids`, in one query for the whole page.
+/// The ids travel as one JSON array, so the statement text never changes and
+/// stays prepared.
 pub fn summaries_for_runs(
     conn: &Connection,
     run_ids: &[&str],
@@ -206,15 +208,13 @@ pub fn summaries_for_runs(
     if run_ids.is_empty() {
         return Ok(out);
     }
-    let placeholders = (1..=run_ids.len())
-        .map(|i| format!("?{i}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let mut stmt = conn.prepare(&format!(
+    let ids = serde_json::to_string(run_ids)
+        .map_err(|e| StoreError::Corrupt(format!("run ids could not be encoded: {e}")))?;
+    let mut stmt = conn.prepare_cached(
         "SELECT run_id, status, count(*) FROM validations \
-         WHERE run_id IN ({placeholders}) GROUP BY run_id, status"
-    ))?;
-    let mut rows = stmt.query(params_from_iter(run_ids.iter()))?;
+         WHERE run_id IN (SELECT value FROM json_each(?1)) GROUP BY run_id, status",
+    )?;
+    let mut rows = stmt.query(params![ids])?;
     while let Some(row) = rows.next()? {
         let run_id: String = row.get(0)?;
         let status: String = row.get(1)?;

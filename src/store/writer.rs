@@ -79,7 +79,17 @@ impl Writer {
     /// the same file: it copies the WAL back into the database in a thread
     /// of its own, so that work never stalls the writes queued here.
     pub fn start(conn: Connection, checkpointer: Connection) -> Result<Self, StoreError> {
-        conn.execute_batch("PRAGMA wal_autocheckpoint = 0")?;
+        // The checkpointer thread copies most of the WAL back while writes
+        // go on, but it can never finish while the writer keeps appending,
+        // and the WAL only starts over after a finished checkpoint: left
+        // alone it grew to 7 GB in 60 s of load. So the writer still
+        // checkpoints itself past RESTART_PAGES; by then most pages are
+        // already copied and the inline part is short. The WAL file is
+        // truncated back to JOURNAL_LIMIT when it starts over.
+        conn.execute_batch(&format!(
+            "PRAGMA wal_autocheckpoint = {RESTART_PAGES}; \
+             PRAGMA journal_size_limit = {JOURNAL_LIMIT};"
+        ))?;
         let (jobs, queue) = mpsc::channel::<Box<dyn Job>>();
         let (done, finished) = mpsc::channel::<()>();
         let spawn_failed =
@@ -143,8 +153,15 @@ impl Writer {
     }
 }
 
+/// WAL pages after which the writer checkpoints inline (32 MiB of 4 KiB
+/// pages).
+const RESTART_PAGES: u32 = 8000;
+
+/// Bytes the WAL file is cut back to after it starts over.
+const JOURNAL_LIMIT: u64 = 64 << 20;
+
 /// How often the WAL is copied back into the database file.
-const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// PASSIVE checkpoints never wait for the writer or readers; what they
 /// cannot copy now is copied next time.
