@@ -160,13 +160,17 @@ pub fn update(
             current: run.version,
         });
     }
-    let before = run.status;
+    let stored = run.clone();
     let changed = patch.apply(&mut run, now)?;
-    write_back(conn, &run)?;
+    // A repeated update of a final run changes nothing, not even the
+    // heartbeat: nothing to write.
+    if run != stored {
+        write_back(conn, &run)?;
+    }
     if changed {
         events::append(
             conn,
-            &RunEvent::for_update(id, before, run.status, patch.changes(), actor, now),
+            &RunEvent::for_update(id, stored.status, run.status, patch.changes(), actor, now),
         )?;
     }
     let validations = validations::refs_for_run(conn, id)?;
