@@ -18,6 +18,7 @@ __all__ = [
     "Health",
     "ValidationRef",
     "StatusCounts",
+    "RunFields",
     "Run",
     "RunListItem",
     "RunPage",
@@ -69,8 +70,8 @@ class StatusCounts(TypedDict):
     total: int
 
 
-class Run(TypedDict):
-    """A run, with every validation recorded during it (oldest first)."""
+class RunFields(TypedDict):
+    """The fields every view of a run carries."""
 
     id: str
     contract_id: str
@@ -92,33 +93,18 @@ class Run(TypedDict):
     #: When the run will be failed if nothing is heard from it; ``None`` for
     #: final runs and runs without a timeout.
     heartbeat_deadline: Optional[str]
+
+
+class Run(RunFields):
+    """A run, with every validation recorded during it (oldest first)."""
+
     validations: List[ValidationRef]
 
 
-class RunListItem(TypedDict):
+class RunListItem(RunFields):
     """A run as lists show it: counts of its validations per status
     instead of the validations themselves."""
 
-    id: str
-    contract_id: str
-    pipeline_name: Optional[str]
-    pipeline_id: Optional[str]
-    status: RunStatus
-    metadata: Dict[str, Any]
-    started_at: str
-    completed_at: Optional[str]
-    created_by: str
-    updated_at: str
-    #: Grows with every change (not with heartbeats); the ``ETag``. Pass it
-    #: as ``update_run(..., if_match=version)``.
-    version: int
-    #: Seconds of silence after which the server fails a pending or running
-    #: run; ``None`` for no timeout.
-    heartbeat_timeout_seconds: Optional[int]
-    last_heartbeat_at: Optional[str]
-    #: When the run will be failed if nothing is heard from it; ``None`` for
-    #: final runs and runs without a timeout.
-    heartbeat_deadline: Optional[str]
     validation_summary: StatusCounts
 
 
