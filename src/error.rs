@@ -295,9 +295,6 @@ fn humanize(reason: &str) -> String {
         if ty.starts_with("integer") {
             return "must be a whole number".to_owned();
         }
-        if ty.starts_with("string_date-time") {
-            return detail.to_owned();
-        }
         return detail.to_owned();
     }
     reason.to_owned()

@@ -64,10 +64,6 @@ impl Timestamp {
         (self.0.unix_timestamp_nanos() / 1_000) as i64
     }
 
-    pub fn datetime(&self) -> OffsetDateTime {
-        self.0
-    }
-
     /// Parses what a client may send: RFC 3339 with an offset, a date-time
     /// without one (UTC), or a plain date (midnight UTC). A `+` offset that
     /// reached us decoded as a space (an unencoded `+05:00` in a query

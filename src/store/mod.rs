@@ -61,8 +61,9 @@ pub enum StoreError {
     )]
     VersionMismatch { id: String, current: i64 },
 
+    /// The file could not be opened, migrated or copied as asked.
     #[error("{0}")]
-    Migration(String),
+    Setup(String),
 
     #[error("database task failed: {0}")]
     Task(String),
@@ -143,7 +144,7 @@ impl Store {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
             && !parent.exists()
         {
-            return Err(StoreError::Migration(format!(
+            return Err(StoreError::Setup(format!(
                 "cannot create the database {}: the folder {} does not exist",
                 path.display(),
                 parent.display()
@@ -164,7 +165,7 @@ impl Store {
         // file, so setting it once here covers every connection.
         let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Migration(format!(
+            return Err(StoreError::Setup(format!(
                 "could not switch {} to WAL journal mode (got '{mode}')",
                 path.display()
             )));
@@ -227,7 +228,7 @@ impl Store {
     /// on meanwhile.
     pub fn backup_to(&self, dest: &Path) -> Result<(), StoreError> {
         if dest.exists() {
-            return Err(StoreError::Migration(format!(
+            return Err(StoreError::Setup(format!(
                 "{} already exists; choose a new path so no file is overwritten",
                 dest.display()
             )));
@@ -307,14 +308,14 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let latest = latest_version();
     if current > latest {
-        return Err(StoreError::Migration(format!(
+        return Err(StoreError::Setup(format!(
             "the database was written by a newer griot-registry (schema version {current}; \
              this binary knows up to {latest}); upgrade the binary instead"
         )));
     }
     for (expected, m) in (1..).zip(migrations()) {
         if m.version != expected {
-            return Err(StoreError::Migration(format!(
+            return Err(StoreError::Setup(format!(
                 "schema.sql is malformed: migration {} found where {expected} was expected",
                 m.version
             )));
