@@ -81,7 +81,7 @@ pub struct ErrorDetail {
 
 /// The body of every error response.
 #[derive(Object, Debug, Clone)]
-#[oai(rename = "Error")]
+#[oai(rename = "Error", example)]
 pub struct ErrorBody {
     pub detail: ErrorDetail,
 }
@@ -305,4 +305,106 @@ pub fn too_large() -> ApiError {
         ErrorCode::PayloadTooLarge,
         "the request body is larger than the server accepts (see --max-body-bytes)",
     )
+}
+
+/// Bits naming the error statuses an operation can answer with, for
+/// [`OpError`].
+pub mod can {
+    /// 400: the body is not JSON.
+    pub const BAD_JSON: u16 = 1 << 0;
+    /// 401: the key is missing (where needed), malformed, unknown or revoked.
+    pub const UNAUTHORIZED: u16 = 1 << 1;
+    /// 403: the key's scope does not allow the operation.
+    pub const FORBIDDEN: u16 = 1 << 2;
+    /// 404: the run or validation named in the path does not exist.
+    pub const NOT_FOUND: u16 = 1 << 3;
+    /// 409: the run's state does not allow the change.
+    pub const CONFLICT: u16 = 1 << 4;
+    /// 412: If-Match names a version the run has left.
+    pub const PRECONDITION_FAILED: u16 = 1 << 5;
+    /// 413: the body is over the size cap.
+    pub const TOO_LARGE: u16 = 1 << 6;
+    /// 415: the body is not sent as JSON.
+    pub const MEDIA_TYPE: u16 = 1 << 7;
+    /// 422: a parameter or field breaks a rule.
+    pub const INVALID: u16 = 1 << 8;
+    /// 500: the server failed.
+    pub const INTERNAL: u16 = 1 << 9;
+
+    /// What any operation with a JSON body can be refused for.
+    pub const BODY: u16 = BAD_JSON | TOO_LARGE | MEDIA_TYPE | INVALID;
+    /// What a write can be refused for before it is looked at.
+    pub const WRITE: u16 = UNAUTHORIZED | FORBIDDEN;
+    /// What a read can be refused for before it is looked at: a key that was
+    /// sent but is bad, or none where the server requires one.
+    pub const READ: u16 = UNAUTHORIZED;
+
+    pub(super) fn bit(status: u16) -> u16 {
+        match status {
+            400 => BAD_JSON,
+            401 => UNAUTHORIZED,
+            403 => FORBIDDEN,
+            404 => NOT_FOUND,
+            409 => CONFLICT,
+            412 => PRECONDITION_FAILED,
+            413 => TOO_LARGE,
+            415 => MEDIA_TYPE,
+            422 => INVALID,
+            500 => INTERNAL,
+            _ => 0,
+        }
+    }
+}
+
+/// The errors of one operation: an [`ApiError`] at run time, documented in
+/// the spec with only the statuses in `S` (bits from [`can`]), so each
+/// operation lists exactly what it can answer. Handlers declare the set in
+/// their return type, where a reader sees it next to the code that can
+/// fail; schemathesis checks the declared set against real answers.
+#[derive(Debug)]
+pub struct OpError<const S: u16>(pub ApiError);
+
+impl<const S: u16> ApiResponse for OpError<S> {
+    const BAD_REQUEST_HANDLER: bool = false;
+
+    fn meta() -> poem_openapi::registry::MetaResponses {
+        let mut meta = ApiError::meta();
+        meta.responses
+            .retain(|r| r.status.is_some_and(|status| can::bit(status) & S != 0));
+        meta
+    }
+
+    fn register(registry: &mut poem_openapi::registry::Registry) {
+        ApiError::register(registry);
+    }
+}
+
+impl<const S: u16> poem::IntoResponse for OpError<S> {
+    fn into_response(self) -> Response {
+        self.0.into_response()
+    }
+}
+
+impl<const S: u16> From<OpError<S>> for poem::Error {
+    fn from(err: OpError<S>) -> Self {
+        err.0.into()
+    }
+}
+
+impl<const S: u16> From<ApiError> for OpError<S> {
+    fn from(err: ApiError) -> Self {
+        OpError(err)
+    }
+}
+
+impl<const S: u16> From<StoreError> for OpError<S> {
+    fn from(err: StoreError) -> Self {
+        OpError(err.into())
+    }
+}
+
+impl<const S: u16> From<DomainError> for OpError<S> {
+    fn from(err: DomainError) -> Self {
+        OpError(err.into())
+    }
 }

@@ -1,40 +1,79 @@
 //! Middleware every request passes through: the body size cap and the
 //! request log.
 
-use std::{sync::OnceLock, time::Instant};
+use std::{
+    sync::OnceLock,
+    time::{Duration, Instant},
+};
 
 use poem::{
     Endpoint, IntoResponse, Request, Response,
-    error::ReadBodyError,
-    http::{HeaderValue, StatusCode, header},
+    http::{HeaderValue, Method, StatusCode, header},
 };
+use tokio::io::AsyncReadExt;
 use tracing::{Instrument, info, info_span};
 
 use crate::error::{self, ApiError};
 
+/// Past the cap, how much more of a body is read (and thrown away) before
+/// answering 413, and for how long at most.
+const DRAIN_MAX_BYTES: u64 = 64 * 1024 * 1024;
+const DRAIN_MAX_TIME: Duration = Duration::from_secs(5);
+
 /// Refuses bodies over `max` bytes with 413, whether or not the client
 /// declared a Content-Length (a chunked body is counted as it is read).
+///
+/// The rest of a refused body is read and discarded (up to
+/// `DRAIN_MAX_BYTES`, for at most `DRAIN_MAX_TIME`) before the answer goes
+/// out: a client that writes its whole body before reading (Python's
+/// urllib, most blocking clients) would otherwise hit a closed socket
+/// mid-write and see a connection reset instead of the 413. The answer
+/// then closes the connection.
 pub async fn limit_body<E: Endpoint>(
     next: E,
     mut req: Request,
     max: usize,
 ) -> poem::Result<Response> {
+    // No operation reads a body on these methods; one sent anyway is left
+    // unread (the server closes the connection after answering).
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return next.call(req).await.map(IntoResponse::into_response);
+    }
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > max) {
-        return Err(error::too_large().into());
+        .and_then(|v| v.parse::<u64>().ok());
+    let mut reader = req.take_body().into_async_read();
+    let limit = u64::try_from(max).unwrap_or(u64::MAX);
+    let mut bytes = Vec::new();
+    let over = match declared {
+        Some(n) if n > limit => true,
+        _ => {
+            (&mut reader)
+                .take(limit.saturating_add(1))
+                .read_to_end(&mut bytes)
+                .await
+                .map_err(|e| {
+                    ApiError::new(
+                        error::ErrorCode::BadRequest,
+                        format!("the request body could not be read: {e}"),
+                    )
+                })?;
+            bytes.len() > max
+        }
+    };
+    if over {
+        let _ = tokio::time::timeout(
+            DRAIN_MAX_TIME,
+            tokio::io::copy(&mut reader.take(DRAIN_MAX_BYTES), &mut tokio::io::sink()),
+        )
+        .await;
+        let mut resp = error::too_large().into_response();
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return Ok(resp);
     }
-    let body = req.take_body();
-    let bytes = body.into_bytes_limit(max).await.map_err(|e| match e {
-        ReadBodyError::PayloadTooLarge => poem::Error::from(error::too_large()),
-        other => poem::Error::from(ApiError::new(
-            error::ErrorCode::BadRequest,
-            format!("the request body could not be read: {other}"),
-        )),
-    })?;
     req.set_body(bytes);
     next.call(req).await.map(IntoResponse::into_response)
 }

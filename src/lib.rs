@@ -20,7 +20,10 @@ use std::{future::Future, time::Duration};
 
 use poem::{
     Endpoint, EndpointExt, Route, Server,
+    endpoint::make_sync,
+    get,
     listener::{Acceptor, TcpAcceptor},
+    web::Html,
 };
 use tracing::info;
 
@@ -46,13 +49,38 @@ pub fn build_app(
     state: AppState,
     options: &HttpOptions,
 ) -> impl Endpoint<Output = poem::Response> + use<> {
-    let api = api::openapi_service();
     let max_body = options.max_body_bytes;
+    let json = api::spec_json();
+    let yaml = api::spec_yaml();
+    let docs = api::swagger_html();
     Route::new()
-        .at("/openapi.json", api.spec_endpoint())
-        .at("/openapi.yaml", api.spec_endpoint_yaml())
-        .nest("/docs", api.swagger_ui())
-        .nest("/", api)
+        .at(
+            "/openapi.json",
+            get(make_sync(move |_| {
+                poem::Response::builder()
+                    .content_type("application/json")
+                    .body(json.clone())
+            })),
+        )
+        .at(
+            "/openapi.yaml",
+            get(make_sync(move |_| {
+                poem::Response::builder()
+                    .content_type("application/x-yaml")
+                    .header("Content-Disposition", "inline; filename=\"openapi.yaml\"")
+                    .body(yaml.clone())
+            })),
+        )
+        .at(
+            "/docs",
+            get(make_sync({
+                let docs = docs.clone();
+                move |_| Html(docs.clone())
+            })),
+        )
+        .at("/docs/", get(make_sync(move |_| Html(docs.clone()))))
+        .at("/favicon.ico", get(make_sync(|_| api::favicon())))
+        .nest("/", api::openapi_service())
         .around(move |ep, req| http::limit_body(ep, req, max_body))
         .data(state)
         .catch_all_error(error::render)
@@ -64,11 +92,11 @@ pub fn build_app(
 /// The OpenAPI spec as served, for `griot-registry openapi` and the drift
 /// test.
 pub fn openapi_json() -> String {
-    api::openapi_service().spec()
+    api::spec_json()
 }
 
 pub fn openapi_yaml() -> String {
-    api::openapi_service().spec_yaml()
+    api::spec_yaml()
 }
 
 /// Serves `app` on an already bound listener until `shutdown` resolves, then

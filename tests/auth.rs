@@ -331,6 +331,10 @@ async fn the_spec_declares_the_api_key_scheme() {
     assert_eq!(scheme["name"], "X-API-Key");
     let create = &spec["paths"]["/api/v1/runs"]["post"];
     assert_eq!(create["security"], json!([{"ApiKeyAuth": []}]));
+    // Reads inherit the document's default: a key, or none.
     let list = &spec["paths"]["/api/v1/runs"]["get"];
-    assert_eq!(list["security"], json!([{"ApiKeyAuth": []}, {}]));
+    assert!(list.get("security").is_none());
+    assert_eq!(spec["security"], json!([{"ApiKeyAuth": []}, {}]));
+    // The probes never need one.
+    assert_eq!(spec["paths"]["/health"]["get"]["security"], json!([]));
 }

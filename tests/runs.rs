@@ -594,6 +594,32 @@ async fn bad_bodies_are_refused_in_the_error_shape() {
             "VALIDATION_ERROR",
             "status",
         ),
+        // Valid JSON of the wrong type is a 422 naming the field, not "not
+        // valid JSON".
+        (
+            "{\"contract_id\": \"c\", \"status\": 1}",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_ERROR",
+            "`status`: invalid type: integer `1`, expected a string",
+        ),
+        (
+            "{\"contract_id\": \"c\", \"status\": true}",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_ERROR",
+            "`status`: invalid type: boolean",
+        ),
+        (
+            "{\"contract_id\": \"c\", \"status\": [\"running\"]}",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_ERROR",
+            "`status`: invalid type: sequence",
+        ),
+        (
+            "{\"contract_id\": \"c\", \"status\": \"bogus\"}",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_ERROR",
+            "'bogus' is not one of pending, running, completed, failed, cancelled",
+        ),
         (
             "{\"contract_id\": \"c\", \"metadata\": [1]}",
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -767,4 +793,49 @@ async fn concurrent_patches_of_different_keys_keep_every_key() {
     let run = app.get_run(&id).await.expect(StatusCode::OK);
     let keys = run["metadata"].as_object().unwrap();
     assert_eq!(keys.len(), 20, "{keys:?}");
+}
+
+#[tokio::test]
+async fn deep_nesting_is_a_422_naming_the_field() {
+    let app = TestApp::spawn().await;
+    for levels in [70, 127, 200, 5000] {
+        let body = format!(
+            "{{\"contract_id\": \"c\", \"metadata\": {{\"a\": {}1{}}}}}",
+            "[".repeat(levels),
+            "]".repeat(levels)
+        );
+        let r = app
+            .raw(
+                Method::POST,
+                "/api/v1/runs",
+                &[
+                    ("X-API-Key", &app.write_key),
+                    ("Content-Type", "application/json"),
+                ],
+                poem::Body::from(body),
+            )
+            .await;
+        r.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR");
+        assert!(r.message().contains("`metadata`"), "{}", r.message());
+        assert!(r.message().contains("64 levels"), "{}", r.message());
+    }
+    // Just under the limit is stored.
+    let body = format!(
+        "{{\"contract_id\": \"c\", \"metadata\": {}1{}}}",
+        "{\"a\": ".repeat(62),
+        "}".repeat(62)
+    );
+    let r = app
+        .raw(
+            Method::POST,
+            "/api/v1/runs",
+            &[
+                ("X-API-Key", &app.write_key),
+                ("Content-Type", "application/json"),
+            ],
+            poem::Body::from(body),
+        )
+        .await;
+    r.expect(StatusCode::CREATED);
+    assert_eq!(app.list_runs("").await["total"], 1);
 }

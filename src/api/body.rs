@@ -72,6 +72,11 @@ fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             )),
         };
     }
+    if let Some(field) = nested_too_deep(bytes) {
+        return Err(ApiError::validation(format!(
+            "invalid `{field}`: JSON nested more than {MAX_DEPTH} levels deep"
+        )));
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let parsed: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         use serde_json::error::Category;
@@ -98,6 +103,53 @@ fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         )
     })?;
     Ok(parsed)
+}
+
+/// How deep a body's JSON may nest, the body itself being level 1. Far more
+/// than any real metadata needs, and under the parser's own limit (128),
+/// past which it would only say "recursion limit exceeded".
+pub const MAX_DEPTH: usize = 64;
+
+/// The top-level field whose value nests past `MAX_DEPTH`, if any. A scan
+/// of the raw bytes (strings skipped), so the refusal can name the field
+/// and the parser never descends that far.
+fn nested_too_deep(bytes: &[u8]) -> Option<String> {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut string_start = 0;
+    let mut last_string = (0, 0);
+    let mut field = (0, 0);
+    for (i, &b) in bytes.iter().enumerate() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => {
+                    in_string = false;
+                    last_string = (string_start, i);
+                }
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => {
+                in_string = true;
+                string_start = i + 1;
+            }
+            b':' if depth == 1 => field = last_string,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Some(String::from_utf8_lossy(&bytes[field.0..field.1]).into_owned());
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
 }
 
 impl<'a, T: Type + DeserializeOwned + Send> ApiExtractor<'a> for JsonBody<T> {
@@ -145,6 +197,24 @@ impl<'a, T: Type + DeserializeOwned + Send> ApiExtractor<'a> for JsonBody<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nesting_is_measured_outside_strings() {
+        let deep = |n: usize| {
+            format!(
+                r#"{{"a": 1, "metadata": {}1{}}}"#,
+                "[".repeat(n),
+                "]".repeat(n)
+            )
+        };
+        assert_eq!(nested_too_deep(deep(MAX_DEPTH - 1).as_bytes()), None);
+        assert_eq!(
+            nested_too_deep(deep(MAX_DEPTH).as_bytes()).as_deref(),
+            Some("metadata")
+        );
+        let quoted = format!(r#"{{"m": "{}\\\" {{"}}"#, "[".repeat(200));
+        assert_eq!(nested_too_deep(quoted.as_bytes()), None);
+    }
 
     #[test]
     fn json_content_types() {

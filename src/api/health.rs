@@ -10,6 +10,7 @@ use crate::{
 };
 
 #[derive(Object, Debug)]
+#[oai(example)]
 pub struct Health {
     /// `ok` when the service (and, for readiness, its database) works.
     pub status: String,

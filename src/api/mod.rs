@@ -3,12 +3,18 @@
 
 pub mod auth;
 pub mod body;
+pub mod examples;
 pub mod health;
 pub mod runs;
+pub mod spec;
 pub mod types;
 pub mod validations;
 
+use std::sync::OnceLock;
+
+use poem::{Response, http::header};
 use poem_openapi::{OpenApiService, Tags};
+use serde_json::Value;
 
 /// Groups of operations, as Swagger UI shows them.
 #[derive(Tags)]
@@ -62,4 +68,51 @@ pub fn page_bounds(limit: i64, offset: i64) -> (u32, u64) {
         u32::try_from(limit).unwrap_or(1),
         u64::try_from(offset).unwrap_or(0),
     )
+}
+
+/// The finished spec (see [`spec::finish`]), built once per process.
+fn finished_spec() -> &'static Value {
+    static SPEC: OnceLock<Value> = OnceLock::new();
+    SPEC.get_or_init(|| {
+        // poem-openapi serialises its own document; failing to read it back
+        // is a bug in the build, caught by every test, not a request error.
+        let derived = serde_json::from_str(&openapi_service().spec())
+            .expect("poem-openapi's spec is valid JSON");
+        spec::finish(derived)
+    })
+}
+
+/// The spec as JSON, as served at /openapi.json and checked in.
+pub fn spec_json() -> String {
+    serde_json::to_string_pretty(finished_spec()).unwrap_or_default()
+}
+
+/// The spec as YAML, as served at /openapi.yaml and checked in.
+pub fn spec_yaml() -> String {
+    serde_yaml::to_string(finished_spec()).unwrap_or_default()
+}
+
+/// Swagger UI's page, showing the finished spec (poem-openapi's own page
+/// embeds the derived one), with our title and icon.
+pub fn swagger_html() -> String {
+    let service = openapi_service();
+    service
+        .swagger_ui_html()
+        .replacen(&service.spec(), &spec_json(), 1)
+        .replacen(
+            "<title>Swagger UI</title>",
+            "<title>griot-registry API</title>\n    <link rel=\"icon\" type=\"image/png\" href=\"/favicon.ico\">",
+            1,
+        )
+}
+
+const FAVICON: &[u8] = include_bytes!("favicon.png");
+
+/// The icon browsers ask every page's site for; without it each visit to
+/// /docs logs a 404 in the browser console.
+pub fn favicon() -> Response {
+    Response::builder()
+        .content_type("image/png")
+        .header(header::CACHE_CONTROL, "public, max-age=86400")
+        .body(FAVICON)
 }

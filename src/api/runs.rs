@@ -16,8 +16,8 @@ use super::{
     ApiTags,
     auth::{ApiKeyAuth, ReadAccess},
     body::JsonBody,
-    default_limit, page_bounds,
-    types::{DateTime, JsonObject, Name, OneOf, self_valued_type},
+    default_limit, examples, page_bounds,
+    types::{DateFilter, DateTime, JsonObject, Name, OneOf, deserialize_enum, self_valued_type},
     validations::{ValidationRefBody, ValidationSummaryBody},
 };
 use crate::{
@@ -27,7 +27,7 @@ use crate::{
         idempotency::{malformed_key, validate_key},
         run::{NewRunInput, Run, RunDetail, RunFilter, RunListItem, RunPatch, RunStatus},
     },
-    error::ApiError,
+    error::{ApiError, OpError, can},
     state::AppState,
     store::{
         events,
@@ -38,9 +38,8 @@ use crate::{
 
 /// Where a run is in its life. `completed`, `failed` and `cancelled` are
 /// final.
-#[derive(Enum, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
 #[oai(rename = "RunStatus", rename_all = "lowercase")]
-#[serde(rename_all = "lowercase")]
 pub enum RunStatusBody {
     /// Scheduled but not started.
     Pending,
@@ -52,6 +51,12 @@ pub enum RunStatusBody {
     Failed,
     /// Was cancelled.
     Cancelled,
+}
+
+impl<'de> Deserialize<'de> for RunStatusBody {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_enum(d)
+    }
 }
 
 impl From<RunStatusBody> for RunStatus {
@@ -81,7 +86,7 @@ impl From<RunStatus> for RunStatusBody {
 /// A new run. Unknown fields are refused, so a typo is reported rather than
 /// ignored.
 #[derive(Object, Deserialize, Debug)]
-#[oai(rename = "CreateRunRequest", deny_unknown_fields)]
+#[oai(rename = "CreateRunRequest", deny_unknown_fields, example)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRunRequest {
     /// The data contract the pipeline loads data under. Required, not empty.
@@ -116,7 +121,7 @@ pub struct CreateRunRequest {
 /// Changes to a run. Give at least one field; an absent field and a null
 /// one both leave the stored value as it is. Unknown fields are refused.
 #[derive(Object, Deserialize, Debug)]
-#[oai(rename = "UpdateRunRequest", deny_unknown_fields)]
+#[oai(rename = "UpdateRunRequest", deny_unknown_fields, example)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateRunRequest {
     /// The new status. A final status (`completed`, `failed`, `cancelled`)
@@ -226,7 +231,7 @@ impl From<Run> for RunFields {
 
 /// A run with every validation recorded during it.
 #[derive(Object, Debug)]
-#[oai(rename = "Run")]
+#[oai(rename = "Run", example)]
 pub struct RunBody {
     #[oai(flatten)]
     pub fields: RunFields,
@@ -246,7 +251,7 @@ impl From<RunDetail> for RunBody {
 /// A run as lists show it: with counts of its validations per status
 /// instead of the validations themselves.
 #[derive(Object, Debug)]
-#[oai(rename = "RunListItem")]
+#[oai(rename = "RunListItem", example)]
 pub struct RunListItemBody {
     #[oai(flatten)]
     pub fields: RunFields,
@@ -264,7 +269,7 @@ impl From<RunListItem> for RunListItemBody {
 
 /// One page of runs.
 #[derive(Object, Debug)]
-#[oai(rename = "RunPage")]
+#[oai(rename = "RunPage", example)]
 pub struct RunPage {
     /// Newest `started_at` first; runs that started together are ordered by
     /// id, so paging never skips or repeats a run.
@@ -279,14 +284,23 @@ pub struct RunPage {
 enum CreatedRun {
     /// The run was created.
     #[oai(status = 201)]
-    Created(Json<RunBody>, #[oai(header = "ETag")] String),
+    Created(
+        Json<RunBody>,
+        /// The run's version, quoted (`"1"`): send it back in `If-Match`.
+        #[oai(header = "ETag")]
+        String,
+    ),
     /// The Idempotency-Key already created this run for the same request:
     /// nothing new was created, and this is that run as it is now.
     #[oai(status = 200)]
     Replayed(
         Json<RunBody>,
-        #[oai(header = "Idempotent-Replayed")] String,
-        #[oai(header = "ETag")] String,
+        /// `true`: this answer replays an earlier create.
+        #[oai(header = "Idempotent-Replayed")]
+        String,
+        /// The run's version, quoted: send it back in `If-Match`.
+        #[oai(header = "ETag")]
+        String,
     ),
 }
 
@@ -294,7 +308,12 @@ enum CreatedRun {
 enum TaggedRun {
     /// The run; its ETag is its version.
     #[oai(status = 200)]
-    Ok(Json<RunBody>, #[oai(header = "ETag")] String),
+    Ok(
+        Json<RunBody>,
+        /// The run's version, quoted (`"2"`): send it back in `If-Match`.
+        #[oai(header = "ETag")]
+        String,
+    ),
 }
 
 fn etag(version: i64) -> String {
@@ -343,7 +362,7 @@ fn accepted_versions(if_match: Option<&str>) -> Result<Option<Vec<i64>>, ApiErro
 
 /// A run's history.
 #[derive(Object, Debug)]
-#[oai(rename = "RunEvent")]
+#[oai(rename = "RunEvent", example)]
 pub struct RunEventBody {
     /// Increases with every event, across all runs.
     pub id: i64,
@@ -379,7 +398,7 @@ impl From<RunEvent> for RunEventBody {
 
 /// One page of a run's events, oldest first.
 #[derive(Object, Debug)]
-#[oai(rename = "RunEventPage")]
+#[oai(rename = "RunEventPage", example)]
 pub struct RunEventPage {
     pub items: Vec<RunEventBody>,
     pub total: u64,
@@ -389,7 +408,7 @@ pub struct RunEventPage {
 
 /// The answer of a wait.
 #[derive(Object, Debug)]
-#[oai(rename = "RunWait")]
+#[oai(rename = "RunWait", example)]
 pub struct RunWaitBody {
     /// True when the run is in a final status; false when the wait timed
     /// out first.
@@ -423,12 +442,14 @@ impl RunsApi {
         auth: ApiKeyAuth,
         req: &Request,
         state: Data<&AppState>,
-        /// Makes retries of this create safe; 1 to 255 printable ASCII
-        /// characters.
+        /// Makes retries of this create safe: 1 to 255 printable ASCII
+        /// characters, such as a UUID made once per run you mean to create.
+        /// (No example value: Swagger UI would send the same key on every
+        /// Execute, replaying the first run.)
         #[oai(name = "Idempotency-Key")]
         idempotency_key: Header<Option<String>>,
         body: JsonBody<CreateRunRequest>,
-    ) -> Result<CreatedRun, ApiError> {
+    ) -> Result<CreatedRun, OpError<{ can::WRITE | can::BODY | can::INTERNAL }>> {
         let caller = auth.writer()?;
         let b = body.0;
         let input = NewRunInput {
@@ -484,8 +505,9 @@ impl RunsApi {
         req: &Request,
         state: Data<&AppState>,
         /// The run's id, as returned when it was created.
+        #[oai(example = "examples::run_id")]
         run_id: Path<String>,
-    ) -> Result<TaggedRun, ApiError> {
+    ) -> Result<TaggedRun, OpError<{ can::READ | can::NOT_FOUND | can::INTERNAL }>> {
         state.auth.read(access, req).await?;
         let id = run_id.0;
         let detail = state.store.read(move |c| runs::get_detail(c, &id)).await?;
@@ -508,12 +530,26 @@ impl RunsApi {
         auth: ApiKeyAuth,
         state: Data<&AppState>,
         /// The run's id.
+        #[oai(example = "examples::run_id")]
         run_id: Path<String>,
-        /// The version (ETag) the change is based on; `*` or none for any.
-        #[oai(name = "If-Match")]
+        /// The version (ETag) the change is based on, such as `"3"`; `*` or
+        /// none for any.
+        #[oai(name = "If-Match", example = "examples::if_match")]
         if_match: Header<Option<String>>,
         body: JsonBody<UpdateRunBody>,
-    ) -> Result<TaggedRun, ApiError> {
+    ) -> Result<
+        TaggedRun,
+        OpError<
+            {
+                can::WRITE
+                    | can::BODY
+                    | can::NOT_FOUND
+                    | can::CONFLICT
+                    | can::PRECONDITION_FAILED
+                    | can::INTERNAL
+            },
+        >,
+    > {
         let caller = auth.writer()?;
         let expected = accepted_versions(if_match.0.as_deref())?;
         let b = body.0.0;
@@ -552,8 +588,10 @@ impl RunsApi {
         auth: ApiKeyAuth,
         state: Data<&AppState>,
         /// The run's id.
+        #[oai(example = "examples::run_id")]
         run_id: Path<String>,
-    ) -> Result<TaggedRun, ApiError> {
+    ) -> Result<TaggedRun, OpError<{ can::WRITE | can::NOT_FOUND | can::CONFLICT | can::INTERNAL }>>
+    {
         auth.writer()?;
         let now = state.clock.now();
         let id = run_id.0;
@@ -580,17 +618,22 @@ impl RunsApi {
         req: &Request,
         state: Data<&AppState>,
         /// The run's id.
+        #[oai(example = "examples::run_id")]
         run_id: Path<String>,
         /// Page size: 1 to 1000.
         #[oai(
             default = "default_limit",
+            example = "default_limit",
             validator(minimum(value = "1"), maximum(value = "1000"))
         )]
         limit: Query<i64>,
         /// How many events to skip.
-        #[oai(default, validator(minimum(value = "0")))]
+        #[oai(default, example = "examples::zero", validator(minimum(value = "0")))]
         offset: Query<i64>,
-    ) -> Result<Json<RunEventPage>, ApiError> {
+    ) -> Result<
+        Json<RunEventPage>,
+        OpError<{ can::READ | can::NOT_FOUND | can::INVALID | can::INTERNAL }>,
+    > {
         state.auth.read(access, req).await?;
         let (limit, offset) = page_bounds(limit.0, offset.0);
         let id = run_id.0;
@@ -623,14 +666,19 @@ impl RunsApi {
         req: &Request,
         state: Data<&AppState>,
         /// The run's id.
+        #[oai(example = "examples::run_id")]
         run_id: Path<String>,
         /// Seconds to wait at most: 0 to 60.
         #[oai(
             default = "default_wait",
+            example = "examples::wait_seconds",
             validator(minimum(value = "0"), maximum(value = "60"))
         )]
         timeout: Query<i64>,
-    ) -> Result<Json<RunWaitBody>, ApiError> {
+    ) -> Result<
+        Json<RunWaitBody>,
+        OpError<{ can::READ | can::NOT_FOUND | can::INVALID | can::INTERNAL }>,
+    > {
         state.auth.read(access, req).await?;
         let id = run_id.0;
         // Subscribe before reading, so a finish between the read and the
@@ -678,29 +726,38 @@ impl RunsApi {
         req: &Request,
         state: Data<&AppState>,
         /// Only runs of this contract.
+        #[oai(example = "examples::contract_filter")]
         contract_id: Query<Option<String>>,
         /// Only runs of this pipeline.
+        #[oai(example = "examples::pipeline_filter")]
         pipeline_name: Query<Option<String>>,
         /// Only runs in this status.
+        #[oai(example = "examples::run_status_filter")]
         status: Query<Option<OneOf<RunStatusBody>>>,
-        /// Only runs that started at or after this time (inclusive).
-        start_date: Query<Option<DateTime>>,
-        /// Only runs that started before this time (exclusive).
-        end_date: Query<Option<DateTime>>,
+        /// Only runs that started at or after this time (inclusive): a date
+        /// (`2024-01-15`, midnight UTC) or an RFC 3339 date-time
+        /// (`2024-01-15T10:00:00Z`; without an offset, UTC).
+        #[oai(example = "examples::start_date")]
+        start_date: Query<Option<DateFilter>>,
+        /// Only runs that started before this time (exclusive); the same
+        /// forms as `start_date`.
+        #[oai(example = "examples::end_date")]
+        end_date: Query<Option<DateFilter>>,
         /// `true`: only pending or running runs whose heartbeat is overdue
         /// right now.
-        #[oai(default)]
+        #[oai(default, example = "examples::no")]
         stale: Query<bool>,
         /// Page size: 1 to 1000.
         #[oai(
             default = "default_limit",
+            example = "default_limit",
             validator(minimum(value = "1"), maximum(value = "1000"))
         )]
         limit: Query<i64>,
         /// How many matching runs to skip.
-        #[oai(default, validator(minimum(value = "0")))]
+        #[oai(default, example = "examples::zero", validator(minimum(value = "0")))]
         offset: Query<i64>,
-    ) -> Result<Json<RunPage>, ApiError> {
+    ) -> Result<Json<RunPage>, OpError<{ can::READ | can::INVALID | can::INTERNAL }>> {
         state.auth.read(access, req).await?;
         let (limit, offset) = page_bounds(limit.0, offset.0);
         let filter = RunFilter {

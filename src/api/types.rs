@@ -9,6 +9,7 @@ use poem_openapi::{
     registry::{MetaSchema, MetaSchemaRef, Registry},
     types::{ParseError, ParseFromJSON, ParseFromParameter, ParseResult, ToJSON, Type},
 };
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::domain::{metadata::Metadata, text::MAX_NAME_LEN, time::Timestamp};
@@ -127,6 +128,45 @@ impl From<Timestamp> for DateTime {
     }
 }
 
+/// A date filter in a query string: a date (`2024-01-15`, midnight UTC) or
+/// any date-time form [`DateTime`] accepts. Published as a plain string,
+/// since `format: date-time` would tell generated clients that a date alone
+/// is not allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DateFilter(pub Timestamp);
+
+impl DateFilter {
+    pub fn parse(value: &str) -> Option<Self> {
+        Timestamp::parse_lenient(value).ok().map(DateFilter)
+    }
+}
+
+self_valued_type!(
+    DateFilter,
+    name = "string_date_filter".into(),
+    schema = MetaSchemaRef::Inline(Box::new(MetaSchema::new("string"))),
+);
+
+impl ParseFromParameter for DateFilter {
+    fn parse_from_parameter(value: &str) -> ParseResult<Self> {
+        Timestamp::parse_lenient(value)
+            .map(DateFilter)
+            .map_err(|e| ParseError::custom(e.to_string()))
+    }
+}
+
+/// For the example the spec shows: the date alone when it is midnight.
+impl ToJSON for DateFilter {
+    fn to_json(&self) -> Option<Value> {
+        let text = self.0.to_string();
+        Some(Value::String(
+            text.strip_suffix("T00:00:00.000000Z")
+                .map(str::to_owned)
+                .unwrap_or(text),
+        ))
+    }
+}
+
 /// A free-form JSON object. Anything that is not an object (an array, a
 /// string, null where a value is required) is refused with a message.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -241,6 +281,22 @@ impl<T: ToJSON> ToJSON for OneOf<T> {
     fn to_json(&self) -> Option<Value> {
         self.0.to_json()
     }
+}
+
+/// Reads one of our wire enums from a JSON body. Derived serde would call a
+/// wrong JSON type (`"status": 1`) a syntax error, which reads as "not valid
+/// JSON"; this says what was expected, and words an unknown value like the
+/// query parameters do.
+pub fn deserialize_enum<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Type + ParseFromParameter,
+{
+    use serde::de::Error;
+    let value = String::deserialize(d)?;
+    OneOf::<T>::parse_from_parameter(&value)
+        .map(|v| v.0)
+        .map_err(|e| D::Error::custom(e.into_message()))
 }
 
 /// The values an enum type's schema lists, for error messages.

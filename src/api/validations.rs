@@ -14,8 +14,8 @@ use super::{
     ApiTags,
     auth::{ApiKeyAuth, ReadAccess},
     body::JsonBody,
-    default_limit, page_bounds,
-    types::{DateTime, JsonObject, Name, OneOf},
+    default_limit, examples, page_bounds,
+    types::{DateFilter, DateTime, JsonObject, Name, OneOf, deserialize_enum},
 };
 use crate::{
     domain::text::filter_value,
@@ -24,15 +24,14 @@ use crate::{
         ValidationFilter, ValidationIssue, ValidationRef, ValidationStats, ValidationStatus,
         ValidationWarning,
     },
-    error::ApiError,
+    error::{OpError, can},
     state::AppState,
     store::validations,
 };
 
 /// The outcome of a validation.
-#[derive(Enum, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
 #[oai(rename = "ValidationStatus", rename_all = "lowercase")]
-#[serde(rename_all = "lowercase")]
 pub enum ValidationStatusBody {
     /// Every check passed.
     Passed,
@@ -42,6 +41,12 @@ pub enum ValidationStatusBody {
     Warning,
     /// The checks were not run.
     Skipped,
+}
+
+impl<'de> Deserialize<'de> for ValidationStatusBody {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_enum(d)
+    }
 }
 
 impl From<ValidationStatusBody> for ValidationStatus {
@@ -140,7 +145,7 @@ pub struct WarningBody {
 /// A validation result to record. Unknown fields are refused, so a typo is
 /// reported rather than ignored.
 #[derive(Object, Debug, Deserialize)]
-#[oai(rename = "CreateValidationRequest", deny_unknown_fields)]
+#[oai(rename = "CreateValidationRequest", deny_unknown_fields, example)]
 #[serde(deny_unknown_fields)]
 pub struct CreateValidationRequest {
     /// The data contract the dataset was checked against.
@@ -172,7 +177,7 @@ pub struct CreateValidationRequest {
 
 /// A recorded validation.
 #[derive(Object, Debug)]
-#[oai(rename = "Validation")]
+#[oai(rename = "Validation", example)]
 pub struct ValidationBody {
     /// Server-generated: `val_` followed by a ULID.
     pub id: String,
@@ -224,7 +229,7 @@ impl From<Validation> for ValidationBody {
 
 /// One page of validations.
 #[derive(Object, Debug)]
-#[oai(rename = "ValidationPage")]
+#[oai(rename = "ValidationPage", example)]
 pub struct ValidationPage {
     /// Newest first, ties ordered by id.
     pub items: Vec<ValidationBody>,
@@ -309,7 +314,7 @@ impl From<CommonError> for CommonErrorBody {
 
 /// A contract's validation trends over a window ending now.
 #[derive(Object, Debug)]
-#[oai(rename = "ValidationStats")]
+#[oai(rename = "ValidationStats", example)]
 pub struct ValidationStatsBody {
     pub contract_id: String,
     pub days: u32,
@@ -386,7 +391,7 @@ impl ValidationsApi {
         auth: ApiKeyAuth,
         state: Data<&AppState>,
         body: JsonBody<CreateValidationRequest>,
-    ) -> Result<CreatedValidation, ApiError> {
+    ) -> Result<CreatedValidation, OpError<{ can::WRITE | can::BODY | can::INTERNAL }>> {
         let caller = auth.writer()?;
         let b = body.0;
         let validation = NewValidationInput {
@@ -441,9 +446,10 @@ impl ValidationsApi {
         access: ReadAccess,
         req: &Request,
         state: Data<&AppState>,
-        /// The validation's id.
+        /// The validation's id, as returned when it was recorded.
+        #[oai(example = "examples::validation_id")]
         validation_id: Path<String>,
-    ) -> Result<Json<ValidationBody>, ApiError> {
+    ) -> Result<Json<ValidationBody>, OpError<{ can::READ | can::NOT_FOUND | can::INTERNAL }>> {
         state.auth.read(access, req).await?;
         let id = validation_id.0;
         let v = state.store.read(move |c| validations::get(c, &id)).await?;
@@ -466,25 +472,34 @@ impl ValidationsApi {
         req: &Request,
         state: Data<&AppState>,
         /// Only validations of this contract.
+        #[oai(example = "examples::contract_filter")]
         contract_id: Query<Option<String>>,
         /// Only validations recorded in this run.
+        #[oai(example = "examples::run_filter")]
         run_id: Query<Option<String>>,
         /// Only validations with this status.
+        #[oai(example = "examples::validation_status_filter")]
         status: Query<Option<OneOf<ValidationStatusBody>>>,
-        /// Only validations recorded at or after this time (inclusive).
-        start_date: Query<Option<DateTime>>,
-        /// Only validations recorded before this time (exclusive).
-        end_date: Query<Option<DateTime>>,
+        /// Only validations recorded at or after this time (inclusive): a
+        /// date (`2024-01-15`, midnight UTC) or an RFC 3339 date-time
+        /// (`2024-01-15T10:00:00Z`; without an offset, UTC).
+        #[oai(example = "examples::start_date")]
+        start_date: Query<Option<DateFilter>>,
+        /// Only validations recorded before this time (exclusive); the same
+        /// forms as `start_date`.
+        #[oai(example = "examples::end_date")]
+        end_date: Query<Option<DateFilter>>,
         /// Page size: 1 to 1000.
         #[oai(
             default = "default_limit",
+            example = "default_limit",
             validator(minimum(value = "1"), maximum(value = "1000"))
         )]
         limit: Query<i64>,
         /// How many matching validations to skip.
-        #[oai(default, validator(minimum(value = "0")))]
+        #[oai(default, example = "examples::zero", validator(minimum(value = "0")))]
         offset: Query<i64>,
-    ) -> Result<Json<ValidationPage>, ApiError> {
+    ) -> Result<Json<ValidationPage>, OpError<{ can::READ | can::INVALID | can::INTERNAL }>> {
         state.auth.read(access, req).await?;
         let (limit, offset) = page_bounds(limit.0, offset.0);
         let filter = ValidationFilter {
@@ -523,17 +538,20 @@ impl ValidationsApi {
         req: &Request,
         state: Data<&AppState>,
         /// The contract to report on.
+        #[oai(example = "examples::contract_id")]
         contract_id: Path<String>,
         /// How many days back from now the window reaches: 1 to 366.
         #[oai(
             default = "default_days",
+            example = "default_days",
             validator(minimum(value = "1"), maximum(value = "366"))
         )]
         days: Query<i64>,
         /// The width of each bucket.
-        #[oai(default = "default_granularity")]
+        #[oai(default = "default_granularity", example = "default_granularity")]
         granularity: Query<OneOf<GranularityBody>>,
-    ) -> Result<Json<ValidationStatsBody>, ApiError> {
+    ) -> Result<Json<ValidationStatsBody>, OpError<{ can::READ | can::INVALID | can::INTERNAL }>>
+    {
         state.auth.read(access, req).await?;
         let days = u32::try_from(days.0).unwrap_or(30);
         let granularity: Granularity = granularity.0.0.into();
