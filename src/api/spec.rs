@@ -22,7 +22,46 @@ pub fn finish(mut spec: Value) -> Value {
     }
     rewrite_enum_refs(&mut spec, &enums);
     drop_nulls_from_request_examples(&mut spec);
+    describe_plain_responses(&mut spec);
     spec
+}
+
+/// A handler that returns `Json<T>` gets a response with an empty
+/// description; Swagger UI then shows nothing beside the status. The
+/// schema's own description says what it is.
+fn describe_plain_responses(spec: &mut Value) {
+    let schemas = spec
+        .pointer("/components/schemas")
+        .cloned()
+        .unwrap_or_default();
+    let Some(paths) = spec.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for response in paths
+        .values_mut()
+        .filter_map(Value::as_object_mut)
+        .flat_map(|ops| ops.values_mut())
+        .filter_map(|op| op.get_mut("responses").and_then(Value::as_object_mut))
+        .flat_map(|responses| responses.values_mut())
+        .filter_map(Value::as_object_mut)
+    {
+        if response.get("description").and_then(Value::as_str) != Some("") {
+            continue;
+        }
+        let description = response
+            .get("content")
+            .and_then(Value::as_object)
+            .and_then(|content| content.values().next())
+            .and_then(|media| media.pointer("/schema/$ref"))
+            .and_then(Value::as_str)
+            .and_then(|r| r.strip_prefix("#/components/schemas/"))
+            .and_then(|name| schemas.get(name))
+            .and_then(|schema| schema.get("description"))
+            .cloned();
+        if let Some(description) = description {
+            response.insert("description".into(), description);
+        }
+    }
 }
 
 /// In a request, a null field means the same as an absent one, so the

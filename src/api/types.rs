@@ -129,9 +129,9 @@ impl From<Timestamp> for DateTime {
 }
 
 /// A date filter in a query string: a date (`2024-01-15`, midnight UTC) or
-/// any date-time form [`DateTime`] accepts. Published as a plain string,
-/// since `format: date-time` would tell generated clients that a date alone
-/// is not allowed.
+/// any date-time form [`DateTime`] accepts. Published as "a date or a
+/// date-time", since `format: date-time` alone would tell generated clients
+/// that a date is not allowed, and a bare string that anything is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DateFilter(pub Timestamp);
 
@@ -144,7 +144,14 @@ impl DateFilter {
 self_valued_type!(
     DateFilter,
     name = "string_date_filter".into(),
-    schema = MetaSchemaRef::Inline(Box::new(MetaSchema::new("string"))),
+    schema = {
+        let mut schema = MetaSchema::ANY;
+        schema.any_of = vec![
+            MetaSchemaRef::Inline(Box::new(MetaSchema::new_with_format("string", "date"))),
+            MetaSchemaRef::Inline(Box::new(MetaSchema::new_with_format("string", "date-time"))),
+        ];
+        MetaSchemaRef::Inline(Box::new(schema))
+    },
 );
 
 impl ParseFromParameter for DateFilter {

@@ -103,10 +103,10 @@ def flow(report: Dict[str, Any]) -> None:
     report["stale_if_match"] = {"status_code": int(stale.status_code), "code": stale_error.detail.code.value}
 
     # List by contract, and by a plain date (`start_date=2024-01-15`, as in
-    # the README), written as the spec's string type.
+    # the README): the spec's "date or date-time" takes a datetime.date.
     listed = list_runs.sync_detailed(client=reader, contract_id=contract_id)
     page = expect(listed.parsed, RunPage, "list_runs")
-    started_on = run.started_at.astimezone(datetime.timezone.utc).date().isoformat()
+    started_on = run.started_at.astimezone(datetime.timezone.utc).date()
     dated = list_runs.sync_detailed(client=reader, contract_id=contract_id, start_date=started_on)
     dated_page = expect(dated.parsed, RunPage, "list_runs by start_date")
     report["list"] = {
