@@ -1,10 +1,11 @@
 # The Prefect integration pattern of the registry's spec (shared/spec/runs-api.rst,
-# "Prefect Integration"), as written there except that the URL
-# "http://registry:8000" is the name REGISTRY_URL, which the test sets. It
-# passes no api_key: the client takes it from GRIOT_API_KEY.
+# "Prefect Integration"), as printed there except that the URL
+# "http://registry:8000" is the name REGISTRY_URL. It passes no api_key: the
+# client takes it from GRIOT_API_KEY.
 #
-# `prefect` is not installed: the test puts stand-ins for `prefect.flow` and
-# `prefect.task` in sys.modules before loading this file.
+# It runs under real Prefect (tests/realtools/prefect_flows/driver.py loads this
+# file in the Prefect venv and points REGISTRY_URL at the test registry);
+# tests/test_integration_patterns.py checks what it recorded.
 REGISTRY_URL = "http://registry:8000"
 
 from prefect import flow, task
