@@ -12,7 +12,7 @@ venv):
   heartbeat interval, and a 5 s task, so heartbeats are sent);
 * ``airflow dags test griot_af_failing`` (no contract anywhere: the dag_id;
   its ``explode`` task fails twice: retries=1);
-* ``run_dag_test.py griot_af_tagged <date>`` twice, one after the other, in
+* ``run_dag.py griot_af_tagged <date>`` twice, one after the other, in
   the same AIRFLOW_HOME: the same DAG run (same run id) run again
   (contract from a ``griot:contract=`` tag, which beats GRIOT_CONTRACT_ID);
 * ``airflow dags test griot_af_success`` with GRIOT_URL on a closed port;
@@ -46,7 +46,7 @@ from .venvs import tool_venv
 
 HERE = Path(__file__).resolve().parent / "airflow"
 DAGS = HERE / "dags"
-RUN_DAG_TEST = HERE / "run_dag_test.py"
+RUN_DAG_TEST = HERE / "run_dag.py"
 AIRFLOW_TIMEOUT = 420
 #: A DAG run must not take much longer with the registry down than up; this
 #: bounds it loosely, because the machine is shared and Airflow 3's own
@@ -74,7 +74,7 @@ class Call:
     @property
     def dag_run_ids(self) -> List[str]:
         """The DAG run ids Airflow logged as finished (``DagRun Finished:``
-        in both versions; ``run_dag_test.py`` prints its own line)."""
+        in both versions; ``run_dag.py`` prints its own line)."""
         found = re.findall(r"DagRun Finished: dag_id=[^,]+, .*?run_id=([^,\s]+),", self.output)
         found += re.findall(r"griot-test: dag_run (\S+) ended", self.output)
         return list(dict.fromkeys(found))

@@ -2,7 +2,7 @@
 does, but for a fixed logical date, so that calling this script twice runs
 the *same* DAG run (same run id) twice.
 
-Usage: python run_dag_test.py DAG_ID LOGICAL_DATE   (dates like 2024-01-01)
+Usage: python run_dag.py DAG_ID LOGICAL_DATE   (dates like 2024-01-01)
 
 Airflow 3 names a ``DAG.test()`` run after its ``run_after`` (the CLI
 leaves it at "now"), so it is set to the logical date here; Airflow 2 names
