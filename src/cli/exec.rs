@@ -103,7 +103,6 @@ impl Warning {
 }
 
 async fn supervise(args: ExecArgs, url: String) -> u8 {
-    let started = Instant::now();
     let warning = Warning::default();
     let program = &args.command[0];
     let registry = match std::env::var("GRIOT_API_KEY") {
@@ -133,6 +132,8 @@ async fn supervise(args: ExecArgs, url: String) -> u8 {
     if let Some(id) = &run_id {
         command.env("GRIOT_RUN_ID", id);
     }
+    // The command's own duration, without the registry's share.
+    let started = Instant::now();
     let outcome = match command.spawn() {
         Ok(mut child) => {
             let heartbeats = async {
@@ -303,6 +304,7 @@ impl Signals {
     }
 }
 
+/// Whether `sig` is ignored (SIG_IGN) right now, before exec touched it.
 fn ignored_at_start(sig: Signal) -> bool {
     use nix::libc;
     let mut current = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
