@@ -49,7 +49,7 @@ const FORWARDED: [Signal; 4] = [
 ];
 
 /// The registry's URL when neither --url nor GRIOT_URL nor REGISTRY_URL is set.
-pub const DEFAULT_URL: &str = "http://127.0.0.1:8000";
+const DEFAULT_URL: &str = "http://127.0.0.1:8000";
 
 /// Runs `args.command` as a recorded run and returns its exit status.
 pub fn run(args: ExecArgs) -> ExitCode {
