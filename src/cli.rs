@@ -1,5 +1,8 @@
 //! What each command does. `serve` builds the app through `build_app`,
-//! like the tests.
+//! like the tests. `exec` lives in its own module with its HTTP client.
+
+pub mod client;
+pub mod exec;
 
 use std::{path::Path, process::ExitCode, time::Duration};
 
@@ -30,6 +33,8 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Command::Keys(cmd) => run_keys(cmd),
         Command::Backup { db, path } => backup(&db.db, &path),
+        // It exits with the command's status, not ours.
+        Command::Exec(args) => return exec::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

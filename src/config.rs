@@ -1,9 +1,10 @@
 //! The command line. Every flag can also be set through a GRIOT_*
 //! environment variable; the doc comments below are the `--help` text.
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{ffi::OsString, net::SocketAddr, path::PathBuf};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde_json::{Map, Value};
 
 use crate::store::Durability;
 
@@ -39,6 +40,19 @@ pub enum Command {
     /// Create, list and revoke API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Run a command and record it as a run: `running` while it runs, then
+    /// `completed` on exit 0 or `failed` otherwise, with the exit code or
+    /// signal, duration, host and program in the run's metadata.
+    ///
+    /// The command keeps its stdin, stdout and stderr, and exec exits with
+    /// its status (128+N when signal N killed it). SIGINT, SIGTERM, SIGHUP
+    /// and SIGQUIT sent to exec are passed on to the command. The API key
+    /// comes from GRIOT_API_KEY; the command gets the run's id in
+    /// GRIOT_RUN_ID. When the registry cannot be reached or refuses, exec
+    /// says so once on stderr and the command runs all the same.
+    #[command(after_help = "Example:\n  GRIOT_API_KEY=grk_... griot-registry exec \
+        --contract-id contract-123 -- ./nightly-load.sh --day 2024-01-15")]
+    Exec(ExecArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -96,6 +110,67 @@ pub struct ServeArgs {
     /// Seconds that in-flight requests get to finish after SIGINT or SIGTERM.
     #[arg(long, env = "GRIOT_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
     pub shutdown_grace_seconds: u64,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ExecArgs {
+    /// The data contract the run belongs to.
+    #[arg(long)]
+    pub contract_id: String,
+
+    /// The pipeline's name; the command's file name (`nightly-load.sh` for
+    /// `./nightly-load.sh`) when not given.
+    #[arg(long)]
+    pub pipeline_name: Option<String>,
+
+    /// The orchestrator's own id for this execution.
+    #[arg(long)]
+    pub pipeline_id: Option<String>,
+
+    /// The registry's URL [default: $REGISTRY_URL, else
+    /// http://127.0.0.1:8000].
+    #[arg(long, env = "GRIOT_URL", value_parser = crate::cli::client::parse_base_url)]
+    pub url: Option<String>,
+
+    /// Seconds between heartbeats while the command runs. The registry
+    /// fails the run when three intervals pass without one (a crashed
+    /// machine, a killed exec); 0 sends none and sets no such timeout.
+    #[arg(
+        long,
+        env = "GRIOT_HEARTBEAT_SECONDS",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(0..=86_400)
+    )]
+    pub heartbeat_seconds: u64,
+
+    /// A JSON object merged into the run's metadata, such as
+    /// '{"team": "growth"}'. Its keys win over exec's own at creation; the
+    /// outcome (exit_code, signal, duration_seconds, ...) is written last.
+    #[arg(long, value_name = "JSON", value_parser = parse_metadata)]
+    pub metadata: Option<Map<String, Value>>,
+
+    /// Record the command's arguments in the metadata too. By default only
+    /// the program and the number of arguments are recorded, since
+    /// arguments often carry passwords or tokens.
+    #[arg(long)]
+    pub record_args: bool,
+
+    /// The command to run, after `--`, and its arguments.
+    #[arg(
+        last = true,
+        required = true,
+        value_name = "COMMAND",
+        value_parser = clap::value_parser!(OsString)
+    )]
+    pub command: Vec<OsString>,
+}
+
+fn parse_metadata(s: &str) -> Result<Map<String, Value>, String> {
+    match serde_json::from_str(s) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err("must be a JSON object, such as '{\"team\": \"growth\"}'".into()),
+        Err(e) => Err(format!("not valid JSON: {e}")),
+    }
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
