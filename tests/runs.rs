@@ -795,6 +795,20 @@ async fn concurrent_patches_of_different_keys_keep_every_key() {
     assert_eq!(keys.len(), 20, "{keys:?}");
 }
 
+/// Creates a run from a body sent as is (text the json! macro cannot build).
+async fn create_raw(app: &TestApp, body: String) -> common::Reply {
+    app.raw(
+        Method::POST,
+        "/api/v1/runs",
+        &[
+            ("X-API-Key", &app.write_key),
+            ("Content-Type", "application/json"),
+        ],
+        poem::Body::from(body),
+    )
+    .await
+}
+
 #[tokio::test]
 async fn deep_nesting_is_a_422_naming_the_field() {
     let app = TestApp::spawn().await;
@@ -804,17 +818,7 @@ async fn deep_nesting_is_a_422_naming_the_field() {
             "[".repeat(levels),
             "]".repeat(levels)
         );
-        let r = app
-            .raw(
-                Method::POST,
-                "/api/v1/runs",
-                &[
-                    ("X-API-Key", &app.write_key),
-                    ("Content-Type", "application/json"),
-                ],
-                poem::Body::from(body),
-            )
-            .await;
+        let r = create_raw(&app, body).await;
         r.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR");
         assert!(r.message().contains("`metadata`"), "{}", r.message());
         assert!(r.message().contains("64 levels"), "{}", r.message());
@@ -825,17 +829,6 @@ async fn deep_nesting_is_a_422_naming_the_field() {
         "{\"a\": ".repeat(62),
         "}".repeat(62)
     );
-    let r = app
-        .raw(
-            Method::POST,
-            "/api/v1/runs",
-            &[
-                ("X-API-Key", &app.write_key),
-                ("Content-Type", "application/json"),
-            ],
-            poem::Body::from(body),
-        )
-        .await;
-    r.expect(StatusCode::CREATED);
+    create_raw(&app, body).await.expect(StatusCode::CREATED);
     assert_eq!(app.list_runs("").await["total"], 1);
 }
