@@ -442,10 +442,10 @@ impl RunsApi {
         auth: ApiKeyAuth,
         req: &Request,
         state: Data<&AppState>,
+        // No example value: Swagger UI would send the same key on every
+        // Execute, and every later create would replay the first run.
         /// Makes retries of this create safe: 1 to 255 printable ASCII
         /// characters, such as a UUID made once per run you mean to create.
-        /// (No example value: Swagger UI would send the same key on every
-        /// Execute, replaying the first run.)
         #[oai(name = "Idempotency-Key")]
         idempotency_key: Header<Option<String>>,
         body: JsonBody<CreateRunRequest>,
