@@ -482,6 +482,13 @@ impl RunsApi {
             })
             .transpose()?;
         let run = input.into_run(&caller.name, now)?;
+        // The size of a new run depends on the request alone, so it is
+        // checked before the write is queued: nothing to undo, and the
+        // writer's time is not spent on a refusal.
+        state
+            .settings
+            .limits
+            .check_new_run_metadata(&run.metadata)?;
         let (detail, replayed) = state
             .store
             .write(move |tx| idempotency::create_run_once(tx, run, claim.as_ref()))
@@ -563,9 +570,10 @@ impl RunsApi {
         .validated()?;
         let now = state.clock.now();
         let id = run_id.0;
+        let limits = state.settings.limits;
         let detail = state
             .store
-            .write(move |tx| runs::update(tx, &id, &patch, expected, &caller.name, now))
+            .write(move |tx| runs::update(tx, &id, &patch, expected, &caller.name, now, &limits))
             .await?;
         if detail.run.status.is_final() {
             state.watch.finished(&detail.run.id);

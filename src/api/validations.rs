@@ -423,6 +423,9 @@ impl ValidationsApi {
             recorded_at: b.recorded_at.map(|t| t.0),
         }
         .into_validation(&caller.name, state.clock.now())?;
+        // Like a new run, a validation's size depends on the request alone:
+        // checked before the write is queued.
+        state.settings.limits.check_validation(&validation)?;
         let stored = state
             .store
             .write(move |tx| {

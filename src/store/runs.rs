@@ -11,6 +11,7 @@ use super::{
 use crate::domain::{
     DomainError,
     event::{EventType, RunEvent, SYSTEM_ACTOR},
+    limits::Limits,
     metadata::Metadata,
     run::{Run, RunDetail, RunFilter, RunListItem, RunPatch, RunStatus},
     time::Timestamp,
@@ -141,7 +142,9 @@ pub fn get_detail(conn: &Connection, id: &str) -> Result<RunDetail, StoreError> 
 /// Applies `patch` to the stored run in the caller's write transaction, so
 /// concurrent patches of one run each see the other's result: no metadata
 /// key is lost to a race. The change and its event are written together.
-/// With `accepted_versions`, a run at none of them is refused.
+/// With `accepted_versions`, a run at none of them is refused. The merged
+/// metadata is checked against `limits` here, on the row as stored, so a
+/// refused patch leaves the run and its history as they were.
 #[instrument(skip_all)]
 pub fn update(
     conn: &Connection,
@@ -150,6 +153,7 @@ pub fn update(
     accepted_versions: Option<Vec<i64>>,
     actor: &str,
     now: Timestamp,
+    limits: &Limits,
 ) -> Result<RunDetail, StoreError> {
     let mut run = find(conn, id)?.ok_or_else(|| StoreError::not_found("Run", id))?;
     if let Some(accepted) = accepted_versions
@@ -162,6 +166,9 @@ pub fn update(
     }
     let stored = run.clone();
     let changed = patch.apply(&mut run, now)?;
+    if patch.metadata.is_some() {
+        limits.check_merged_metadata(&stored.metadata, &run.metadata)?;
+    }
     // A repeated update of a final run changes nothing, not even the
     // heartbeat: nothing to write.
     if run != stored {
