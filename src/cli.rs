@@ -80,6 +80,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             max_metadata_bytes: args.max_metadata_bytes,
             max_metrics_bytes: args.max_metrics_bytes,
             max_validation_issues: args.max_validation_issues,
+            max_page_bytes: args.max_page_bytes,
         },
     };
     let state = AppState::with_settings(store, settings, Clock::System);

@@ -139,6 +139,18 @@ pub struct ServeArgs {
         value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
     )]
     pub max_validation_issues: usize,
+
+    /// Most bytes of stored data (metadata, changes, errors...) one list
+    /// page holds. A page that would hold more is cut short: its `limit`
+    /// then says how many items it has, `truncated` is true, and the next
+    /// page starts at `offset + limit`.
+    #[arg(
+        long,
+        env = "GRIOT_MAX_PAGE_BYTES",
+        default_value_t = crate::domain::limits::DEFAULT_MAX_PAGE_BYTES,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
+    )]
+    pub max_page_bytes: usize,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -137,6 +137,7 @@ async fn validations_are_capped_in_issues_metrics_and_metadata() {
             max_metadata_bytes: 2_000,
             max_metrics_bytes: 1_000,
             max_validation_issues: 3,
+            ..Limits::default()
         },
         ..Options::default()
     })
@@ -204,4 +205,131 @@ async fn events_store_the_patch_not_a_copy_of_the_metadata() {
         events["items"][0]["changes"],
         json!({"metadata": {"k0": chunk}})
     );
+}
+
+fn page_budget(max_page_bytes: usize) -> Options {
+    Options {
+        limits: Limits {
+            max_page_bytes,
+            ..Limits::default()
+        },
+        ..Options::default()
+    }
+}
+
+/// Walks a list with `offset += limit` as the answers give them, and returns
+/// the ids seen and the size of each page.
+async fn walk(app: &TestApp, path: &str) -> (Vec<String>, Vec<usize>) {
+    let (mut seen, mut sizes, mut offset) = (Vec::new(), Vec::new(), 0);
+    loop {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let page = app
+            .get(&format!("{path}{sep}limit=50&offset={offset}"))
+            .await
+            .expect(StatusCode::OK);
+        let items = page["items"].as_array().unwrap();
+        let limit = page["limit"].as_u64().unwrap();
+        if page["truncated"] == true {
+            assert_eq!(
+                limit as usize,
+                items.len(),
+                "a cut page's limit is its size"
+            );
+        } else {
+            assert_eq!(limit, 50, "an uncut page echoes the limit asked for");
+        }
+        seen.extend(items.iter().map(|i| i["id"].to_string()));
+        sizes.push(items.len());
+        offset += limit;
+        if offset >= page["total"].as_u64().unwrap() {
+            return (seen, sizes);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_page_is_cut_at_the_byte_budget_and_a_walk_sees_every_run_once() {
+    let app = TestApp::with(page_budget(100_000)).await;
+    let mut created = Vec::new();
+    for n in 0..10 {
+        let run = app
+            .create_run(json!({
+                "contract_id": "c",
+                "started_at": format!("2024-01-{:02}T00:00:00Z", n + 1),
+                "metadata": {"blob": "x".repeat(30_000)}
+            }))
+            .await;
+        created.push(run["id"].to_string());
+    }
+
+    let first = app.list_runs("limit=50").await;
+    assert_eq!(first["truncated"], true);
+    assert_eq!(first["total"], 10, "total stays exact");
+    assert_eq!(first["items"].as_array().unwrap().len(), 3);
+    assert_eq!(first["limit"], 3);
+
+    let (seen, sizes) = walk(&app, "/api/v1/runs").await;
+    created.reverse(); // newest started_at first
+    assert_eq!(seen, created, "every run once, in order");
+    assert_eq!(sizes, [3, 3, 3, 1]);
+}
+
+#[tokio::test]
+async fn an_item_larger_than_the_budget_comes_alone() {
+    let app = TestApp::with(page_budget(10_000)).await;
+    for _ in 0..3 {
+        app.create_run(json!({"contract_id": "c", "metadata": {"blob": "x".repeat(30_000)}}))
+            .await;
+    }
+    let (seen, sizes) = walk(&app, "/api/v1/runs").await;
+    assert_eq!(sizes, [1, 1, 1]);
+    assert_eq!(seen.len(), 3);
+}
+
+#[tokio::test]
+async fn small_pages_are_not_cut() {
+    let app = TestApp::spawn().await;
+    for _ in 0..3 {
+        app.create_run_for("c").await;
+    }
+    let page = app.list_runs("limit=2").await;
+    assert_eq!(page["truncated"], false);
+    assert_eq!(page["limit"], 2);
+    assert_eq!(page["items"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn event_and_validation_pages_are_bounded_too() {
+    let app = TestApp::with(Options {
+        limits: Limits {
+            max_page_bytes: 100_000,
+            max_metadata_bytes: 1024 * 1024,
+            ..Limits::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    let run = app.create_run(json!({"contract_id": "c"})).await;
+    let id = run["id"].as_str().unwrap();
+    for n in 0..5 {
+        app.update_run(
+            id,
+            json!({"metadata": {format!("k{n}"): "x".repeat(30_000)}}),
+        )
+        .await
+        .expect(StatusCode::OK);
+        app.record_validation(validation(
+            json!({"metadata": {"blob": "x".repeat(30_000)}}),
+        ))
+        .await;
+    }
+
+    let (events, sizes) = walk(&app, &format!("/api/v1/runs/{id}/events")).await;
+    // The `created` event is small: it shares the first page with three
+    // patches.
+    assert_eq!(sizes, [4, 2]);
+    assert_eq!(events.len(), 6);
+    let (validations, sizes) = walk(&app, "/api/v1/validations").await;
+    assert_eq!(sizes, [3, 2]);
+    assert_eq!(validations.len(), 5);
 }

@@ -6,8 +6,6 @@
 
 use std::io;
 
-use serde_json::Value;
-
 use super::{DomainError, metadata::Metadata, validation::Validation};
 
 /// 256 KiB: far more than any pipeline's descriptive metadata, small enough
@@ -15,6 +13,8 @@ use super::{DomainError, metadata::Metadata, validation::Validation};
 pub const DEFAULT_MAX_METADATA_BYTES: usize = 256 * 1024;
 pub const DEFAULT_MAX_METRICS_BYTES: usize = 256 * 1024;
 pub const DEFAULT_MAX_VALIDATION_ISSUES: usize = 1000;
+/// 8 MiB: 32 runs at the metadata cap, thousands of ordinary ones.
+pub const DEFAULT_MAX_PAGE_BYTES: usize = 8 * 1024 * 1024;
 
 /// The caps; the server's flags set them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +25,9 @@ pub struct Limits {
     pub max_metrics_bytes: usize,
     /// A validation's errors, and separately its warnings.
     pub max_validation_issues: usize,
+    /// A list page's items, as stored; a page that would exceed it is cut
+    /// short (its first item is always kept).
+    pub max_page_bytes: usize,
 }
 
 impl Default for Limits {
@@ -33,6 +36,7 @@ impl Default for Limits {
             max_metadata_bytes: DEFAULT_MAX_METADATA_BYTES,
             max_metrics_bytes: DEFAULT_MAX_METRICS_BYTES,
             max_validation_issues: DEFAULT_MAX_VALIDATION_ISSUES,
+            max_page_bytes: DEFAULT_MAX_PAGE_BYTES,
         }
     }
 }
@@ -58,13 +62,6 @@ pub fn json_len(metadata: &Metadata) -> usize {
     // Writing a map of JSON values to a sink that never fails cannot fail;
     // if it somehow did, the count so far is still a lower bound.
     let _ = serde_json::to_writer(&mut counter, metadata);
-    counter.0
-}
-
-/// Same for any JSON value.
-pub fn value_len(value: &Value) -> usize {
-    let mut counter = Counter(0);
-    let _ = serde_json::to_writer(&mut counter, value);
     counter.0
 }
 
@@ -139,7 +136,7 @@ impl Limits {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     use super::*;
 
@@ -152,6 +149,7 @@ mod tests {
             max_metadata_bytes: bytes,
             max_metrics_bytes: bytes,
             max_validation_issues: 2,
+            ..Limits::default()
         }
     }
 

@@ -5,7 +5,7 @@ use tracing::instrument;
 
 use super::{
     StoreError, events,
-    query::{self, Filters},
+    query::{self, Filters, Page},
     stored_object, stored_time, validations,
 };
 use crate::domain::{
@@ -267,27 +267,36 @@ fn filters(filter: &RunFilter) -> Filters {
     f
 }
 
+/// What one run costs of a page's byte budget: its metadata and names as
+/// stored, and an allowance for its other fields and validation summary.
+const RUN_WEIGHT: query::Weight = query::Weight {
+    text_columns: &[1, 2, 3, 5, 8],
+    overhead: 512,
+};
+
 /// One page of runs, newest `started_at` first with ties broken by id, and
-/// how many runs the filter matches in all.
+/// how many runs the filter matches in all; cut short before `max_bytes`.
 #[instrument(skip_all)]
 pub fn list(
     conn: &Connection,
     filter: &RunFilter,
-    limit: u32,
-    offset: u64,
-) -> Result<(Vec<RunListItem>, u64), StoreError> {
-    let (runs, total) = query::page(
+    (limit, offset): (u32, u64),
+    max_bytes: usize,
+) -> Result<Page<RunListItem>, StoreError> {
+    let page = query::page_within(
         conn,
         "runs",
         COLUMNS,
         &filters(filter),
         "started_at DESC, id DESC",
         (limit, offset),
+        (max_bytes, RUN_WEIGHT),
         from_row,
     )?;
-    let ids: Vec<&str> = runs.iter().map(|r| r.id.as_str()).collect();
+    let ids: Vec<&str> = page.items.iter().map(|r| r.id.as_str()).collect();
     let mut summaries = validations::summaries_for_runs(conn, &ids)?;
-    let items = runs
+    let items = page
+        .items
         .into_iter()
         .map(|run| {
             let validation_summary = summaries.remove(&run.id).unwrap_or_default();
@@ -297,5 +306,9 @@ pub fn list(
             }
         })
         .collect();
-    Ok((items, total))
+    Ok(Page {
+        items,
+        total: page.total,
+        truncated: page.truncated,
+    })
 }
