@@ -333,3 +333,38 @@ async fn event_and_validation_pages_are_bounded_too() {
     assert_eq!(sizes, [3, 2]);
     assert_eq!(validations.len(), 5);
 }
+
+#[test]
+fn the_flags_have_the_documented_defaults_and_refuse_zero() {
+    use clap::Parser;
+    use griot_registry::config::{Cli, Command};
+
+    let serve = |extra: &[&str]| {
+        Cli::try_parse_from(["griot-registry", "serve"].iter().chain(extra)).map(|cli| {
+            match cli.command {
+                Command::Serve(args) => args,
+                other => panic!("parsed as {other:?}"),
+            }
+        })
+    };
+    let args = serve(&[]).unwrap();
+    assert_eq!(
+        (
+            args.max_metadata_bytes,
+            args.max_metrics_bytes,
+            args.max_validation_issues,
+            args.max_page_bytes
+        ),
+        (262_144, 262_144, 1000, 8_388_608)
+    );
+    let args = serve(&["--max-metadata-bytes", "1000", "--max-page-bytes", "5000"]).unwrap();
+    assert_eq!((args.max_metadata_bytes, args.max_page_bytes), (1000, 5000));
+    for flag in [
+        "--max-metadata-bytes",
+        "--max-metrics-bytes",
+        "--max-validation-issues",
+        "--max-page-bytes",
+    ] {
+        assert!(serve(&[flag, "0"]).is_err(), "{flag} 0 is refused");
+    }
+}

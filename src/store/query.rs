@@ -77,36 +77,10 @@ impl Weight {
 }
 
 /// One page of `table` rows matching `filters` in `order`, read by `map`,
-/// and how many rows match in all.
-pub fn page<T>(
-    conn: &Connection,
-    table: &str,
-    columns: &str,
-    filters: &Filters,
-    order: &str,
-    bounds: (u32, u64),
-    map: impl Fn(&Row<'_>) -> Result<T, StoreError>,
-) -> Result<(Vec<T>, u64), StoreError> {
-    let unbounded = Weight {
-        text_columns: &[],
-        overhead: 0,
-    };
-    let p = page_within(
-        conn,
-        table,
-        columns,
-        filters,
-        order,
-        bounds,
-        (usize::MAX, unbounded),
-        map,
-    )?;
-    Ok((p.items, p.total))
-}
-
-/// Like [`page`], but stops before the row that would take the page past
-/// `max_bytes` as `weight` counts it. The first row is always kept, however
-/// large, so a client walking the list with `offset` always moves on.
+/// and how many rows match in all. The page stops before the row that would
+/// take it past `max_bytes` as `weight` counts it, so no list answer holds
+/// unbounded data. The first row is always kept, however large, so a client
+/// walking the list with `offset` always moves on.
 #[allow(clippy::too_many_arguments)]
 pub fn page_within<T>(
     conn: &Connection,
