@@ -11,7 +11,7 @@ use tracing::error;
 use crate::{
     AppState, HttpOptions, build_app,
     config::{Cli, Command, KeysCommand, ScopeArg, ServeArgs},
-    domain::{keys::KeyScope, time::Clock},
+    domain::{keys::KeyScope, limits::Limits, time::Clock},
     keys, lifecycle, openapi_json, openapi_yaml,
     state::Settings,
     store::{Store, StoreOptions},
@@ -76,6 +76,12 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     let settings = Settings {
         require_auth_for_reads: args.require_auth_for_reads,
         idempotency_retention_secs: i64::from(args.idempotency_retention_hours) * 3600,
+        limits: Limits {
+            max_metadata_bytes: args.max_metadata_bytes,
+            max_metrics_bytes: args.max_metrics_bytes,
+            max_validation_issues: args.max_validation_issues,
+            max_page_bytes: args.max_page_bytes,
+        },
     };
     let state = AppState::with_settings(store, settings, Clock::System);
     let app = build_app(

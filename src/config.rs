@@ -110,6 +110,47 @@ pub struct ServeArgs {
     /// Seconds that in-flight requests get to finish after SIGINT or SIGTERM.
     #[arg(long, env = "GRIOT_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
     pub shutdown_grace_seconds: u64,
+
+    /// Largest metadata a run may hold, in bytes of JSON, checked after each
+    /// merge (and at creation); the same cap applies to a validation's
+    /// metadata. Over it the request gets 422 and nothing is written.
+    #[arg(
+        long,
+        env = "GRIOT_MAX_METADATA_BYTES",
+        default_value_t = crate::domain::limits::DEFAULT_MAX_METADATA_BYTES,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
+    )]
+    pub max_metadata_bytes: usize,
+
+    /// Largest metrics object a validation may hold, in bytes of JSON.
+    #[arg(
+        long,
+        env = "GRIOT_MAX_METRICS_BYTES",
+        default_value_t = crate::domain::limits::DEFAULT_MAX_METRICS_BYTES,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
+    )]
+    pub max_metrics_bytes: usize,
+
+    /// Most errors, and most warnings, one validation may hold.
+    #[arg(
+        long,
+        env = "GRIOT_MAX_VALIDATION_ISSUES",
+        default_value_t = crate::domain::limits::DEFAULT_MAX_VALIDATION_ISSUES,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
+    )]
+    pub max_validation_issues: usize,
+
+    /// Most bytes of stored data (metadata, changes, errors...) one list
+    /// page holds. A page that would hold more is cut short: its `limit`
+    /// then says how many items it has, `truncated` is true, and the next
+    /// page starts at `offset + limit`.
+    #[arg(
+        long,
+        env = "GRIOT_MAX_PAGE_BYTES",
+        default_value_t = crate::domain::limits::DEFAULT_MAX_PAGE_BYTES,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
+    )]
+    pub max_page_bytes: usize,
 }
 
 #[derive(Args, Debug, Clone)]

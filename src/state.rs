@@ -2,7 +2,12 @@
 
 use std::sync::Arc;
 
-use crate::{api::auth::Authenticator, domain::time::Clock, lifecycle::RunWatch, store::Store};
+use crate::{
+    api::auth::Authenticator,
+    domain::{limits::Limits, time::Clock},
+    lifecycle::RunWatch,
+    store::Store,
+};
 
 /// Tunables that handlers read.
 #[derive(Debug, Clone)]
@@ -10,6 +15,8 @@ pub struct Settings {
     pub require_auth_for_reads: bool,
     /// How long an Idempotency-Key is remembered.
     pub idempotency_retention_secs: i64,
+    /// Caps on what one run or validation may hold.
+    pub limits: Limits,
 }
 
 impl Default for Settings {
@@ -17,6 +24,7 @@ impl Default for Settings {
         Self {
             require_auth_for_reads: false,
             idempotency_retention_secs: 24 * 3600,
+            limits: Limits::default(),
         }
     }
 }

@@ -171,6 +171,7 @@ impl Example for RunPage {
             total: 1,
             limit: 50,
             offset: 0,
+            truncated: false,
         }
     }
 }
@@ -213,6 +214,7 @@ impl Example for RunEventPage {
             total: 2,
             limit: 50,
             offset: 0,
+            truncated: false,
         }
     }
 }
@@ -282,6 +284,7 @@ impl Example for ValidationPage {
             total: 1,
             limit: 50,
             offset: 0,
+            truncated: false,
         }
     }
 }

@@ -70,6 +70,18 @@ pub fn page_bounds(limit: i64, offset: i64) -> (u32, u64) {
     )
 }
 
+/// The `limit` a page answers with: the one asked for, or, when the byte
+/// budget cut the page short, the number of items it holds, so that a client
+/// stepping `offset` by the answer's `limit` (or by the items it got) sees
+/// every item once.
+pub fn answered_limit(asked: u32, items: usize, truncated: bool) -> u32 {
+    if truncated {
+        u32::try_from(items).unwrap_or(asked)
+    } else {
+        asked
+    }
+}
+
 /// The finished spec (see [`spec::finish`]), built once per process.
 fn finished_spec() -> &'static Value {
     static SPEC: OnceLock<Value> = OnceLock::new();

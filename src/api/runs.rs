@@ -13,7 +13,7 @@ use poem_openapi::{
 use serde::Deserialize;
 
 use super::{
-    ApiTags,
+    ApiTags, answered_limit,
     auth::{ApiKeyAuth, ReadAccess},
     body::JsonBody,
     default_limit, examples, page_bounds,
@@ -276,8 +276,14 @@ pub struct RunPage {
     pub items: Vec<RunListItemBody>,
     /// How many runs match the filters, across all pages.
     pub total: u64,
+    /// The page size asked for, or the number of items when `truncated`.
     pub limit: u32,
     pub offset: u64,
+    /// True when the page holds fewer than the `limit` asked for because
+    /// its items reached the server's byte budget (`--max-page-bytes`);
+    /// `limit` then says how many it holds. More items may follow: the
+    /// next page starts at `offset + limit`.
+    pub truncated: bool,
 }
 
 #[derive(ApiResponse)]
@@ -402,8 +408,14 @@ impl From<RunEvent> for RunEventBody {
 pub struct RunEventPage {
     pub items: Vec<RunEventBody>,
     pub total: u64,
+    /// The page size asked for, or the number of items when `truncated`.
     pub limit: u32,
     pub offset: u64,
+    /// True when the page holds fewer than the `limit` asked for because
+    /// its items reached the server's byte budget (`--max-page-bytes`);
+    /// `limit` then says how many it holds. More items may follow: the
+    /// next page starts at `offset + limit`.
+    pub truncated: bool,
 }
 
 /// The answer of a wait.
@@ -436,6 +448,8 @@ impl RunsApi {
     /// `Idempotent-Replayed: true`, and creates nothing; the same key with
     /// another body is a 422. Keys belong to the API key that sent them and
     /// are remembered for 24 hours (`--idempotency-retention-hours`).
+    /// Metadata over the server's cap (256 KiB of JSON by default,
+    /// `--max-metadata-bytes`) is refused with 422.
     #[oai(path = "/runs", method = "post", operation_id = "create_run")]
     async fn create_run(
         &self,
@@ -482,6 +496,13 @@ impl RunsApi {
             })
             .transpose()?;
         let run = input.into_run(&caller.name, now)?;
+        // The size of a new run depends on the request alone, so it is
+        // checked before the write is queued: nothing to undo, and the
+        // writer's time is not spent on a refusal.
+        state
+            .settings
+            .limits
+            .check_new_run_metadata(&run.metadata)?;
         let (detail, replayed) = state
             .store
             .write(move |tx| idempotency::create_run_once(tx, run, claim.as_ref()))
@@ -524,6 +545,9 @@ impl RunsApi {
     /// Reaching a final status sets `completed_at`. Every update of a live
     /// run also counts as a heartbeat. With `If-Match: "<version>"` the
     /// update applies only if the run is still at that version (else 412).
+    /// Metadata that the merge would take past the server's cap (256 KiB of
+    /// JSON by default, `--max-metadata-bytes`) is refused with 422, and
+    /// nothing about the run changes.
     #[oai(path = "/runs/:run_id", method = "patch", operation_id = "update_run")]
     async fn update_run(
         &self,
@@ -563,9 +587,10 @@ impl RunsApi {
         .validated()?;
         let now = state.clock.now();
         let id = run_id.0;
+        let limits = state.settings.limits;
         let detail = state
             .store
-            .write(move |tx| runs::update(tx, &id, &patch, expected, &caller.name, now))
+            .write(move |tx| runs::update(tx, &id, &patch, expected, &caller.name, now, &limits))
             .await?;
         if detail.run.status.is_final() {
             state.watch.finished(&detail.run.id);
@@ -637,15 +662,17 @@ impl RunsApi {
         state.auth.read(access, req).await?;
         let (limit, offset) = page_bounds(limit.0, offset.0);
         let id = run_id.0;
-        let (items, total) = state
+        let max_bytes = state.settings.limits.max_page_bytes;
+        let page = state
             .store
-            .read(move |c| events::list(c, &id, limit, offset))
+            .read(move |c| events::list(c, &id, (limit, offset), max_bytes))
             .await?;
         Ok(Json(RunEventPage {
-            items: items.into_iter().map(Into::into).collect(),
-            total,
-            limit,
+            limit: answered_limit(limit, page.items.len(), page.truncated),
+            items: page.items.into_iter().map(Into::into).collect(),
+            total: page.total,
             offset,
+            truncated: page.truncated,
         }))
     }
 
@@ -768,15 +795,17 @@ impl RunsApi {
             end_date: end_date.0.map(|t| t.0),
             stale_at: stale.0.then(|| state.clock.now()),
         };
-        let (items, total) = state
+        let max_bytes = state.settings.limits.max_page_bytes;
+        let page = state
             .store
-            .read(move |c| runs::list(c, &filter, limit, offset))
+            .read(move |c| runs::list(c, &filter, (limit, offset), max_bytes))
             .await?;
         Ok(Json(RunPage {
-            items: items.into_iter().map(Into::into).collect(),
-            total,
-            limit,
+            limit: answered_limit(limit, page.items.len(), page.truncated),
+            items: page.items.into_iter().map(Into::into).collect(),
+            total: page.total,
             offset,
+            truncated: page.truncated,
         }))
     }
 }

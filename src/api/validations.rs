@@ -11,7 +11,7 @@ use poem_openapi::{
 use serde::Deserialize;
 
 use super::{
-    ApiTags,
+    ApiTags, answered_limit,
     auth::{ApiKeyAuth, ReadAccess},
     body::JsonBody,
     default_limit, examples, page_bounds,
@@ -235,8 +235,14 @@ pub struct ValidationPage {
     pub items: Vec<ValidationBody>,
     /// How many validations match the filters, across all pages.
     pub total: u64,
+    /// The page size asked for, or the number of items when `truncated`.
     pub limit: u32,
     pub offset: u64,
+    /// True when the page holds fewer than the `limit` asked for because
+    /// its items reached the server's byte budget (`--max-page-bytes`);
+    /// `limit` then says how many it holds. More items may follow: the
+    /// next page starts at `offset + limit`.
+    pub truncated: bool,
 }
 
 /// The width of a stats bucket, aligned to UTC: the hour, midnight, or
@@ -423,6 +429,9 @@ impl ValidationsApi {
             recorded_at: b.recorded_at.map(|t| t.0),
         }
         .into_validation(&caller.name, state.clock.now())?;
+        // Like a new run, a validation's size depends on the request alone:
+        // checked before the write is queued.
+        state.settings.limits.check_validation(&validation)?;
         let stored = state
             .store
             .write(move |tx| {
@@ -509,15 +518,17 @@ impl ValidationsApi {
             start_date: start_date.0.map(|t| t.0),
             end_date: end_date.0.map(|t| t.0),
         };
-        let (items, total) = state
+        let max_bytes = state.settings.limits.max_page_bytes;
+        let page = state
             .store
-            .read(move |c| validations::list(c, &filter, limit, offset))
+            .read(move |c| validations::list(c, &filter, (limit, offset), max_bytes))
             .await?;
         Ok(Json(ValidationPage {
-            items: items.into_iter().map(Into::into).collect(),
-            total,
-            limit,
+            limit: answered_limit(limit, page.items.len(), page.truncated),
+            items: page.items.into_iter().map(Into::into).collect(),
+            total: page.total,
             offset,
+            truncated: page.truncated,
         }))
     }
 

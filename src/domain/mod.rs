@@ -4,6 +4,7 @@ pub mod event;
 pub mod idempotency;
 pub mod ids;
 pub mod keys;
+pub mod limits;
 pub mod metadata;
 pub mod run;
 pub mod text;

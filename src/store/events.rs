@@ -4,7 +4,7 @@ use r2d2_sqlite::rusqlite::{Connection, Row, params};
 
 use super::{
     StoreError,
-    query::{self, Filters},
+    query::{self, Filters, Page},
     stored_object, stored_time,
 };
 use crate::domain::{
@@ -53,25 +53,34 @@ pub fn append(conn: &Connection, e: &RunEvent) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// A run's events, oldest first, and how many it has in all.
+/// What one event costs of a page's byte budget: its changes and actor as
+/// stored, and an allowance for the rest.
+const EVENT_WEIGHT: query::Weight = query::Weight {
+    text_columns: &[5, 6],
+    overhead: 256,
+};
+
+/// A run's events, oldest first, and how many it has in all; cut short
+/// before `max_bytes`.
 pub fn list(
     conn: &Connection,
     run_id: &str,
-    limit: u32,
-    offset: u64,
-) -> Result<(Vec<RunEvent>, u64), StoreError> {
+    (limit, offset): (u32, u64),
+    max_bytes: usize,
+) -> Result<Page<RunEvent>, StoreError> {
     if super::runs::contract_of(conn, run_id)?.is_none() {
         return Err(StoreError::not_found("Run", run_id));
     }
     let mut filters = Filters::default();
     filters.bind("run_id =", run_id);
-    query::page(
+    query::page_within(
         conn,
         "run_events",
         "id, run_id, type, from_status, to_status, changes, actor, occurred_at",
         &filters,
         "id",
         (limit, offset),
+        (max_bytes, EVENT_WEIGHT),
         from_row,
     )
 }

@@ -41,17 +41,57 @@ impl Filters {
     }
 }
 
+/// One page of a list: the items, how many match in all, and whether the
+/// byte budget cut the page short of its `limit`.
+#[derive(Debug)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: u64,
+    pub truncated: bool,
+}
+
+/// How much of a page's byte budget a row takes: the length of its large
+/// text columns plus a fixed allowance for the rest. It counts the text as
+/// stored, which is close to what the row costs in memory and in the answer.
+#[derive(Debug, Clone, Copy)]
+pub struct Weight {
+    /// Indexes, in the selected columns, of the JSON text columns.
+    pub text_columns: &'static [usize],
+    /// Bytes allowed for the other fields of one item.
+    pub overhead: usize,
+}
+
+impl Weight {
+    fn of(&self, row: &Row<'_>) -> usize {
+        self.text_columns
+            .iter()
+            .map(|&i| {
+                row.get_ref(i)
+                    .ok()
+                    .and_then(|v| v.as_bytes_or_null().ok().flatten())
+                    .map_or(0, <[u8]>::len)
+            })
+            .sum::<usize>()
+            + self.overhead
+    }
+}
+
 /// One page of `table` rows matching `filters` in `order`, read by `map`,
-/// and how many rows match in all.
-pub fn page<T>(
+/// and how many rows match in all. The page stops before the row that would
+/// take it past `max_bytes` as `weight` counts it, so no list answer holds
+/// unbounded data. The first row is always kept, however large, so a client
+/// walking the list with `offset` always moves on.
+#[allow(clippy::too_many_arguments)]
+pub fn page_within<T>(
     conn: &Connection,
     table: &str,
     columns: &str,
     filters: &Filters,
     order: &str,
     (limit, offset): (u32, u64),
+    (max_bytes, weight): (usize, Weight),
     map: impl Fn(&Row<'_>) -> Result<T, StoreError>,
-) -> Result<(Vec<T>, u64), StoreError> {
+) -> Result<Page<T>, StoreError> {
     let where_sql = filters.where_sql();
     let total: i64 = conn
         .prepare_cached(&format!("SELECT count(*) FROM {table} {where_sql}"))?
@@ -68,8 +108,22 @@ pub fn page<T>(
     ))?;
     let mut rows = stmt.query(params_from_iter(args.iter()))?;
     let mut out = Vec::new();
+    let mut used = 0usize;
+    let mut truncated = false;
     while let Some(row) = rows.next()? {
+        // Weighed before it is parsed, so a row that does not fit costs
+        // nothing.
+        let w = weight.of(row);
+        if !out.is_empty() && used.saturating_add(w) > max_bytes {
+            truncated = true;
+            break;
+        }
+        used = used.saturating_add(w);
         out.push(map(row)?);
     }
-    Ok((out, u64::try_from(total).unwrap_or(0)))
+    Ok(Page {
+        items: out,
+        total: u64::try_from(total).unwrap_or(0),
+        truncated,
+    })
 }

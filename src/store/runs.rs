@@ -5,12 +5,13 @@ use tracing::instrument;
 
 use super::{
     StoreError, events,
-    query::{self, Filters},
+    query::{self, Filters, Page},
     stored_object, stored_time, validations,
 };
 use crate::domain::{
     DomainError,
     event::{EventType, RunEvent, SYSTEM_ACTOR},
+    limits::Limits,
     metadata::Metadata,
     run::{Run, RunDetail, RunFilter, RunListItem, RunPatch, RunStatus},
     time::Timestamp,
@@ -141,7 +142,9 @@ pub fn get_detail(conn: &Connection, id: &str) -> Result<RunDetail, StoreError> 
 /// Applies `patch` to the stored run in the caller's write transaction, so
 /// concurrent patches of one run each see the other's result: no metadata
 /// key is lost to a race. The change and its event are written together.
-/// With `accepted_versions`, a run at none of them is refused.
+/// With `accepted_versions`, a run at none of them is refused. The merged
+/// metadata is checked against `limits` here, on the row as stored, so a
+/// refused patch leaves the run and its history as they were.
 #[instrument(skip_all)]
 pub fn update(
     conn: &Connection,
@@ -150,6 +153,7 @@ pub fn update(
     accepted_versions: Option<Vec<i64>>,
     actor: &str,
     now: Timestamp,
+    limits: &Limits,
 ) -> Result<RunDetail, StoreError> {
     let mut run = find(conn, id)?.ok_or_else(|| StoreError::not_found("Run", id))?;
     if let Some(accepted) = accepted_versions
@@ -162,6 +166,9 @@ pub fn update(
     }
     let stored = run.clone();
     let changed = patch.apply(&mut run, now)?;
+    if patch.metadata.is_some() {
+        limits.check_merged_metadata(&stored.metadata, &run.metadata)?;
+    }
     // A repeated update of a final run changes nothing, not even the
     // heartbeat: nothing to write.
     if run != stored {
@@ -260,27 +267,36 @@ fn filters(filter: &RunFilter) -> Filters {
     f
 }
 
+/// What one run costs of a page's byte budget: its metadata and names as
+/// stored, and an allowance for its other fields and validation summary.
+const RUN_WEIGHT: query::Weight = query::Weight {
+    text_columns: &[1, 2, 3, 5, 8],
+    overhead: 512,
+};
+
 /// One page of runs, newest `started_at` first with ties broken by id, and
-/// how many runs the filter matches in all.
+/// how many runs the filter matches in all; cut short before `max_bytes`.
 #[instrument(skip_all)]
 pub fn list(
     conn: &Connection,
     filter: &RunFilter,
-    limit: u32,
-    offset: u64,
-) -> Result<(Vec<RunListItem>, u64), StoreError> {
-    let (runs, total) = query::page(
+    (limit, offset): (u32, u64),
+    max_bytes: usize,
+) -> Result<Page<RunListItem>, StoreError> {
+    let page = query::page_within(
         conn,
         "runs",
         COLUMNS,
         &filters(filter),
         "started_at DESC, id DESC",
         (limit, offset),
+        (max_bytes, RUN_WEIGHT),
         from_row,
     )?;
-    let ids: Vec<&str> = runs.iter().map(|r| r.id.as_str()).collect();
+    let ids: Vec<&str> = page.items.iter().map(|r| r.id.as_str()).collect();
     let mut summaries = validations::summaries_for_runs(conn, &ids)?;
-    let items = runs
+    let items = page
+        .items
         .into_iter()
         .map(|run| {
             let validation_summary = summaries.remove(&run.id).unwrap_or_default();
@@ -290,5 +306,9 @@ pub fn list(
             }
         })
         .collect();
-    Ok((items, total))
+    Ok(Page {
+        items,
+        total: page.total,
+        truncated: page.truncated,
+    })
 }

@@ -9,7 +9,7 @@ use tracing::instrument;
 
 use super::{
     StoreError,
-    query::{self, Filters},
+    query::{self, Filters, Page},
     runs, stored_time,
 };
 use crate::domain::{
@@ -236,22 +236,30 @@ fn filters(filter: &ValidationFilter) -> Filters {
     f
 }
 
+/// What one validation costs of a page's byte budget: its names, errors,
+/// warnings, metrics and metadata as stored, and an allowance for the rest.
+const VALIDATION_WEIGHT: query::Weight = query::Weight {
+    text_columns: &[1, 2, 4, 5, 6, 7, 9],
+    overhead: 256,
+};
+
 /// One page of validations, newest first with ties broken by id, and the
-/// number the filter matches.
+/// number the filter matches; cut short before `max_bytes`.
 #[instrument(skip_all)]
 pub fn list(
     conn: &Connection,
     filter: &ValidationFilter,
-    limit: u32,
-    offset: u64,
-) -> Result<(Vec<Validation>, u64), StoreError> {
-    query::page(
+    (limit, offset): (u32, u64),
+    max_bytes: usize,
+) -> Result<Page<Validation>, StoreError> {
+    query::page_within(
         conn,
         "validations",
         COLUMNS,
         &filters(filter),
         "recorded_at DESC, id DESC",
         (limit, offset),
+        (max_bytes, VALIDATION_WEIGHT),
         from_row,
     )
 }

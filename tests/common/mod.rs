@@ -8,8 +8,9 @@ use std::path::PathBuf;
 
 use griot_registry::{
     AppState, HttpOptions, build_app,
-    domain::{keys::KeyScope, time::Clock, time::Timestamp},
+    domain::{keys::KeyScope, limits::Limits, time::Clock, time::Timestamp},
     keys,
+    state::Settings,
     store::{Store, StoreOptions},
 };
 use poem::{EndpointExt, endpoint::BoxEndpoint, http::Method, http::StatusCode, test::TestClient};
@@ -69,6 +70,7 @@ pub struct Options {
     pub require_auth_for_reads: bool,
     pub max_body_bytes: usize,
     pub clock: Clock,
+    pub limits: Limits,
 }
 
 impl Default for Options {
@@ -77,6 +79,7 @@ impl Default for Options {
             require_auth_for_reads: false,
             max_body_bytes: HttpOptions::default().max_body_bytes,
             clock: Clock::System,
+            limits: Limits::default(),
         }
     }
 }
@@ -127,9 +130,13 @@ impl TestApp {
         write_key: String,
         read_key: String,
     ) -> Self {
-        let state = AppState::new(
+        let state = AppState::with_settings(
             store.clone(),
-            options.require_auth_for_reads,
+            Settings {
+                require_auth_for_reads: options.require_auth_for_reads,
+                limits: options.limits,
+                ..Settings::default()
+            },
             options.clock.clone(),
         );
         let app = build_app(

@@ -737,6 +737,20 @@ def test_iter_makes_one_request_for_a_short_first_page() -> None:
     assert len(rec.requests) == 1 and rec.last.url.params["contract_id"] == "c"
 
 
+def test_iter_walks_pages_the_server_cut_short() -> None:
+    # Over --max-page-bytes the server answers fewer items than asked, with
+    # limit = the items it holds and truncated = true; nothing is skipped.
+    def cut(ids: List[str], offset: int) -> Dict[str, Any]:
+        page = _page(ids, 5, len(ids), offset)
+        page["truncated"] = True
+        return page
+
+    rec = Recorder(cut(["a", "b"], 0), cut(["c"], 2), _page(["d", "e"], 5, 50, 3))
+    with sync_client(rec) as client:
+        assert [r["id"] for r in client.iter_runs(page_size=50)] == ["a", "b", "c", "d", "e"]
+    assert [r.url.params["offset"] for r in rec.requests] == ["0", "2", "3"]
+
+
 def test_pager_rejects_bad_page_sizes() -> None:
     for bad in (0, -1, True):
         with pytest.raises(ValueError):

@@ -115,6 +115,10 @@ class RunPage(TypedDict):
     total: int
     limit: int
     offset: int
+    #: True when the server's byte budget cut the page short; ``limit`` is
+    #: then the number of items, and the next page starts at
+    #: ``offset + limit``.
+    truncated: bool
 
 
 class RunEvent(TypedDict):
@@ -140,6 +144,10 @@ class RunEventPage(TypedDict):
     total: int
     limit: int
     offset: int
+    #: True when the server's byte budget cut the page short; ``limit`` is
+    #: then the number of items, and the next page starts at
+    #: ``offset + limit``.
+    truncated: bool
 
 
 class RunWait(TypedDict):
@@ -171,6 +179,10 @@ class ValidationPage(TypedDict):
     total: int
     limit: int
     offset: int
+    #: True when the server's byte budget cut the page short; ``limit`` is
+    #: then the number of items, and the next page starts at
+    #: ``offset + limit``.
+    truncated: bool
 
 
 class StatsBucket(TypedDict):
