@@ -684,6 +684,11 @@ impl RunsApi {
         // Subscribe before reading, so a finish between the read and the
         // wait is not missed.
         let mut finished = state.watch.subscribe();
+        // On shutdown every wait answers at once with the run as it is, so
+        // that neither the client nor the shutdown waits out the timeout.
+        let stopping = state.watch.stopping();
+        tokio::pin!(stopping);
+        let mut stopped = false;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout.0.unsigned_abs());
         loop {
             let read_id = id.clone();
@@ -692,7 +697,7 @@ impl RunsApi {
                 .read(move |c| runs::get_detail(c, &read_id))
                 .await?;
             let done = detail.run.status.is_final();
-            if done || tokio::time::Instant::now() >= deadline {
+            if done || stopped || tokio::time::Instant::now() >= deadline {
                 return Ok(Json(RunWaitBody {
                     done,
                     run: detail.into(),
@@ -707,6 +712,10 @@ impl RunsApi {
                         _ => break,
                     },
                     () = tokio::time::sleep_until(deadline) => break,
+                    () = &mut stopping => {
+                        stopped = true;
+                        break;
+                    }
                 }
             }
         }
