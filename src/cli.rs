@@ -89,9 +89,8 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     let server_options = server_options(&args);
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(args.bind)
-            .await
-            .map_err(|e| format!("cannot listen on {}: {e}", args.bind))?;
+        let listener =
+            server::bind(args.bind).map_err(|e| format!("cannot listen on {}: {e}", args.bind))?;
         let mut signals = Signals::new().map_err(|e| format!("cannot watch signals: {e}"))?;
         let (stop, stopped) = tokio::sync::watch::channel(());
         let watch = state.watch.clone();

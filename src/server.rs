@@ -76,6 +76,22 @@ impl Default for ServerOptions {
     }
 }
 
+/// Binds `addr` with a long accept queue (the kernel caps it at
+/// net.core.somaxconn): while a flood of connections is being accepted
+/// and shed, a queue that is full drops the next client's SYN, and its
+/// retry comes only a second later.
+pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As std and tokio do, so a restart finds the port free at once.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
+}
+
 /// SIGINT (Ctrl-C) and SIGTERM, watched from the start so that a second
 /// one is never missed between two waits.
 pub struct Signals {
@@ -268,9 +284,12 @@ async fn serve_connection(
                     RemoteAddr(Addr::SocketAddr(peer)),
                     Scheme::HTTP,
                 ));
-                let resp = app.get_response(req).await;
-                drop(in_flight);
-                Ok::<_, Infallible>(hyper::Response::from(resp))
+                let resp = hyper::Response::from(app.get_response(req).await);
+                // In flight until the last byte of the body is handed over.
+                Ok::<_, Infallible>(resp.map(|body| GuardedBody {
+                    inner: body,
+                    _in_flight: in_flight,
+                }))
             }
         }
     });
@@ -280,6 +299,7 @@ async fn serve_connection(
     });
     let http = builder.serve_connection(io, service);
     tokio::pin!(http);
+    // Set once hyper was asked to finish the request in flight and close.
     let mut closing = false;
     loop {
         let deadline = {
@@ -288,18 +308,32 @@ async fn serve_connection(
                 return;
             }
             let now = Instant::now();
-            let deadline = state.deadline(&options);
-            if !closing && (state.evict || deadline.is_some_and(|d| d <= now)) {
-                closing = true;
+            let idle = state.in_flight == 0;
+            if idle && !closing && (state.evict || state.expiry(&options) <= now) {
+                // Nothing in flight, so nothing is lost by dropping it; a
+                // graceful close would wait for a half-sent head to end.
                 if !state.evict {
                     debug!(%peer, "closing a connection that sent no request in time");
                 }
+                return;
+            }
+            if idle && closing && state.idle_since + options.header_read_timeout <= now {
+                // Answered, but the client neither reads the rest nor
+                // leaves.
+                return;
+            }
+            if !closing && state.evict {
+                closing = true;
                 drop(state);
-                // Ends an idle connection now, or after its request.
+                // Answers the request in flight, then closes.
                 http.as_mut().graceful_shutdown();
                 continue;
             }
-            if closing { None } else { deadline }
+            match (idle, closing) {
+                (false, _) => None,
+                (true, false) => Some(state.expiry(&options)),
+                (true, true) => Some(state.idle_since + options.header_read_timeout),
+            }
         };
         tokio::select! {
             _ = &mut http => return,
@@ -339,16 +373,14 @@ struct ConnState {
 }
 
 impl ConnState {
-    /// When the connection is to be closed if nothing changes; None while
-    /// a request is in flight (the handlers bound their own time).
-    fn deadline(&self, options: &ServerOptions) -> Option<Instant> {
-        if self.in_flight > 0 {
-            return None;
-        }
-        Some(match self.head_since {
-            Some(t) => t + options.header_read_timeout,
+    /// When an idle connection is to be closed if nothing changes: the
+    /// keep-alive timeout after it went idle, or the header-read timeout
+    /// after the next request's head began (and the last byte went out).
+    fn expiry(&self, options: &ServerOptions) -> Instant {
+        match self.head_since {
+            Some(t) => (t.max(self.idle_since)) + options.header_read_timeout,
             None => self.idle_since + options.keep_alive_timeout,
-        })
+        }
     }
 }
 
@@ -383,6 +415,33 @@ impl Drop for InFlight {
             drop(state);
             self.0.changed.notify_one();
         }
+    }
+}
+
+/// A response body that keeps its request counted as in flight while it
+/// is being written.
+struct GuardedBody<B> {
+    inner: B,
+    _in_flight: InFlight,
+}
+
+impl<B: hyper::body::Body + Unpin> hyper::body::Body for GuardedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
