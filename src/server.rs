@@ -167,7 +167,29 @@ pub async fn serve(
     let mut refused_since_warning = 0u64;
     let mut last_warning: Option<Instant> = None;
     tokio::pin!(shutdown);
-    loop {
+    'serve: loop {
+        // At the cap, make room before accepting: close the oldest idle
+        // connection and wait until its descriptor is free, so the loop
+        // never outruns the closes into EMFILE.
+        let mut waited = false;
+        let refuse = loop {
+            let (open, closing) = registry.counts();
+            if open < max {
+                break false;
+            }
+            if closing == 0 || waited {
+                if !registry.evict_oldest_idle() {
+                    // Every connection has a request in flight.
+                    break true;
+                }
+                waited = false;
+            }
+            tokio::select! {
+                () = &mut shutdown => break 'serve,
+                () = registry.room.notified() => {},
+                () = tokio::time::sleep(Duration::from_millis(50)) => waited = true,
+            }
+        };
         let accepted = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => accepted,
@@ -190,9 +212,8 @@ pub async fn serve(
                 continue;
             }
         };
-        if registry.len() >= max && !registry.evict_oldest_idle() {
-            // Every connection has a request in flight: this one waits its
-            // turn on another attempt.
+        if refuse {
+            // Closed at once: the client may try again later.
             drop(socket);
             refused_since_warning += 1;
             warn_at_most_every(&mut last_warning, || {
@@ -505,12 +526,16 @@ struct Registry {
     inner: Mutex<RegistryInner>,
     /// Signalled when the last connection closes while draining.
     empty: Notify,
+    /// Signalled when a connection closes.
+    room: Notify,
 }
 
 #[derive(Default)]
 struct RegistryInner {
     next_id: u64,
     conns: BTreeMap<u64, Arc<Conn>>,
+    /// Connections asked to close to make room, not closed yet.
+    closing: usize,
     draining: bool,
 }
 
@@ -542,28 +567,46 @@ impl Registry {
         conn
     }
 
+    /// Connections open, and how many of them were asked to close.
+    fn counts(&self) -> (usize, usize) {
+        let inner = self.lock();
+        (inner.conns.len(), inner.closing)
+    }
+
     fn remove(&self, id: u64) {
         let mut inner = self.lock();
-        inner.conns.remove(&id);
+        if let Some(conn) = inner.conns.remove(&id)
+            && conn.lock().evict
+        {
+            inner.closing = inner.closing.saturating_sub(1);
+        }
         if inner.draining && inner.conns.is_empty() {
             self.empty.notify_one();
         }
+        self.room.notify_one();
     }
 
     /// Asks the oldest connection with no request in flight (and not
     /// already closing) to close; false when there is none.
     fn evict_oldest_idle(&self) -> bool {
-        let inner = self.lock();
-        for conn in inner.conns.values() {
+        let mut inner = self.lock();
+        let found = inner.conns.values().find(|conn| {
             let mut state = conn.lock();
             if state.in_flight == 0 && !state.evict {
                 state.evict = true;
                 drop(state);
                 conn.changed.notify_one();
-                return true;
+                true
+            } else {
+                false
             }
+        });
+        if found.is_some() {
+            inner.closing += 1;
+            true
+        } else {
+            false
         }
-        false
     }
 
     /// Closes every connection once its request in flight is answered.
