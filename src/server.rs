@@ -168,28 +168,21 @@ pub async fn serve(
     let mut last_warning: Option<Instant> = None;
     tokio::pin!(shutdown);
     'serve: loop {
-        // At the cap, make room before accepting: close the oldest idle
-        // connection and wait until its descriptor is free, so the loop
-        // never outruns the closes into EMFILE.
+        // Connections asked to close to make room still hold their
+        // descriptors: wait for them (briefly) before accepting, so the
+        // loop never outruns the closes into EMFILE.
         let mut waited = false;
-        let refuse = loop {
+        loop {
             let (open, closing) = registry.counts();
-            if open < max {
-                break false;
-            }
-            if closing == 0 || waited {
-                if !registry.evict_oldest_idle() {
-                    // Every connection has a request in flight.
-                    break true;
-                }
-                waited = false;
+            if open < max || closing == 0 || waited {
+                break;
             }
             tokio::select! {
                 () = &mut shutdown => break 'serve,
                 () = registry.room.notified() => {},
                 () = tokio::time::sleep(Duration::from_millis(50)) => waited = true,
             }
-        };
+        }
         let accepted = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => accepted,
@@ -212,7 +205,9 @@ pub async fn serve(
                 continue;
             }
         };
-        if refuse {
+        // At the cap, the oldest idle connection makes room; when every
+        // one has a request in flight, the newcomer is closed at once.
+        if registry.counts().0 >= max && !registry.evict_oldest_idle() {
             // Closed at once: the client may try again later.
             drop(socket);
             refused_since_warning += 1;
@@ -643,5 +638,20 @@ struct Registered {
 impl Drop for Registered {
     fn drop(&mut self) {
         self.registry.remove(self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_cap_leaves_files_for_the_database() {
+        assert_eq!(default_max_connections(Some(256)), 192);
+        assert_eq!(default_max_connections(Some(1024)), 768);
+        // Small limits keep at least 64 files free, and a few connections.
+        assert_eq!(default_max_connections(Some(128)), 64);
+        assert_eq!(default_max_connections(Some(40)), 16);
+        assert_eq!(default_max_connections(None), 768);
     }
 }

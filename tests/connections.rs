@@ -119,7 +119,7 @@ fn closed_within(
 }
 
 #[test]
-fn ten_times_the_fd_limit_in_idle_sockets_leaves_health_answering() {
+fn ten_times_the_fd_limit_in_idle_and_slow_sockets_leaves_health_answering() {
     const SERVER_FDS: u64 = 256;
     let sockets = usize::try_from(SERVER_FDS * 10).unwrap();
     // This process holds all those sockets itself.
@@ -139,7 +139,13 @@ fn ten_times_the_fd_limit_in_idle_sockets_leaves_health_answering() {
     for _ in 0..sockets {
         let addr = ("127.0.0.1", server.port);
         match TcpStream::connect(addr) {
-            Ok(s) => idle.push(s),
+            Ok(mut s) => {
+                // Half of them start a request and never finish its head.
+                if idle.len() % 2 == 1 {
+                    let _ = s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n");
+                }
+                idle.push(s);
+            }
             Err(e) => panic!("connect #{} failed: {e}\n{}", idle.len(), server.log()),
         }
     }
@@ -209,6 +215,42 @@ fn idle_and_slow_header_sockets_are_closed_after_their_timeouts() {
         assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     }
     assert!(closed_within(&mut kept, Duration::from_secs(10), |_| {}).is_some());
+    assert!(matches!(
+        http(port, "GET", "/health", None, None),
+        Ok((200, _))
+    ));
+}
+
+#[test]
+fn past_the_cap_with_every_connection_busy_newcomers_are_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Serve::start(&dir.path().join("r.db"), &["--max-connections", "2"], None);
+    let id = create_running_run(server.port);
+    let port = server.port;
+    // Two waits fill the cap with requests in flight.
+    let waiters: Vec<_> = (0..2)
+        .map(|_| {
+            let path = format!("/api/v1/runs/{id}/wait?timeout=3");
+            std::thread::spawn(move || http(port, "GET", &path, None, None))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut third = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let _ = third.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    let took = closed_within(&mut third, Duration::from_secs(2), |_| {});
+    assert!(
+        took.is_some(),
+        "a connection past the cap was served or kept"
+    );
+    for waiter in waiters {
+        let (status, body) = waiter.join().unwrap().unwrap();
+        assert_eq!(
+            (status, &body["done"]),
+            (200, &serde_json::json!(false)),
+            "{body}"
+        );
+    }
+    // Room again once they are answered.
     assert!(matches!(
         http(port, "GET", "/health", None, None),
         Ok((200, _))
