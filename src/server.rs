@@ -190,13 +190,22 @@ pub async fn serve(
         let (socket, peer) = match accepted {
             Ok(pair) => pair,
             Err(e) if is_out_of_files(&e) => {
-                // Spinning on accept would burn a core and answer nobody:
-                // free a descriptor and pause.
-                registry.evict_oldest_idle();
+                // Retrying at once would burn a core and answer nobody:
+                // close an idle connection and wait for its descriptor, or
+                // pause when there is none to close.
+                let evicted = registry.evict_oldest_idle();
                 warn_at_most_every(&mut last_warning, || {
-                    warn!(error = %e, "out of file descriptors; closed an idle connection");
+                    warn!(error = %e, evicted, "out of file descriptors");
                 });
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                let pause = tokio::time::sleep(Duration::from_millis(50));
+                if evicted {
+                    tokio::select! {
+                        () = registry.room.notified() => {},
+                        () = pause => {},
+                    }
+                } else {
+                    pause.await;
+                }
                 continue;
             }
             // A client that gave up while queued, and the like.

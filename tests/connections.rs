@@ -164,6 +164,63 @@ fn ten_times_the_fd_limit_in_idle_and_slow_sockets_leaves_health_answering() {
     assert!(matches!(ready, Ok((200, _))), "{ready:?}\n{}", server.log());
 }
 
+/// The CPU time the process has used (user + system), from /proc.
+#[cfg(target_os = "linux")]
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The fields after the command name, which is in parentheses.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // USER_HZ is 100 on Linux.
+    Duration::from_millis(ticks * 10)
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn running_out_of_file_descriptors_neither_spins_nor_locks_clients_out() {
+    const SERVER_FDS: u64 = 128;
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    if soft < 4096 && hard >= 4096 {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard).unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // A cap far above the limit: only the out-of-files path protects it.
+    let server = Serve::start(
+        &dir.path().join("r.db"),
+        &["--max-connections", "100000"],
+        Some(SERVER_FDS),
+    );
+    let idle: Vec<TcpStream> = (0..SERVER_FDS * 4)
+        .map(|_| TcpStream::connect(("127.0.0.1", server.port)).unwrap())
+        .collect();
+    let started = Instant::now();
+    let answer = http(server.port, "GET", "/health", None, None);
+    let took = started.elapsed();
+    assert!(
+        matches!(answer, Ok((200, _))),
+        "{answer:?}\n{}",
+        server.log()
+    );
+    assert!(took < Duration::from_secs(1), "/health took {took:?}");
+    assert!(
+        server.log().contains("out of file descriptors"),
+        "{}",
+        server.log()
+    );
+    // With the sockets still open, the server rests instead of retrying
+    // accept in a loop.
+    let pid = server.child.id();
+    let before = cpu_time(pid);
+    std::thread::sleep(Duration::from_secs(1));
+    let used = cpu_time(pid) - before;
+    assert!(
+        used < Duration::from_millis(500),
+        "used {used:?} of CPU in 1 s idle"
+    );
+    drop(idle);
+}
+
 #[test]
 fn idle_and_slow_header_sockets_are_closed_after_their_timeouts() {
     let dir = tempfile::tempdir().unwrap();
