@@ -411,7 +411,7 @@ pub struct RunEventPage {
 #[oai(rename = "RunWait", example)]
 pub struct RunWaitBody {
     /// True when the run is in a final status; false when the wait timed
-    /// out first.
+    /// out first, or the server is shutting down.
     pub done: bool,
     pub run: RunBody,
 }
@@ -654,7 +654,8 @@ impl RunsApi {
     /// Answers as soon as the run is in a final status, or after `timeout`
     /// seconds with the run as it is then; `done` says which. Waiting costs
     /// the server no thread and no database connection, so a sensor can
-    /// call this in a loop instead of polling.
+    /// call this in a loop instead of polling. A server that is shutting
+    /// down answers at once, `done` false.
     #[oai(
         path = "/runs/:run_id/wait",
         method = "get",
