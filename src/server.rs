@@ -8,14 +8,15 @@
 //!
 //! - a connection that waits for a request longer than the keep-alive
 //!   timeout, or takes longer than the header-read timeout to send a
-//!   request's head once it started, is closed (gracefully: never in the
-//!   middle of a request or response);
+//!   request's head once it started, is closed; these timeouts run only
+//!   while no request is in flight, so they never cut one or its response;
 //! - at most `max_connections` are open; past that, the oldest connection
 //!   with no request in flight is closed to make room, so a flood of idle
 //!   sockets costs its own sockets and not the next client's request, and
 //!   when every connection is busy the newcomer is closed at once;
 //! - an accept that fails for want of file descriptors closes an idle
-//!   connection and pauses instead of spinning;
+//!   connection and waits for its descriptor (or pauses, when none is
+//!   idle) instead of retrying in a loop;
 //! - on shutdown: no new connections, idle ones closed, in-flight requests
 //!   get the grace period, then whatever is left is dropped.
 
