@@ -6,13 +6,14 @@ pub mod exec;
 
 use std::{path::Path, process::ExitCode, time::Duration};
 
-use tracing::error;
+use tracing::{error, info, warn};
 
 use crate::{
     AppState, HttpOptions, build_app,
     config::{Cli, Command, KeysCommand, ScopeArg, ServeArgs},
     domain::{keys::KeyScope, limits::Limits, time::Clock},
     keys, lifecycle, openapi_json, openapi_yaml,
+    server::{self, ServerOptions, Signals},
     state::Settings,
     store::{Store, StoreOptions},
 };
@@ -91,21 +92,31 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         },
     );
     let interval = Duration::from_secs(args.reaper_interval_seconds.max(1));
+    let server_options = server_options(&args);
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(args.bind)
-            .await
-            .map_err(|e| format!("cannot listen on {}: {e}", args.bind))?;
+        let listener =
+            server::bind(args.bind).map_err(|e| format!("cannot listen on {}: {e}", args.bind))?;
+        let mut signals = Signals::new().map_err(|e| format!("cannot watch signals: {e}"))?;
         let (stop, stopped) = tokio::sync::watch::channel(());
+        let watch = state.watch.clone();
         let reaper = tokio::spawn(lifecycle::run_reaper(state, interval, stopped));
-        let served = crate::run(
+        let served = crate::run_with_options(
             app,
             listener,
             async move {
-                crate::shutdown_signal().await;
+                signals.recv().await;
+                info!("shutting down: no new connections; answering waits, finishing requests");
+                watch.shut_down();
                 let _ = stop.send(());
+                // The operator who asks twice does not want to wait.
+                tokio::spawn(async move {
+                    let signal = signals.recv().await;
+                    warn!("second signal: exiting now, dropping requests in flight");
+                    std::process::exit(128 + signal);
+                });
             },
-            Duration::from_secs(args.shutdown_grace_seconds),
+            server_options,
         )
         .await;
         let _ = reaper.await;
@@ -114,6 +125,27 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             e.to_string()
         })
     })
+}
+
+/// The HTTP server's limits from the flags; the connection cap defaults
+/// to what the open-file limit (raised first) allows.
+fn server_options(args: &ServeArgs) -> ServerOptions {
+    let fd_limit = server::raise_fd_limit();
+    let max_connections = args.max_connections.map_or_else(
+        || server::default_max_connections(fd_limit),
+        |n| usize::try_from(n).unwrap_or(usize::MAX),
+    );
+    info!(
+        open_file_limit = fd_limit,
+        max_connections, "connection limits"
+    );
+    ServerOptions {
+        max_connections,
+        keep_alive_timeout: Duration::from_secs(args.keep_alive_timeout_seconds),
+        header_read_timeout: Duration::from_secs(args.header_read_timeout_seconds),
+        http2_max_concurrent_streams: args.http2_max_concurrent_streams,
+        grace: Duration::from_secs(args.shutdown_grace_seconds),
+    }
 }
 
 fn run_keys(cmd: KeysCommand) -> Result<(), String> {

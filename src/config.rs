@@ -107,7 +107,9 @@ pub struct ServeArgs {
     #[arg(long, env = "GRIOT_IDEMPOTENCY_RETENTION_HOURS", default_value_t = 24)]
     pub idempotency_retention_hours: u32,
 
-    /// Seconds that in-flight requests get to finish after SIGINT or SIGTERM.
+    /// Seconds that in-flight requests get to finish after SIGINT or
+    /// SIGTERM; waits for a run answer at once with the run as it is. A
+    /// second signal exits at once, with status 128 + the signal's number.
     #[arg(long, env = "GRIOT_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
     pub shutdown_grace_seconds: u64,
 
@@ -151,6 +153,43 @@ pub struct ServeArgs {
         value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
     )]
     pub max_page_bytes: usize,
+
+    /// Connections open at once. Past it the oldest connection with no
+    /// request in flight is closed to make room, so idle sockets cannot
+    /// lock clients out; when every one is busy, new ones are closed at
+    /// once. Default: the open-file limit (raised to the hard limit at
+    /// start) less a quarter of it, and at least 64, kept for the database.
+    #[arg(long, env = "GRIOT_MAX_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: Option<u64>,
+
+    /// Seconds a connection may wait without a request, before its first
+    /// or between keep-alive requests, before it is closed.
+    #[arg(
+        long,
+        env = "GRIOT_KEEP_ALIVE_TIMEOUT_SECONDS",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(1..=3600)
+    )]
+    pub keep_alive_timeout_seconds: u64,
+
+    /// Seconds a client has to send a request's headers once it started;
+    /// a slower one (slowloris) is disconnected.
+    #[arg(
+        long,
+        env = "GRIOT_HEADER_READ_TIMEOUT_SECONDS",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(1..=600)
+    )]
+    pub header_read_timeout_seconds: u64,
+
+    /// HTTP/2 streams (requests) one connection may have open at once.
+    #[arg(
+        long,
+        env = "GRIOT_HTTP2_MAX_CONCURRENT_STREAMS",
+        default_value_t = 64,
+        value_parser = clap::value_parser!(u32).range(1..=10_000)
+    )]
+    pub http2_max_concurrent_streams: u32,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -12,19 +12,14 @@ pub mod error;
 pub mod http;
 pub mod keys;
 pub mod lifecycle;
+pub mod server;
 pub mod state;
 pub mod store;
 pub mod telemetry;
 
 use std::{future::Future, time::Duration};
 
-use poem::{
-    Endpoint, EndpointExt, Route, Server,
-    endpoint::make_sync,
-    get,
-    listener::{Acceptor, TcpAcceptor},
-    web::Html,
-};
+use poem::{Endpoint, EndpointExt, Route, endpoint::make_sync, get, web::Html};
 use tracing::info;
 
 pub use state::AppState;
@@ -107,15 +102,22 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
     grace: Duration,
 ) -> std::io::Result<()> {
-    let acceptor = TcpAcceptor::from_tokio(listener)?;
-    for addr in acceptor.local_addr() {
-        if let Some(socket) = addr.as_socket_addr() {
-            info!("listening on http://{socket}");
-        }
-    }
-    Server::new_with_acceptor(acceptor)
-        .run_with_graceful_shutdown(app, shutdown, Some(grace))
-        .await
+    let options = server::ServerOptions {
+        grace,
+        ..server::ServerOptions::default()
+    };
+    run_with_options(app, listener, shutdown, options).await
+}
+
+/// `run` with the server's limits and timeouts spelled out.
+pub async fn run_with_options(
+    app: impl Endpoint + 'static,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+    options: server::ServerOptions,
+) -> std::io::Result<()> {
+    info!("listening on http://{}", listener.local_addr()?);
+    server::serve(app, listener, shutdown, options).await
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

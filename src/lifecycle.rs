@@ -2,7 +2,7 @@
 //! heartbeat lapsed (and forgets expired idempotency keys), and the wake-up
 //! of requests waiting for a run to finish.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use tokio::sync::{broadcast, watch};
 use tracing::{info, warn};
@@ -12,24 +12,49 @@ use crate::{
     store::{idempotency, runs},
 };
 
-/// Tells waiting requests that a run reached a final status. Waiters hold
-/// a receiver, not a database connection or a thread.
+/// Tells waiting requests that a run reached a final status, or that the
+/// server is shutting down. Waiters hold a receiver, not a database
+/// connection or a thread.
 #[derive(Clone)]
 pub struct RunWatch {
     finished: broadcast::Sender<String>,
+    /// True once shutdown began: waits answer at once instead of holding
+    /// the shutdown up for their whole timeout.
+    stopping: Arc<watch::Sender<bool>>,
 }
 
 impl Default for RunWatch {
     fn default() -> Self {
         // A waiter that falls this far behind re-reads the run instead.
         let (finished, _) = broadcast::channel(1024);
-        Self { finished }
+        let (stopping, _) = watch::channel(false);
+        Self {
+            finished,
+            stopping: Arc::new(stopping),
+        }
     }
 }
 
 impl RunWatch {
     pub fn subscribe(&self) -> broadcast::Receiver<String> {
         self.finished.subscribe()
+    }
+
+    /// Resolves once shutdown began (at once if it already has).
+    pub fn stopping(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.stopping.subscribe();
+        async move {
+            // An error means the sender is gone: nobody can stop us then.
+            if rx.wait_for(|stopping| *stopping).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// Wakes every waiter, present and future, to answer now: the server
+    /// is shutting down.
+    pub fn shut_down(&self) {
+        self.stopping.send_replace(true);
     }
 
     /// Called after the commit that made `run_id` final.

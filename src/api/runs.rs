@@ -423,7 +423,7 @@ pub struct RunEventPage {
 #[oai(rename = "RunWait", example)]
 pub struct RunWaitBody {
     /// True when the run is in a final status; false when the wait timed
-    /// out first.
+    /// out first, or the server is shutting down.
     pub done: bool,
     pub run: RunBody,
 }
@@ -681,7 +681,8 @@ impl RunsApi {
     /// Answers as soon as the run is in a final status, or after `timeout`
     /// seconds with the run as it is then; `done` says which. Waiting costs
     /// the server no thread and no database connection, so a sensor can
-    /// call this in a loop instead of polling.
+    /// call this in a loop instead of polling. A server that is shutting
+    /// down answers at once, `done` false.
     #[oai(
         path = "/runs/:run_id/wait",
         method = "get",
@@ -711,6 +712,11 @@ impl RunsApi {
         // Subscribe before reading, so a finish between the read and the
         // wait is not missed.
         let mut finished = state.watch.subscribe();
+        // On shutdown every wait answers at once with the run as it is, so
+        // that neither the client nor the shutdown waits out the timeout.
+        let stopping = state.watch.stopping();
+        tokio::pin!(stopping);
+        let mut stopped = false;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout.0.unsigned_abs());
         loop {
             let read_id = id.clone();
@@ -719,7 +725,7 @@ impl RunsApi {
                 .read(move |c| runs::get_detail(c, &read_id))
                 .await?;
             let done = detail.run.status.is_final();
-            if done || tokio::time::Instant::now() >= deadline {
+            if done || stopped || tokio::time::Instant::now() >= deadline {
                 return Ok(Json(RunWaitBody {
                     done,
                     run: detail.into(),
@@ -734,6 +740,10 @@ impl RunsApi {
                         _ => break,
                     },
                     () = tokio::time::sleep_until(deadline) => break,
+                    () = &mut stopping => {
+                        stopped = true;
+                        break;
+                    }
                 }
             }
         }
