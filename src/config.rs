@@ -57,7 +57,9 @@ pub enum Command {
 
 #[derive(Args, Debug, Clone)]
 pub struct DbArgs {
-    /// The SQLite database file; created on first use.
+    /// The SQLite database file. `serve` and `keys create --create` create
+    /// it when missing (readable by its owner only); the other commands
+    /// refuse a file that does not exist.
     #[arg(long, env = "GRIOT_DB", default_value = "griot-registry.db")]
     pub db: PathBuf,
 }
@@ -202,6 +204,10 @@ pub enum KeysCommand {
         /// `write` may read and write; `read` may only read.
         #[arg(long, value_enum, default_value_t = ScopeArg::Write)]
         scope: ScopeArg,
+        /// Create the database file if it does not exist yet (the first
+        /// key of a new deployment); without it a missing file is refused.
+        #[arg(long)]
+        create: bool,
     },
     /// List keys: name, scope, when created and last used (kept to the
     /// minute), whether revoked. Never a secret.

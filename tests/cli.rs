@@ -30,7 +30,12 @@ fn stderr(o: &Output) -> String {
 }
 
 fn create_key(db: &Path, name: &str, scope: &str) -> String {
-    let out = cli(db, &["keys", "create", "--name", name, "--scope", scope]);
+    let out = cli(
+        db,
+        &[
+            "keys", "create", "--create", "--name", name, "--scope", scope,
+        ],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let secret = stdout(&out).trim().to_owned();
     assert!(secret.starts_with("grk_") && secret.len() == 68, "{secret}");
@@ -273,4 +278,88 @@ fn serve_fails_runs_whose_heartbeat_lapsed_and_stops_cleanly() {
     }
     let exit = server.terminate();
     assert!(exit.success(), "{exit:?}");
+}
+
+#[test]
+fn a_second_server_on_the_same_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    let first = Server::start(&db, &[]);
+    let port = common::server::free_port();
+    let second = Command::new(BIN)
+        .args(["serve", "--bind", &format!("127.0.0.1:{port}"), "--db"])
+        .arg(&db)
+        .env_remove("GRIOT_BOOTSTRAP_API_KEY")
+        .output()
+        .unwrap();
+    assert!(!second.status.success(), "the second server must not start");
+    let err = stderr(&second);
+    assert!(err.contains("already serves"), "{err}");
+    assert!(err.contains(&db.display().to_string()), "{err}");
+    assert!(err.contains(&format!("pid {}", first.pid())), "{err}");
+    // The first one serves on, and once it is gone the file is free again.
+    assert_eq!(
+        first.http("GET", "/health/ready", None, None).unwrap().0,
+        200
+    );
+    assert!(first.terminate().success());
+    let again = Server::start(&db, &[]);
+    assert_eq!(
+        again.http("GET", "/health/ready", None, None).unwrap().0,
+        200
+    );
+}
+
+#[test]
+fn commands_other_than_serve_refuse_a_missing_database_and_create_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("typo.db");
+    let copy = dir.path().join("copy.db");
+    for args in [
+        vec!["backup", copy.to_str().unwrap()],
+        vec!["keys", "list"],
+        vec!["keys", "revoke", "airflow"],
+        vec!["keys", "create", "--name", "airflow"],
+    ] {
+        let out = cli(&db, &args);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = stderr(&out);
+        assert!(
+            err.contains("typo.db") && err.contains("does not exist"),
+            "{err}"
+        );
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(left.is_empty(), "{args:?} created {left:?}");
+    }
+    // `--create` is the one way to start a new file from the command line.
+    create_key(&db, "airflow", "write");
+    assert!(db.is_file());
+}
+
+#[test]
+fn database_wal_shm_and_backup_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    let secret = create_key(&db, "airflow", "write");
+    let server = Server::start(&db, &[]);
+    let (status, _) = server
+        .http(
+            "POST",
+            "/api/v1/runs",
+            Some(&secret),
+            Some(r#"{"contract_id":"c"}"#),
+        )
+        .unwrap();
+    assert_eq!(status, 201);
+    let copy = dir.path().join("copy.db");
+    let out = cli(&db, &["backup", copy.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let wal = dir.path().join("r.db-wal");
+    let shm = dir.path().join("r.db-shm");
+    for file in [&db, &wal, &shm, &copy, &dir.path().join("r.db.lock")] {
+        let mode = std::fs::metadata(file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{} has mode {mode:o}", file.display());
+    }
 }

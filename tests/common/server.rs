@@ -50,6 +50,10 @@ impl Server {
         panic!("server did not become ready: {}", server.log());
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
