@@ -363,3 +363,70 @@ fn database_wal_shm_and_backup_files_are_private() {
         assert_eq!(mode, 0o600, "{} has mode {mode:o}", file.display());
     }
 }
+
+#[test]
+fn the_startup_warning_tells_only_revoked_keys_from_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    create_key(&db, "airflow", "write");
+    assert!(cli(&db, &["keys", "revoke", "airflow"]).status.success());
+    let server = Server::start(&db, &[]);
+    let log = server.log();
+    assert!(log.contains("only revoked API keys exist"), "{log}");
+    assert!(!log.contains("no API keys exist"), "{log}");
+}
+
+#[test]
+fn boolean_variables_take_1_0_yes_no() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    for (value, read_status) in [
+        ("1", 401),
+        ("yes", 401),
+        ("true", 401),
+        ("0", 200),
+        ("no", 200),
+    ] {
+        let server = Server::start(&db, &[("GRIOT_REQUIRE_AUTH_FOR_READS", value)]);
+        let (status, body) = server.http("GET", "/api/v1/runs", None, None).unwrap();
+        assert_eq!(
+            status, read_status,
+            "GRIOT_REQUIRE_AUTH_FOR_READS={value}: {body}"
+        );
+        assert!(server.terminate().success());
+    }
+    let out = Command::new(BIN)
+        .args(["serve", "--db"])
+        .arg(&db)
+        .env("GRIOT_REQUIRE_AUTH_FOR_READS", "maybe")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("maybe"), "{}", stderr(&out));
+}
+
+#[test]
+fn bind_accepts_a_host_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    let port = common::server::free_port();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--bind", &format!("localhost:{port}"), "--db"])
+        .arg(&db)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        match common::server::http(port, "GET", "/health/ready", None, None) {
+            Ok((status, _)) => break status,
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) => panic!("serve on localhost:{port} never answered: {e}"),
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(status, 200);
+}
