@@ -430,3 +430,67 @@ fn bind_accepts_a_host_name() {
     let _ = child.wait();
     assert_eq!(status, 200);
 }
+
+/// The issue's case: the file cannot be written, so every write fails;
+/// readiness must say so. Root writes through any file mode, so as root
+/// the server runs as `nobody` (through setpriv); as anyone else the mode
+/// alone does it.
+#[test]
+fn a_read_only_database_makes_readiness_503_with_the_reason() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    let secret = create_key(&db, "airflow", "write");
+    // The folder stays writable (the -shm file and the lock are created
+    // there); only the database file is read-only.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o444)).unwrap();
+    let root = std::fs::metadata("/proc/self").unwrap().uid() == 0;
+    if root {
+        // Owned by nobody, as a service user's file would be: the owner
+        // still cannot write through mode 0444.
+        for file in std::fs::read_dir(dir.path()).unwrap() {
+            std::os::unix::fs::chown(file.unwrap().path(), Some(65534), Some(65534)).unwrap();
+        }
+    }
+    let wrapper: &[&str] = if root {
+        &[
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--",
+        ]
+    } else {
+        &[]
+    };
+    let server = Server::start_as(wrapper, &db, &[], "/health");
+
+    let (status, body) = server.http("GET", "/health/ready", None, None).unwrap();
+    assert_eq!(status, 503, "{body}");
+    let message = body["detail"]["message"].as_str().unwrap();
+    assert!(message.contains("read-only"), "{message}");
+    let (status, _) = server
+        .http(
+            "POST",
+            "/api/v1/runs",
+            Some(&secret),
+            Some(r#"{"contract_id":"c"}"#),
+        )
+        .unwrap();
+    assert_eq!(status, 500, "the write itself fails as before");
+
+    // Polled many times, the failure is logged a few times, not once per
+    // poll (nor the checkpoint's once per 100 ms).
+    for _ in 0..20 {
+        assert_eq!(
+            server.http("GET", "/health/ready", None, None).unwrap().0,
+            503
+        );
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let log = server.log();
+    let lines = |what: &str| log.lines().filter(|l| l.contains(what)).count();
+    assert!(lines("the database is not ready") <= 3, "{log}");
+    assert!(lines("WAL checkpoint failed") <= 3, "{log}");
+}

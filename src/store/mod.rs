@@ -2,6 +2,7 @@
 //! module per table. All SQL lives below this folder, always parameterised.
 
 pub mod events;
+pub mod health;
 pub mod idempotency;
 pub mod keys;
 pub mod lock;
@@ -136,6 +137,7 @@ impl Default for StoreOptions {
 pub struct Store {
     readers: Pool<SqliteConnectionManager>,
     writer: writer::Writer,
+    probe: std::sync::Arc<health::ProbeCache>,
 }
 
 impl Store {
@@ -199,7 +201,11 @@ impl Store {
             .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(30))
             .build(SqliteConnectionManager::file(path).with_init(init))?;
-        Ok(Self { readers, writer })
+        Ok(Self {
+            readers,
+            writer,
+            probe: std::sync::Arc::default(),
+        })
     }
 
     /// Runs `f` on a reader connection, on the blocking thread pool.

@@ -1,0 +1,200 @@
+//! Whether the database can really be written, for the readiness probe, and
+//! a log throttle for errors that repeat.
+//!
+//! A read (`SELECT` on sqlite_master) passes on a read-only file, a full
+//! disk and most damaged files, so readiness also writes: it sets
+//! `user_version` to the value it has, which dirties the header page and
+//! makes the commit append a frame to the WAL, through the same writer
+//! queue and commit as every request. The answer is kept for
+//! `PROBE_EVERY`, so a client polling readiness cannot turn it into a
+//! stream of writes.
+
+use std::{
+    sync::{Mutex, PoisonError},
+    time::{Duration, Instant},
+};
+
+use super::{Store, StoreError};
+
+/// How long a probe's answer is reused.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+
+/// Why the database is not ready; the text is safe to show to anyone
+/// (no path, no SQL).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct NotReady(pub String);
+
+#[derive(Default)]
+pub(super) struct ProbeCache {
+    last: Mutex<Option<(Instant, Result<(), NotReady>)>>,
+    log: Mutex<LogBackoff>,
+}
+
+impl Store {
+    /// Reads and writes the database (see the module comment); the answer
+    /// is at most `PROBE_EVERY` old.
+    pub async fn check_ready(&self) -> Result<(), NotReady> {
+        if let Some((at, result)) = self
+            .probe
+            .last
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            && at.elapsed() < PROBE_EVERY
+        {
+            return result;
+        }
+        let result = match self.ping().await {
+            Ok(()) => self.write_probe().await,
+            Err(e) => Err(e),
+        }
+        .map_err(|e| {
+            let reason = classify(&e.to_string());
+            let mut log = self
+                .probe
+                .log
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some(repeats) = log.should_log(Instant::now()) {
+                tracing::error!(error = %e, reason = %reason, repeats, "the database is not ready");
+            }
+            reason
+        });
+        if result.is_ok() {
+            let mut log = self
+                .probe
+                .log
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some(failures) = log.recovered() {
+                tracing::info!(failures, "the database is ready again");
+            }
+        }
+        *self
+            .probe
+            .last
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some((Instant::now(), result.clone()));
+        result
+    }
+
+    async fn write_probe(&self) -> Result<(), StoreError> {
+        self.write(|c| {
+            let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            // PRAGMA takes no bound parameters; the value is our own integer.
+            c.execute_batch(&format!("PRAGMA user_version = {version}"))?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+/// Turns SQLite's error text (the commit's error reaches us as text) into
+/// a reason an operator can act on.
+fn classify(error: &str) -> NotReady {
+    let reason = if error.contains("readonly database") || error.contains("read-only") {
+        "the database file is read-only, so every write fails; check the file's owner and \
+         permissions (and those of its -wal and -shm files)"
+    } else if error.contains("disk is full") {
+        "the disk that holds the database is full, so writes fail; free some space"
+    } else if error.contains("malformed") || error.contains("not a database") {
+        "the database file is damaged; restore it from a backup"
+    } else if error.contains("disk I/O error") {
+        "reading or writing the database file fails with an I/O error; check the disk"
+    } else {
+        "the database cannot be queried or written; see the server log"
+    };
+    NotReady(reason.into())
+}
+
+/// Decides which occurrences of a repeating error get logged: the first,
+/// then after 1 s, 2 s, 4 s, ... up to one every `MAX_GAP`, each saying how
+/// many were left out meanwhile. A success resets it.
+#[derive(Debug, Default)]
+pub(crate) struct LogBackoff {
+    failures: u64,
+    suppressed: u64,
+    next: Option<Instant>,
+    gap: Duration,
+}
+
+const FIRST_GAP: Duration = Duration::from_secs(1);
+const MAX_GAP: Duration = Duration::from_secs(300);
+
+impl LogBackoff {
+    /// Records a failure at `now`; `Some(left out since the last log line)`
+    /// when this one should be logged.
+    pub(crate) fn should_log(&mut self, now: Instant) -> Option<u64> {
+        self.failures += 1;
+        match self.next {
+            Some(next) if now < next => {
+                self.suppressed += 1;
+                None
+            }
+            _ => {
+                self.gap = if self.next.is_none() {
+                    FIRST_GAP
+                } else {
+                    (self.gap * 2).min(MAX_GAP)
+                };
+                self.next = Some(now + self.gap);
+                Some(std::mem::take(&mut self.suppressed))
+            }
+        }
+    }
+
+    /// Records a success; `Some(failures before it)` if there were any.
+    pub(crate) fn recovered(&mut self) -> Option<u64> {
+        let failures = std::mem::take(&mut self.failures);
+        *self = Self::default();
+        (failures > 0).then_some(failures)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_ten_times_a_second_is_logged_a_handful_of_times() {
+        let mut log = LogBackoff::default();
+        let start = Instant::now();
+        let mut logged = Vec::new();
+        // Ten minutes of an error every 100 ms.
+        for i in 0..6000u32 {
+            let now = start + Duration::from_millis(100) * i;
+            if let Some(left_out) = log.should_log(now) {
+                logged.push((i, left_out));
+            }
+        }
+        assert_eq!(logged[0], (0, 0), "the first is logged at once");
+        assert!(logged.len() <= 12, "{} lines: {logged:?}", logged.len());
+        let total: u64 = logged.iter().map(|&(_, n)| n + 1).sum();
+        let since_last = 6000 - u64::from(logged.last().unwrap().0) - 1;
+        assert_eq!(total + since_last, 6000, "every failure is counted");
+        assert_eq!(log.recovered(), Some(6000));
+        assert_eq!(log.recovered(), None);
+        assert_eq!(log.should_log(start), Some(0), "a new streak logs at once");
+    }
+
+    #[test]
+    fn reasons_name_the_cause() {
+        assert!(
+            classify("attempt to write a readonly database")
+                .0
+                .contains("read-only")
+        );
+        assert!(
+            classify("the commit failed: database or disk is full")
+                .0
+                .contains("full")
+        );
+        assert!(
+            classify("database disk image is malformed")
+                .0
+                .contains("damaged")
+        );
+        assert!(classify("something else").0.contains("server log"));
+    }
+}
