@@ -556,3 +556,49 @@ fn a_full_disk_makes_readiness_503_with_the_reason() {
     let message = body["detail"]["message"].as_str().unwrap();
     assert!(message.contains("full"), "{message}");
 }
+
+/// A damaged page that no request happens to read: only the background
+/// `PRAGMA quick_check` can find it, and readiness then says so.
+#[test]
+fn a_damaged_page_makes_readiness_503_with_the_reason() {
+    use std::io::{Seek, SeekFrom, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    create_key(&db, "airflow", "write");
+    let pages = {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE ballast (b BLOB);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000)
+             INSERT INTO ballast SELECT randomblob(200) FROM n;",
+        )
+        .unwrap();
+        let pages: u32 = conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .unwrap();
+        pages
+        // Closing the last connection checkpoints the WAL into the file.
+    };
+    assert!(!dir.path().join("r.db-wal").exists());
+    // The last page is one of the ballast's; an invalid page type makes it
+    // malformed.
+    let mut file = std::fs::OpenOptions::new().write(true).open(&db).unwrap();
+    file.seek(SeekFrom::Start(u64::from(pages - 1) * 4096)).unwrap();
+    file.write_all(&[0xff; 16]).unwrap();
+    drop(file);
+
+    let server = Server::start_as(&[], &db, &[], "/health");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let (status, body) = loop {
+        let answer = server.http("GET", "/health/ready", None, None).unwrap();
+        if answer.0 == 503 || std::time::Instant::now() > deadline {
+            break answer;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(status, 503, "{body}");
+    let message = body["detail"]["message"].as_str().unwrap();
+    assert!(message.contains("damaged"), "{message}");
+    let log = server.log();
+    assert!(log.contains("quick_check found a malformed page"), "{log}");
+}

@@ -52,11 +52,17 @@ impl Server {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("start serve");
-        let server = Server { child, port, log };
+        let mut server = Server { child, port, log };
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Ok((200, _)) = server.http("GET", ready_path, None, None) {
                 return server;
+            }
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!(
+                    "serve exited ({status}) before it was ready: {}",
+                    server.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
