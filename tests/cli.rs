@@ -496,7 +496,7 @@ fn a_read_only_database_makes_readiness_503_with_the_reason() {
 }
 
 /// A full disk, for real: the server runs in a mount namespace of its own
-/// on a 4 MiB tmpfs that is filled once it has opened the database. Needs
+/// on a 32 MiB tmpfs that is filled once it has opened the database. Needs
 /// root (unshare and mount); skipped, with a note, elsewhere.
 #[test]
 fn a_full_disk_makes_readiness_503_with_the_reason() {
@@ -516,7 +516,7 @@ fn a_full_disk_makes_readiness_503_with_the_reason() {
     // then takes every free byte; `exec` makes the server the child we
     // kill.
     let script = format!(
-        "set -e; mount -t tmpfs -o size=4m none '{mnt}'; cp '{seed}' '{mnt}/r.db'; \
+        "set -e; mount -t tmpfs -o size=32m none '{mnt}'; cp '{seed}' '{mnt}/r.db'; \
          (while ! grep -q listening '{log}'; do sleep 0.05; done; \
           dd if=/dev/zero of='{mnt}/fill' bs=4096 2>/dev/null || true) & \
          exec '{BIN}' serve --bind 127.0.0.1:{port} --db '{mnt}/r.db'",
@@ -583,7 +583,8 @@ fn a_damaged_page_makes_readiness_503_with_the_reason() {
     // The last page is one of the ballast's; an invalid page type makes it
     // malformed.
     let mut file = std::fs::OpenOptions::new().write(true).open(&db).unwrap();
-    file.seek(SeekFrom::Start(u64::from(pages - 1) * 4096)).unwrap();
+    file.seek(SeekFrom::Start(u64::from(pages - 1) * 4096))
+        .unwrap();
     file.write_all(&[0xff; 16]).unwrap();
     drop(file);
 

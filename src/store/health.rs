@@ -35,6 +35,8 @@ pub struct NotReady(pub String);
 
 #[derive(Default)]
 pub(super) struct ProbeCache {
+    /// The database file, whose disk's free space is checked.
+    path: std::path::PathBuf,
     last: Mutex<Option<(Instant, Result<(), NotReady>)>>,
     log: Mutex<LogBackoff>,
     pages: Mutex<PageCheck>,
@@ -47,6 +49,34 @@ struct PageCheck {
     running: bool,
     /// What the last finished check found wrong, if anything.
     damage: Option<String>,
+}
+
+impl ProbeCache {
+    pub(super) fn new(path: &std::path::Path) -> Self {
+        Self {
+            path: path.to_path_buf(),
+            ..Self::default()
+        }
+    }
+}
+
+/// Below this much free space on the database's disk the server is not
+/// ready. The write probe alone cannot see a full disk: once the WAL has
+/// started over, a commit reuses space the file already has, so a probe
+/// succeeds on a full disk while a large write that grows the WAL fails.
+/// 8 MiB holds a few batches of ordinary writes.
+pub const MIN_FREE_BYTES: u64 = 8 << 20;
+
+/// Free bytes for an unprivileged writer on the disk that holds `path`.
+fn free_bytes(path: &std::path::Path) -> Option<u64> {
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    let stat = nix::sys::statvfs::statvfs(folder).ok()?;
+    #[allow(clippy::useless_conversion)] // the field types differ by platform
+    let free = u64::from(stat.blocks_available()).saturating_mul(u64::from(stat.fragment_size()));
+    Some(free)
 }
 
 impl Store {
@@ -68,6 +98,12 @@ impl Store {
             Ok(()) => self.write_probe().await,
             Err(e) => Err(e),
         }
+        .and_then(|()| match free_bytes(&self.probe.path) {
+            Some(free) if free < MIN_FREE_BYTES => Err(StoreError::Setup(format!(
+                "only {free} bytes are free on the disk that holds the database: the disk is full"
+            ))),
+            _ => Ok(()),
+        })
         .and_then(|()| match damage {
             Some(found) => Err(StoreError::Corrupt(format!(
                 "quick_check found a malformed page: {found}"
@@ -158,7 +194,8 @@ fn classify(error: &str) -> NotReady {
         "the database file is read-only, so every write fails; check the file's owner and \
          permissions (and those of its -wal and -shm files)"
     } else if error.contains("disk is full") {
-        "the disk that holds the database is full, so writes fail; free some space"
+        "the disk that holds the database is full (or has less than 8 MiB free), so writes \
+         fail or soon will; free some space"
     } else if error.contains("malformed")
         || error.contains("not a database")
         || error.contains("quick_check")

@@ -204,7 +204,7 @@ impl Store {
         Ok(Self {
             readers,
             writer,
-            probe: std::sync::Arc::default(),
+            probe: std::sync::Arc::new(health::ProbeCache::new(path)),
         })
     }
 
