@@ -14,11 +14,29 @@ use crate::store::Durability;
     version,
     about = "A run registry for data pipelines.",
     after_help = "Logs go to stderr, filtered by GRIOT_LOG (else RUST_LOG; default `info`), \
-        such as GRIOT_LOG=debug or GRIOT_LOG=griot_registry=debug,poem=warn."
+        such as GRIOT_LOG=debug or GRIOT_LOG=griot_registry=debug,poem=warn; \
+        --log-format json writes one JSON object per line."
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+
+    /// How log lines on stderr are written: `text` for people, `json` (one
+    /// object per line) for a log collector.
+    #[arg(
+        long,
+        global = true,
+        env = "GRIOT_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Text
+    )]
+    pub log_format: LogFormat,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -300,5 +318,7 @@ mod tests {
         use clap::CommandFactory;
         let help = Cli::command().render_help().to_string();
         assert!(help.contains("GRIOT_LOG"), "{help}");
+        assert!(help.contains("--log-format"), "{help}");
+        assert!(help.contains("GRIOT_LOG_FORMAT"), "{help}");
     }
 }

@@ -603,3 +603,25 @@ fn a_damaged_page_makes_readiness_503_with_the_reason() {
     let log = server.log();
     assert!(log.contains("quick_check found a malformed page"), "{log}");
 }
+
+#[test]
+fn log_format_json_writes_one_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    let server = Server::start(&db, &[("GRIOT_LOG_FORMAT", "json")]);
+    server.http("GET", "/api/v1/runs", None, None).unwrap();
+    let log = server.log();
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty(), "no log lines");
+    for line in &lines {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["level"].is_string() && v["fields"].is_object(), "{line}");
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("\"request\"") && l.contains("/api/v1/runs")),
+        "{log}"
+    );
+}
