@@ -14,7 +14,7 @@ pub const MAX_NAME_LEN: usize = 255;
 /// them (U+202E turns `evil` into what reads as `live`; U+200B makes two
 /// names that look alike differ), so in a name they only serve to spoof
 /// `keys list` and created_by.
-const INVISIBLE: &[(u32, u32)] = &[
+pub(crate) const INVISIBLE: &[(u32, u32)] = &[
     (0x00AD, 0x00AD),
     (0x0600, 0x0605),
     (0x061C, 0x061C),
