@@ -40,6 +40,9 @@ pub(super) struct ProbeCache {
     last: Mutex<Option<(Instant, Result<(), NotReady>)>>,
     log: Mutex<LogBackoff>,
     pages: Mutex<PageCheck>,
+    running: tokio::sync::Mutex<()>,
+    /// Probes run so far (for the test that they are shared).
+    probes: std::sync::atomic::AtomicU64,
 }
 
 /// The background page check's state.
@@ -83,16 +86,27 @@ impl Store {
     /// Reads and writes the database (see the module comment); the answer
     /// is at most `PROBE_EVERY` old.
     pub async fn check_ready(&self) -> Result<(), NotReady> {
-        if let Some((at, result)) = self
-            .probe
-            .last
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-            && at.elapsed() < PROBE_EVERY
-        {
+        let fresh = || {
+            self.probe
+                .last
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone()
+                .filter(|(at, _)| at.elapsed() < PROBE_EVERY)
+                .map(|(_, result)| result)
+        };
+        if let Some(result) = fresh() {
             return result;
         }
+        // One probe at a time: a thousand polls arriving together when the
+        // answer expires wait for one write, not queue a thousand.
+        let _running = self.probe.running.lock().await;
+        if let Some(result) = fresh() {
+            return result;
+        }
+        self.probe
+            .probes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let damage = self.page_check();
         let result = match self.ping().await {
             Ok(()) => self.write_probe().await,
@@ -277,6 +291,32 @@ mod tests {
         assert_eq!(log.recovered(), Some(6000));
         assert_eq!(log.recovered(), None);
         assert_eq!(log.should_log(start), Some(0), "a new streak logs at once");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn polls_arriving_together_share_one_probe() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(
+            &dir.path().join("h.db"),
+            &super::super::StoreOptions::default(),
+        )
+        .unwrap();
+        let polls: Vec<_> = (0..50)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move { store.check_ready().await })
+            })
+            .collect();
+        for poll in polls {
+            assert_eq!(poll.await.unwrap(), Ok(()));
+        }
+        assert_eq!(
+            store
+                .probe
+                .probes
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
     }
 
     #[test]
