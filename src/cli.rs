@@ -15,7 +15,7 @@ use crate::{
     keys, lifecycle, openapi_json, openapi_yaml,
     server::{self, ServerOptions, Signals},
     state::Settings,
-    store::{Store, StoreOptions},
+    store::{self, Store, StoreOptions},
 };
 
 pub fn run(cli: Cli) -> ExitCode {
@@ -50,12 +50,25 @@ fn open_store(path: &Path, options: &StoreOptions) -> Result<Store, String> {
     Store::open(path, options).map_err(|e| format!("cannot open {}: {e}", path.display()))
 }
 
+/// For every command but `serve` (and `keys create --create`): a mistyped
+/// --db must be an error, not a new empty database.
+fn open_existing_store(path: &Path, options: &StoreOptions) -> Result<Store, String> {
+    if !path.is_file() {
+        return Err(format!(
+            "the database {} does not exist (check --db or GRIOT_DB); nothing was created. \
+             `keys create --create` or `serve` creates a new one",
+            path.display()
+        ));
+    }
+    Store::open_existing(path, options).map_err(|e| format!("cannot open {}: {e}", path.display()))
+}
+
 fn backup(db: &Path, dest: &Path) -> Result<(), String> {
     let options = StoreOptions {
         read_connections: 1,
         ..StoreOptions::default()
     };
-    let store = open_store(db, &options)?;
+    let store = open_existing_store(db, &options)?;
     store.backup_to(dest).map_err(|e| e.to_string())?;
     eprintln!("Backed up {} to {}.", db.display(), dest.display());
     Ok(())
@@ -66,6 +79,9 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         durability: args.durability.into(),
         ..StoreOptions::default()
     };
+    // Before the database is touched: a second server must not migrate or
+    // bootstrap a file another one serves.
+    let lock = store::lock::acquire(&args.db.db).map_err(|e| e.to_string())?;
     let store = open_store(&args.db.db, &options)?;
     keys::prepare_for_serving(
         &store,
@@ -120,6 +136,8 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         )
         .await;
         let _ = reaper.await;
+        // Held until every request has finished.
+        drop(lock);
         served.map_err(|e| {
             error!(error = %e, "server failed");
             e.to_string()
@@ -154,8 +172,17 @@ fn run_keys(cmd: KeysCommand) -> Result<(), String> {
         ..StoreOptions::default()
     };
     match cmd {
-        KeysCommand::Create { db, name, scope } => {
-            let store = open_store(&db.db, &options)?;
+        KeysCommand::Create {
+            db,
+            name,
+            scope,
+            create,
+        } => {
+            let store = if create {
+                open_store(&db.db, &options)?
+            } else {
+                open_existing_store(&db.db, &options)?
+            };
             let scope = match scope {
                 ScopeArg::Read => KeyScope::Read,
                 ScopeArg::Write => KeyScope::Write,
@@ -170,7 +197,7 @@ fn run_keys(cmd: KeysCommand) -> Result<(), String> {
             Ok(())
         }
         KeysCommand::List { db } => {
-            let store = open_store(&db.db, &options)?;
+            let store = open_existing_store(&db.db, &options)?;
             let list = store
                 .read_blocking(crate::store::keys::list)
                 .map_err(|e| e.to_string())?;
@@ -191,7 +218,7 @@ fn run_keys(cmd: KeysCommand) -> Result<(), String> {
             Ok(())
         }
         KeysCommand::Revoke { db, name } => {
-            let store = open_store(&db.db, &options)?;
+            let store = open_existing_store(&db.db, &options)?;
             let key = store
                 .write_blocking(move |tx| {
                     crate::store::keys::revoke(tx, &name, crate::domain::time::Timestamp::now())

@@ -12,11 +12,31 @@ use crate::store::Durability;
 #[command(
     name = "griot-registry",
     version,
-    about = "A run registry for data pipelines."
+    about = "A run registry for data pipelines.",
+    after_help = "Logs go to stderr, filtered by GRIOT_LOG (else RUST_LOG; default `info`), \
+        such as GRIOT_LOG=debug or GRIOT_LOG=griot_registry=debug,poem=warn; \
+        --log-format json writes one JSON object per line."
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+
+    /// How log lines on stderr are written: `text` for people, `json` (one
+    /// object per line) for a log collector.
+    #[arg(
+        long,
+        global = true,
+        env = "GRIOT_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Text
+    )]
+    pub log_format: LogFormat,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -57,7 +77,9 @@ pub enum Command {
 
 #[derive(Args, Debug, Clone)]
 pub struct DbArgs {
-    /// The SQLite database file; created on first use.
+    /// The SQLite database file. `serve` and `keys create --create` create
+    /// it when missing (readable by its owner only); the other commands
+    /// refuse a file that does not exist.
     #[arg(long, env = "GRIOT_DB", default_value = "griot-registry.db")]
     pub db: PathBuf,
 }
@@ -67,13 +89,20 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub db: DbArgs,
 
-    /// Address to listen on. The default accepts connections from this
-    /// machine only; use 0.0.0.0:8000 to serve the network.
-    #[arg(long, env = "GRIOT_BIND", default_value = "127.0.0.1:8000")]
+    /// Address to listen on, as IP:PORT or HOST:PORT (`localhost:8000`; a
+    /// host name is resolved once at start, its IPv4 address preferred).
+    /// The default accepts connections from this machine only; use
+    /// 0.0.0.0:8000 to serve the network.
+    #[arg(long, env = "GRIOT_BIND", default_value = "127.0.0.1:8000", value_parser = parse_bind)]
     pub bind: SocketAddr,
 
-    /// Require an API key for reads too, not only for writes.
-    #[arg(long, env = "GRIOT_REQUIRE_AUTH_FOR_READS")]
+    /// Require an API key for reads too, not only for writes. The variable
+    /// takes 1/0, true/false, yes/no or on/off.
+    #[arg(
+        long,
+        env = "GRIOT_REQUIRE_AUTH_FOR_READS",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     pub require_auth_for_reads: bool,
 
     /// Largest request body accepted, in bytes; larger ones get 413.
@@ -245,6 +274,33 @@ pub struct ExecArgs {
     pub command: Vec<OsString>,
 }
 
+/// IP:PORT as is; HOST:PORT through the resolver, so `localhost:8000`
+/// works. IPv4 first: that is what most clients try for `localhost`.
+fn parse_bind(s: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    if !s
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+    {
+        return Err(
+            "expected IP:PORT or HOST:PORT, such as 127.0.0.1:8000 or localhost:8000".into(),
+        );
+    }
+    let addrs: Vec<SocketAddr> = s
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve '{s}': {e}"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+        .ok_or_else(|| format!("'{s}' resolves to no address"))
+}
+
 fn parse_metadata(s: &str) -> Result<Map<String, Value>, String> {
     match serde_json::from_str(s) {
         Ok(Value::Object(map)) => Ok(map),
@@ -282,6 +338,10 @@ pub enum KeysCommand {
         /// `write` may read and write; `read` may only read.
         #[arg(long, value_enum, default_value_t = ScopeArg::Write)]
         scope: ScopeArg,
+        /// Create the database file if it does not exist yet (the first
+        /// key of a new deployment); without it a missing file is refused.
+        #[arg(long)]
+        create: bool,
     },
     /// List keys: name, scope, when created and last used (kept to the
     /// minute), whether revoked. Never a secret.
@@ -303,4 +363,42 @@ pub enum KeysCommand {
 pub enum ScopeArg {
     Read,
     Write,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn serve(args: &[&str]) -> Result<ServeArgs, clap::Error> {
+        let argv = ["griot-registry", "serve"].iter().chain(args);
+        match Cli::try_parse_from(argv)?.command {
+            Command::Serve(args) => Ok(args),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bind_takes_host_names() {
+        let bind = serve(&["--bind", "localhost:8000"]).unwrap().bind;
+        assert!(bind.ip().is_loopback(), "{bind}");
+        assert_eq!(bind.port(), 8000);
+        assert_eq!(
+            serve(&["--bind", "[::1]:9000"]).unwrap().bind.to_string(),
+            "[::1]:9000"
+        );
+        for bad in ["localhost", "localhost:http", ":8000"] {
+            assert!(serve(&["--bind", bad]).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn help_names_the_log_variable() {
+        use clap::CommandFactory;
+        let help = Cli::command().render_help().to_string();
+        assert!(help.contains("GRIOT_LOG"), "{help}");
+        assert!(help.contains("--log-format"), "{help}");
+        assert!(help.contains("GRIOT_LOG_FORMAT"), "{help}");
+    }
 }

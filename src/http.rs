@@ -154,3 +154,28 @@ fn allowed_methods(path: &str) -> Option<HeaderValue> {
         })
         .and_then(|(_, methods)| HeaderValue::from_str(methods).ok())
 }
+
+/// Answers 401 when the X-API-Key header holds bytes that are not visible
+/// ASCII. poem-openapi would take such a header for a missing one and say
+/// "no API key", sending the person to look for a header that is there;
+/// the usual cause is a curly quote or a non-breaking space picked up
+/// where the key was pasted. Checked once here, for every path under
+/// /api/, so reads and writes say the same.
+pub async fn refuse_non_ascii_key<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
+    let garbled = req.uri().path().starts_with("/api/")
+        && req
+            .headers()
+            .get_all(crate::api::auth::HEADER)
+            .iter()
+            .any(|v| v.to_str().is_err());
+    if garbled {
+        return Ok(ApiError::unauthorized(format!(
+            "the X-API-Key header holds non-ASCII bytes, so it cannot be a key: a key is \
+             '{}' followed by 64 lowercase hex characters; look for a stray character (a \
+             curly quote, a non-breaking space) picked up where it was pasted",
+            crate::domain::keys::SECRET_PREFIX
+        ))
+        .into_response());
+    }
+    next.call(req).await.map(IntoResponse::into_response)
+}

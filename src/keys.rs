@@ -70,8 +70,15 @@ pub fn prepare_for_serving(
         }
     }
     if store.read_blocking(keys::count_active)? == 0 {
+        // Told apart: "none yet" is a new deployment, "all revoked" is
+        // someone's decision (or a mistake) worth seeing as such.
+        let what = if store.read_blocking(keys::count_all)? == 0 {
+            "no API keys exist"
+        } else {
+            "only revoked API keys exist"
+        };
         warn!(
-            "no API keys exist, so every write will be refused with 401; create one with \
+            "{what}, so every write will be refused with 401; create one with \
              `griot-registry keys create --name NAME --db {}` (or set GRIOT_BOOTSTRAP_API_KEY)",
             db_path.display()
         );

@@ -77,6 +77,7 @@ pub fn build_app(
         .at("/favicon.ico", get(make_sync(|_| api::favicon())))
         .nest("/", api::openapi_service())
         .around(move |ep, req| http::limit_body(ep, req, max_body))
+        .around(http::refuse_non_ascii_key)
         .data(state)
         .catch_all_error(error::render)
         .around(http::allow_on_405)

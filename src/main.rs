@@ -3,7 +3,9 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    griot_registry::telemetry::init();
+    // Parsed first: the log format is a flag. clap's own errors print
+    // without tracing.
     let cli = griot_registry::config::Cli::parse();
+    griot_registry::telemetry::init(cli.log_format);
     griot_registry::cli::run(cli)
 }

@@ -338,3 +338,32 @@ async fn the_spec_declares_the_api_key_scheme() {
     // The probes never need one.
     assert_eq!(spec["paths"]["/health"]["get"]["security"], json!([]));
 }
+
+#[tokio::test]
+async fn a_non_ascii_key_is_named_as_such_on_reads_and_writes() {
+    let app = TestApp::spawn().await;
+    // A key with a non-breaking space picked up where it was pasted.
+    let pasted = format!("grk_{}\u{a0}", "ab".repeat(32));
+    let body = json!({"contract_id": "c"}).to_string();
+    for (method, path) in [
+        (Method::POST, "/api/v1/runs"),
+        (Method::GET, "/api/v1/runs"),
+        (Method::POST, "/api/v1/validations"),
+    ] {
+        let r = app
+            .raw(
+                method.clone(),
+                path,
+                &[("X-API-Key", &pasted), ("Content-Type", "application/json")],
+                body.clone(),
+            )
+            .await;
+        r.expect_error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
+        assert!(
+            r.message()
+                .contains("the X-API-Key header holds non-ASCII bytes"),
+            "{method} {path}: {}",
+            r.message()
+        );
+    }
+}

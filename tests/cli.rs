@@ -30,7 +30,12 @@ fn stderr(o: &Output) -> String {
 }
 
 fn create_key(db: &Path, name: &str, scope: &str) -> String {
-    let out = cli(db, &["keys", "create", "--name", name, "--scope", scope]);
+    let out = cli(
+        db,
+        &[
+            "keys", "create", "--create", "--name", name, "--scope", scope,
+        ],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let secret = stdout(&out).trim().to_owned();
     assert!(secret.starts_with("grk_") && secret.len() == 68, "{secret}");
@@ -273,4 +278,350 @@ fn serve_fails_runs_whose_heartbeat_lapsed_and_stops_cleanly() {
     }
     let exit = server.terminate();
     assert!(exit.success(), "{exit:?}");
+}
+
+#[test]
+fn a_second_server_on_the_same_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    let first = Server::start(&db, &[]);
+    let port = common::server::free_port();
+    let second = Command::new(BIN)
+        .args(["serve", "--bind", &format!("127.0.0.1:{port}"), "--db"])
+        .arg(&db)
+        .env_remove("GRIOT_BOOTSTRAP_API_KEY")
+        .output()
+        .unwrap();
+    assert!(!second.status.success(), "the second server must not start");
+    let err = stderr(&second);
+    assert!(err.contains("already serves"), "{err}");
+    assert!(err.contains(&db.display().to_string()), "{err}");
+    assert!(err.contains(&format!("pid {}", first.pid())), "{err}");
+    // The first one serves on, and once it is gone the file is free again.
+    assert_eq!(
+        first.http("GET", "/health/ready", None, None).unwrap().0,
+        200
+    );
+    assert!(first.terminate().success());
+    let again = Server::start(&db, &[]);
+    assert_eq!(
+        again.http("GET", "/health/ready", None, None).unwrap().0,
+        200
+    );
+}
+
+#[test]
+fn commands_other_than_serve_refuse_a_missing_database_and_create_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("typo.db");
+    let copy = dir.path().join("copy.db");
+    for args in [
+        vec!["backup", copy.to_str().unwrap()],
+        vec!["keys", "list"],
+        vec!["keys", "revoke", "airflow"],
+        vec!["keys", "create", "--name", "airflow"],
+    ] {
+        let out = cli(&db, &args);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = stderr(&out);
+        assert!(
+            err.contains("typo.db") && err.contains("does not exist"),
+            "{err}"
+        );
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(left.is_empty(), "{args:?} created {left:?}");
+    }
+    // `--create` is the one way to start a new file from the command line.
+    create_key(&db, "airflow", "write");
+    assert!(db.is_file());
+}
+
+#[test]
+fn database_wal_shm_and_backup_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    let secret = create_key(&db, "airflow", "write");
+    let server = Server::start(&db, &[]);
+    let (status, _) = server
+        .http(
+            "POST",
+            "/api/v1/runs",
+            Some(&secret),
+            Some(r#"{"contract_id":"c"}"#),
+        )
+        .unwrap();
+    assert_eq!(status, 201);
+    let copy = dir.path().join("copy.db");
+    let out = cli(&db, &["backup", copy.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let wal = dir.path().join("r.db-wal");
+    let shm = dir.path().join("r.db-shm");
+    for file in [&db, &wal, &shm, &copy, &dir.path().join("r.db.lock")] {
+        let mode = std::fs::metadata(file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{} has mode {mode:o}", file.display());
+    }
+}
+
+#[test]
+fn the_startup_warning_tells_only_revoked_keys_from_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    create_key(&db, "airflow", "write");
+    assert!(cli(&db, &["keys", "revoke", "airflow"]).status.success());
+    let server = Server::start(&db, &[]);
+    let log = server.log();
+    assert!(log.contains("only revoked API keys exist"), "{log}");
+    assert!(!log.contains("no API keys exist"), "{log}");
+}
+
+#[test]
+fn boolean_variables_take_1_0_yes_no() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    for (value, read_status) in [
+        ("1", 401),
+        ("yes", 401),
+        ("true", 401),
+        ("0", 200),
+        ("no", 200),
+    ] {
+        let server = Server::start(&db, &[("GRIOT_REQUIRE_AUTH_FOR_READS", value)]);
+        let (status, body) = server.http("GET", "/api/v1/runs", None, None).unwrap();
+        assert_eq!(
+            status, read_status,
+            "GRIOT_REQUIRE_AUTH_FOR_READS={value}: {body}"
+        );
+        assert!(server.terminate().success());
+    }
+    let out = Command::new(BIN)
+        .args(["serve", "--db"])
+        .arg(&db)
+        .env("GRIOT_REQUIRE_AUTH_FOR_READS", "maybe")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("maybe"), "{}", stderr(&out));
+}
+
+#[test]
+fn bind_accepts_a_host_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    let port = common::server::free_port();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--bind", &format!("localhost:{port}"), "--db"])
+        .arg(&db)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        match common::server::http(port, "GET", "/health/ready", None, None) {
+            Ok((status, _)) => break status,
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) => panic!("serve on localhost:{port} never answered: {e}"),
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(status, 200);
+}
+
+/// The issue's case: the file cannot be written, so every write fails;
+/// readiness must say so. Root writes through any file mode, so as root
+/// the server runs as `nobody` (through setpriv); as anyone else the mode
+/// alone does it.
+#[test]
+fn a_read_only_database_makes_readiness_503_with_the_reason() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    let secret = create_key(&db, "airflow", "write");
+    // The folder stays writable (the -shm file and the lock are created
+    // there); only the database file is read-only.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o444)).unwrap();
+    let root = std::fs::metadata("/proc/self").unwrap().uid() == 0;
+    if root {
+        // Owned by nobody, as a service user's file would be: the owner
+        // still cannot write through mode 0444.
+        for file in std::fs::read_dir(dir.path()).unwrap() {
+            std::os::unix::fs::chown(file.unwrap().path(), Some(65534), Some(65534)).unwrap();
+        }
+    }
+    let wrapper: &[&str] = if root {
+        &[
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--",
+        ]
+    } else {
+        &[]
+    };
+    let server = Server::start_as(wrapper, &db, &[], "/health");
+
+    let (status, body) = server.http("GET", "/health/ready", None, None).unwrap();
+    assert_eq!(status, 503, "{body}");
+    let message = body["detail"]["message"].as_str().unwrap();
+    assert!(message.contains("read-only"), "{message}");
+    let (status, _) = server
+        .http(
+            "POST",
+            "/api/v1/runs",
+            Some(&secret),
+            Some(r#"{"contract_id":"c"}"#),
+        )
+        .unwrap();
+    assert_eq!(status, 500, "the write itself fails as before");
+
+    // Polled many times, the failure is logged a few times, not once per
+    // poll (nor the checkpoint's once per 100 ms).
+    for _ in 0..20 {
+        assert_eq!(
+            server.http("GET", "/health/ready", None, None).unwrap().0,
+            503
+        );
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let log = server.log();
+    let lines = |what: &str| log.lines().filter(|l| l.contains(what)).count();
+    assert!(lines("the database is not ready") <= 3, "{log}");
+    assert!(lines("WAL checkpoint failed") <= 3, "{log}");
+}
+
+/// A full disk, for real: the server runs in a mount namespace of its own
+/// on a 32 MiB tmpfs that is filled once it has opened the database. Needs
+/// root (unshare and mount); skipped, with a note, elsewhere.
+#[test]
+fn a_full_disk_makes_readiness_503_with_the_reason() {
+    use std::os::unix::fs::MetadataExt;
+    if std::fs::metadata("/proc/self").unwrap().uid() != 0 {
+        eprintln!("skipped: mounting a small filesystem needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let seed = dir.path().join("seed.db");
+    create_key(&seed, "airflow", "write");
+    let mnt = dir.path().join("small");
+    std::fs::create_dir(&mnt).unwrap();
+    let port = common::server::free_port();
+    let log = dir.path().join("serve.log");
+    // The filler waits until the server listens (its database is open),
+    // then takes every free byte; `exec` makes the server the child we
+    // kill.
+    let script = format!(
+        "set -e; mount -t tmpfs -o size=32m none '{mnt}'; cp '{seed}' '{mnt}/r.db'; \
+         (while ! grep -q listening '{log}'; do sleep 0.05; done; \
+          dd if=/dev/zero of='{mnt}/fill' bs=4096 2>/dev/null || true) & \
+         exec '{BIN}' serve --bind 127.0.0.1:{port} --db '{mnt}/r.db'",
+        mnt = mnt.display(),
+        seed = seed.display(),
+        log = log.display(),
+    );
+    let mut child = Command::new("unshare")
+        .args(["--mount", "sh", "-c", &script])
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut last = None;
+    while std::time::Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            let log = std::fs::read_to_string(&log).unwrap_or_default();
+            if log.contains("mount") || log.contains("unshare") {
+                eprintln!("skipped: cannot mount here: {log}");
+                return;
+            }
+            panic!("serve exited ({status}): {log}");
+        }
+        if let Ok(answer) = common::server::http(port, "GET", "/health/ready", None, None) {
+            if answer.0 == 503 {
+                last = Some(answer);
+                break;
+            }
+            last = Some(answer);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let (status, body) = last.expect("the server never answered");
+    assert_eq!(status, 503, "{body}");
+    let message = body["detail"]["message"].as_str().unwrap();
+    assert!(message.contains("full"), "{message}");
+}
+
+/// A damaged page that no request happens to read: only the background
+/// `PRAGMA quick_check` can find it, and readiness then says so.
+#[test]
+fn a_damaged_page_makes_readiness_503_with_the_reason() {
+    use std::io::{Seek, SeekFrom, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    create_key(&db, "airflow", "write");
+    let pages = {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE ballast (b BLOB);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000)
+             INSERT INTO ballast SELECT randomblob(200) FROM n;",
+        )
+        .unwrap();
+        let pages: u32 = conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .unwrap();
+        pages
+        // Closing the last connection checkpoints the WAL into the file.
+    };
+    assert!(!dir.path().join("r.db-wal").exists());
+    // The last page is one of the ballast's; an invalid page type makes it
+    // malformed.
+    let mut file = std::fs::OpenOptions::new().write(true).open(&db).unwrap();
+    file.seek(SeekFrom::Start(u64::from(pages - 1) * 4096))
+        .unwrap();
+    file.write_all(&[0xff; 16]).unwrap();
+    drop(file);
+
+    let server = Server::start_as(&[], &db, &[], "/health");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let (status, body) = loop {
+        let answer = server.http("GET", "/health/ready", None, None).unwrap();
+        if answer.0 == 503 || std::time::Instant::now() > deadline {
+            break answer;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(status, 503, "{body}");
+    let message = body["detail"]["message"].as_str().unwrap();
+    assert!(message.contains("damaged"), "{message}");
+    let log = server.log();
+    assert!(log.contains("quick_check found a malformed page"), "{log}");
+}
+
+#[test]
+fn log_format_json_writes_one_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    let server = Server::start(&db, &[("GRIOT_LOG_FORMAT", "json")]);
+    server.http("GET", "/api/v1/runs", None, None).unwrap();
+    let log = server.log();
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty(), "no log lines");
+    for line in &lines {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["level"].is_string() && v["fields"].is_object(), "{line}");
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("\"request\"") && l.contains("/api/v1/runs")),
+        "{log}"
+    );
 }

@@ -565,6 +565,30 @@ async fn bad_bodies_are_refused_in_the_error_shape() {
             "in the future",
         ),
         (
+            "{\"contract_id\": \"c\", \"started_at\": \"0000-01-01T00:00:00Z\"}",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_ERROR",
+            "started_at (0000-01-01T00:00:00.000000Z) is before 1970",
+        ),
+        (
+            "{\"contract_id\": \"c\", \"status\": \"completed\", \"completed_at\": \"1969-12-31T23:59:59Z\"}",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_ERROR",
+            "completed_at (1969-12-31T23:59:59.000000Z) is before 1970",
+        ),
+        (
+            "{\"contract_id\": \"evil\\u202egnp.exe\"}",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_ERROR",
+            "contract_id must not contain control or invisible formatting characters (found U+202E)",
+        ),
+        (
+            "{\"contract_id\": \"c\", \"pipeline_name\": \"nightly\\u200b\"}",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_ERROR",
+            "pipeline_name must not contain control or invisible formatting characters (found U+200B)",
+        ),
+        (
             "{}",
             StatusCode::UNPROCESSABLE_ENTITY,
             "VALIDATION_ERROR",

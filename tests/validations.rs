@@ -493,3 +493,28 @@ async fn a_recorded_at_in_the_future_is_refused() {
     r.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR");
     assert!(r.message().contains("in the future"), "{}", r.message());
 }
+
+#[tokio::test]
+async fn a_recorded_at_before_1970_or_a_spoofing_error_code_is_refused() {
+    let app = TestApp::spawn().await;
+    let r = app
+        .post(
+            "/api/v1/validations",
+            json!({"contract_id": "c", "status": "passed", "recorded_at": "1969-07-20"}),
+        )
+        .await;
+    r.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR");
+    assert!(r.message().contains("recorded_at"), "{}", r.message());
+    assert!(r.message().contains("before 1970"), "{}", r.message());
+
+    let r = app
+        .post(
+            "/api/v1/validations",
+            json!({"contract_id": "c", "status": "failed",
+                   "errors": [{"code": "not_null\u{202e}", "message": "m"}]}),
+        )
+        .await;
+    r.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR");
+    assert!(r.message().contains("errors[0].code"), "{}", r.message());
+    assert!(r.message().contains("U+202E"), "{}", r.message());
+}

@@ -23,7 +23,8 @@ enum Readiness {
     /// The service and its database answer.
     #[oai(status = 200)]
     Ready(Json<Health>),
-    /// The database cannot be read.
+    /// The database cannot be read or written: a read-only file, a full
+    /// disk, a damaged file; the message says which.
     #[oai(status = 503)]
     Unavailable(Json<ErrorBody>),
 }
@@ -49,21 +50,20 @@ impl HealthApi {
 
     /// Readiness
     ///
-    /// Answers 200 when the database can be queried, 503 otherwise. Never
-    /// needs a key.
+    /// Answers 200 when the database can be read and written, 503 with the
+    /// reason otherwise (a read-only file, a full disk, a damaged file).
+    /// The check is rerun at most once a second. Never needs a key.
     #[oai(path = "/health/ready", method = "get", operation_id = "ready")]
     async fn ready(&self, state: Data<&AppState>) -> Readiness {
-        match state.store.ping().await {
+        match state.store.check_ready().await {
             Ok(()) => Readiness::Ready(Json(ok())),
-            Err(e) => {
-                tracing::error!(error = %e, "readiness check failed");
-                Readiness::Unavailable(Json(ErrorBody {
-                    detail: ErrorDetail {
-                        code: ErrorCode::Internal,
-                        message: "the database cannot be queried; see the server log".into(),
-                    },
-                }))
-            }
+            // Logged (with backoff) by the check.
+            Err(reason) => Readiness::Unavailable(Json(ErrorBody {
+                detail: ErrorDetail {
+                    code: ErrorCode::Internal,
+                    message: reason.0,
+                },
+            })),
         }
     }
 }

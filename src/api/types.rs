@@ -49,12 +49,31 @@ macro_rules! self_valued_type {
 }
 pub(crate) use self_valued_type;
 
-/// What `domain::text::required_name` accepts: not blank, no control
-/// characters (the length is in minLength and maxLength).
-const NAME_PATTERN: &str = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$";
+/// The characters a name may not hold, as a regex class body.
+macro_rules! name_excluded {
+    () => {
+        r"\x00-\x1f\x7f-\x9f\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891\u08e2\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb"
+    };
+}
+
+/// What `domain::text::required_name` accepts: not blank, no control,
+/// format or separator characters (the length is in minLength and
+/// maxLength). Only those below U+10000 are listed: above it a pattern
+/// needs the `u` flag, which JSON Schema does not promise; the server
+/// refuses those too.
+const NAME_PATTERN: &str = concat!(
+    r"^[^",
+    name_excluded!(),
+    r"]*[^\s",
+    name_excluded!(),
+    r"][^",
+    name_excluded!(),
+    r"]*$"
+);
 
 /// An identifier a client sends (a contract id, a pipeline name, a run id,
-/// an error code): 1 to 255 characters, not blank, no control characters.
+/// an error code): 1 to 255 characters, not blank, no control or invisible
+/// format characters.
 /// The domain checks the same rules; the schema states them for clients.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(transparent)]
@@ -322,4 +341,27 @@ fn allowed_values<T: Type>() -> String {
                 .join(", ")
         })
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_name_pattern_lists_every_refused_range_below_u10000() {
+        for &(lo, hi) in crate::domain::text::INVISIBLE {
+            if hi > 0xffff {
+                continue;
+            }
+            let range = if lo == hi {
+                format!("\\u{lo:04x}")
+            } else {
+                format!("\\u{lo:04x}-\\u{hi:04x}")
+            };
+            assert!(
+                NAME_PATTERN.contains(&range),
+                "{range} missing from {NAME_PATTERN}"
+            );
+        }
+    }
 }

@@ -105,9 +105,15 @@ impl Timestamp {
     }
 
     /// Refuses a client-given time that lies more than `MAX_CLOCK_SKEW_SECS`
-    /// past `now`: such a row would sort first in every list for good.
+    /// past `now` (such a row would sort first in every list for good) or
+    /// before 1970 (year 0000 is a zeroed struct or a parse default, never
+    /// when a pipeline ran; and it would sort last for good).
     pub fn not_in_future(self, field: &str, now: Timestamp) -> Result<Self, String> {
-        if self > now.plus_seconds(MAX_CLOCK_SKEW_SECS) {
+        if self.0.year() < 1970 {
+            Err(format!(
+                "{field} ({self}) is before 1970; send the time the event happened"
+            ))
+        } else if self > now.plus_seconds(MAX_CLOCK_SKEW_SECS) {
             Err(format!(
                 "{field} ({self}) is in the future (the server's time is {now}); check the \
                  client's clock"

@@ -107,3 +107,9 @@ pub fn count_active(conn: &Connection) -> Result<u64, StoreError> {
     )?;
     Ok(u64::try_from(n).unwrap_or(0))
 }
+
+/// Every key, revoked or not.
+pub fn count_all(conn: &Connection) -> Result<u64, StoreError> {
+    let n: i64 = conn.query_row("SELECT count(*) FROM api_keys", [], |r| r.get(0))?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}

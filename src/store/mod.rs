@@ -2,14 +2,16 @@
 //! module per table. All SQL lives below this folder, always parameterised.
 
 pub mod events;
+pub mod health;
 pub mod idempotency;
 pub mod keys;
+pub mod lock;
 pub mod query;
 pub mod runs;
 pub mod validations;
 mod writer;
 
-use std::{path::Path, time::Duration};
+use std::{os::unix::fs::OpenOptionsExt, path::Path, time::Duration};
 
 use r2d2::Pool;
 use r2d2_sqlite::{
@@ -135,12 +137,31 @@ impl Default for StoreOptions {
 pub struct Store {
     readers: Pool<SqliteConnectionManager>,
     writer: writer::Writer,
+    probe: std::sync::Arc<health::ProbeCache>,
 }
 
 impl Store {
     /// Opens (creating if needed) the database at `path` and brings its
     /// schema up to date.
     pub fn open(path: &Path, options: &StoreOptions) -> Result<Self, StoreError> {
+        create_private(path)?;
+        Self::open_file(path, options)
+    }
+
+    /// Opens the database at `path` like `open`, but refuses to create it:
+    /// for commands where a mistyped path must not quietly become a new,
+    /// empty database.
+    pub fn open_existing(path: &Path, options: &StoreOptions) -> Result<Self, StoreError> {
+        if !path.is_file() {
+            return Err(StoreError::Setup(format!(
+                "the database {} does not exist",
+                path.display()
+            )));
+        }
+        Self::open_file(path, options)
+    }
+
+    fn open_file(path: &Path, options: &StoreOptions) -> Result<Self, StoreError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
             && !parent.exists()
         {
@@ -180,7 +201,11 @@ impl Store {
             .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(30))
             .build(SqliteConnectionManager::file(path).with_init(init))?;
-        Ok(Self { readers, writer })
+        Ok(Self {
+            readers,
+            writer,
+            probe: std::sync::Arc::new(health::ProbeCache::new(path)),
+        })
     }
 
     /// Runs `f` on a reader connection, on the blocking thread pool.
@@ -227,11 +252,27 @@ impl Store {
     /// transaction, so it is one moment's snapshot; in WAL mode writers go
     /// on meanwhile.
     pub fn backup_to(&self, dest: &Path) -> Result<(), StoreError> {
-        if dest.exists() {
-            return Err(StoreError::Setup(format!(
-                "{} already exists; choose a new path so no file is overwritten",
-                dest.display()
-            )));
+        // Created here, owner-only and never over an existing file; SQLite
+        // takes an empty file as a new database.
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(dest)
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(StoreError::Setup(format!(
+                    "{} already exists; choose a new path so no file is overwritten",
+                    dest.display()
+                )));
+            }
+            Err(e) => {
+                return Err(StoreError::Setup(format!(
+                    "cannot create {}: {e}",
+                    dest.display()
+                )));
+            }
         }
         let conn = self.readers.get()?;
         let mut target = Connection::open(dest)?;
@@ -259,6 +300,33 @@ impl Store {
             Ok(())
         })
         .await
+    }
+}
+
+/// Creates the database file, if it is missing, readable by its owner
+/// only: runs and keys' metadata are nobody else's business. SQLite gives
+/// the WAL and shared-memory files the database file's mode, so they
+/// follow. An existing file keeps the mode its owner gave it.
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    if path
+        .parent()
+        .is_some_and(|p| !p.as_os_str().is_empty() && !p.exists())
+    {
+        // Store::open_file names the missing folder.
+        return Ok(());
+    }
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Setup(format!(
+            "cannot create the database {}: {e}",
+            path.display()
+        ))),
     }
 }
 

@@ -16,9 +16,9 @@ use std::{
 };
 
 use r2d2_sqlite::rusqlite::Connection;
-use tracing::error;
+use tracing::{error, info};
 
-use super::StoreError;
+use super::{StoreError, health::LogBackoff};
 
 /// The most writes committed together.
 const MAX_BATCH: usize = 64;
@@ -165,10 +165,26 @@ const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(1
 
 /// PASSIVE checkpoints never wait for the writer or readers; what they
 /// cannot copy now is copied next time.
+/// A failure that lasts (a read-only file) is logged with backoff, not
+/// ten times a second.
 fn checkpoint_until(conn: &Connection, finished: &mpsc::Receiver<()>) {
+    let mut log = LogBackoff::default();
     while let Err(mpsc::RecvTimeoutError::Timeout) = finished.recv_timeout(CHECKPOINT_EVERY) {
-        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            error!(error = %e, "WAL checkpoint failed; retrying");
+        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            Ok(()) => {
+                if let Some(failures) = log.recovered() {
+                    info!(failures, "WAL checkpoints work again");
+                }
+            }
+            Err(e) => {
+                if let Some(left_out) = log.should_log(std::time::Instant::now()) {
+                    error!(
+                        error = %e,
+                        left_out,
+                        "WAL checkpoint failed; retrying (repeats are logged less often)"
+                    );
+                }
+            }
         }
     }
 }

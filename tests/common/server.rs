@@ -27,9 +27,22 @@ pub struct Server {
 
 impl Server {
     pub fn start(db: &Path, env: &[(&str, &str)]) -> Server {
+        Self::start_as(&[], db, env, "/health/ready")
+    }
+
+    /// Starts the server through `wrapper` (such as `setpriv` to run it as
+    /// another user; empty for none), and waits until `ready_path` says 200.
+    pub fn start_as(wrapper: &[&str], db: &Path, env: &[(&str, &str)], ready_path: &str) -> Server {
         let port = free_port();
         let log = db.with_extension(format!("{port}.log"));
-        let mut cmd = Command::new(BIN);
+        let mut cmd = match wrapper {
+            [program, args @ ..] => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(BIN);
+                cmd
+            }
+            [] => Command::new(BIN),
+        };
         cmd.args(["serve", "--bind", &format!("127.0.0.1:{port}"), "--db"])
             .arg(db)
             .env_remove("GRIOT_BOOTSTRAP_API_KEY")
@@ -39,15 +52,25 @@ impl Server {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("start serve");
-        let server = Server { child, port, log };
+        let mut server = Server { child, port, log };
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if let Ok((200, _)) = server.http("GET", "/health/ready", None, None) {
+            if let Ok((200, _)) = server.http("GET", ready_path, None, None) {
                 return server;
+            }
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!(
+                    "serve exited ({status}) before it was ready: {}",
+                    server.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("server did not become ready: {}", server.log());
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn log(&self) -> String {
