@@ -10,7 +10,7 @@ use tracing::{error, info, warn};
 
 use crate::{
     AppState, HttpOptions, build_app,
-    config::{Cli, Command, KeysCommand, ScopeArg, ServeArgs},
+    config::{Cli, Command, KeysCommand, PruneArgs, ScopeArg, ServeArgs},
     domain::{keys::KeyScope, limits::Limits, time::Clock},
     keys, lifecycle, openapi_json, openapi_yaml,
     server::{self, ServerOptions, Signals},
@@ -34,6 +34,7 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Command::Keys(cmd) => run_keys(cmd),
         Command::Backup { db, path } => backup(&db.db, &path),
+        Command::Prune(args) => prune(&args),
         // It exits with the command's status, not ours.
         Command::Exec(args) => return exec::run(args),
     };
@@ -71,6 +72,36 @@ fn backup(db: &Path, dest: &Path) -> Result<(), String> {
     let store = open_existing_store(db, &options)?;
     store.backup_to(dest).map_err(|e| e.to_string())?;
     eprintln!("Backed up {} to {}.", db.display(), dest.display());
+    Ok(())
+}
+
+fn prune(args: &PruneArgs) -> Result<(), String> {
+    let options = StoreOptions {
+        read_connections: 1,
+        ..StoreOptions::default()
+    };
+    let store = open_existing_store(&args.db.db, &options)?;
+    let policy = crate::domain::retention::Policy::new(
+        crate::domain::time::Timestamp::now(),
+        args.older_than,
+        i64::from(args.idempotency_retention_hours) * 3600,
+    );
+    let counts =
+        crate::retention::prune(&store, policy, args.dry_run).map_err(|e| e.to_string())?;
+    // On stdout, for scripts; the log line has the same counts.
+    println!(
+        "{} {} runs, {} events, {} validations, {} idempotency keys (finished before {}).",
+        if args.dry_run {
+            "Would delete"
+        } else {
+            "Deleted"
+        },
+        counts.runs,
+        counts.events,
+        counts.validations,
+        counts.idempotency_keys,
+        policy.cutoff
+    );
     Ok(())
 }
 
@@ -116,6 +147,15 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         let mut signals = Signals::new().map_err(|e| format!("cannot watch signals: {e}"))?;
         let (stop, stopped) = tokio::sync::watch::channel(());
         let watch = state.watch.clone();
+        let retention = args.retention_days.map(|days| {
+            tokio::spawn(crate::retention::run_sweeps(
+                state.store.clone(),
+                i64::from(days) * 86_400,
+                state.settings.idempotency_retention_secs,
+                Duration::from_secs(args.retention_interval_seconds.max(1)),
+                stopped.clone(),
+            ))
+        });
         let reaper = tokio::spawn(lifecycle::run_reaper(state, interval, stopped));
         let served = crate::run_with_options(
             app,
@@ -136,6 +176,9 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         )
         .await;
         let _ = reaper.await;
+        if let Some(retention) = retention {
+            let _ = retention.await;
+        }
         // Held until every request has finished.
         drop(lock);
         served.map_err(|e| {

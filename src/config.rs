@@ -60,6 +60,12 @@ pub enum Command {
     /// Create, list and revoke API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Delete finished runs (completed, failed, cancelled) that finished
+    /// before now minus --older-than, with their events and validations;
+    /// validations without a run recorded before then; and expired
+    /// idempotency keys. Pending and running runs are never deleted. Safe
+    /// while `serve` runs: it deletes in small batches.
+    Prune(PruneArgs),
     /// Run a command and record it as a run: `running` while it runs, then
     /// `completed` on exit 0 or `failed` otherwise, with the exit code or
     /// signal, duration, host and program in the run's metadata.
@@ -135,6 +141,22 @@ pub struct ServeArgs {
     /// How long an Idempotency-Key is remembered, in hours.
     #[arg(long, env = "GRIOT_IDEMPOTENCY_RETENTION_HOURS", default_value_t = 24)]
     pub idempotency_retention_hours: u32,
+
+    /// Delete finished runs (with their events and validations) and
+    /// validations without a run once they are this many days old, as
+    /// `prune --older-than Nd` does: shortly after start, then hourly. Off
+    /// when not given.
+    #[arg(long, env = "GRIOT_RETENTION_DAYS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub retention_days: Option<u32>,
+
+    /// Seconds between retention sweeps (for tests).
+    #[arg(
+        long,
+        env = "GRIOT_RETENTION_INTERVAL_SECONDS",
+        default_value_t = 3600,
+        hide = true
+    )]
+    pub retention_interval_seconds: u64,
 
     /// Seconds that in-flight requests get to finish after SIGINT or
     /// SIGTERM; waits for a run answer at once with the run as it is. A
@@ -357,6 +379,26 @@ pub enum KeysCommand {
         /// The key's name.
         name: String,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+
+    /// Delete what finished (or was recorded) longer ago than this: a whole
+    /// number of days, hours, minutes or seconds, such as 90d, 12h or 30m.
+    #[arg(long, value_parser = crate::domain::retention::parse_age)]
+    pub older_than: i64,
+
+    /// Count what would be deleted, and delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// How long an Idempotency-Key is remembered, in hours; older ones are
+    /// deleted. The same setting as `serve`'s.
+    #[arg(long, env = "GRIOT_IDEMPOTENCY_RETENTION_HOURS", default_value_t = 24)]
+    pub idempotency_retention_hours: u32,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,6 +12,7 @@ pub mod error;
 pub mod http;
 pub mod keys;
 pub mod lifecycle;
+pub mod retention;
 pub mod server;
 pub mod state;
 pub mod store;

@@ -6,6 +6,7 @@ pub mod ids;
 pub mod keys;
 pub mod limits;
 pub mod metadata;
+pub mod retention;
 pub mod run;
 pub mod text;
 pub mod time;

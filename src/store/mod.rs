@@ -7,6 +7,7 @@ pub mod idempotency;
 pub mod keys;
 pub mod lock;
 pub mod query;
+pub mod retention;
 pub mod runs;
 pub mod validations;
 mod writer;
