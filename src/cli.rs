@@ -86,8 +86,8 @@ fn prune(args: &PruneArgs) -> Result<(), String> {
         args.older_than,
         i64::from(args.idempotency_retention_hours) * 3600,
     );
-    let counts =
-        crate::retention::prune(&store, policy, args.dry_run).map_err(|e| e.to_string())?;
+    let counts = crate::retention::prune(&store, policy, args.dry_run, &|| false)
+        .map_err(|e| e.to_string())?;
     // On stdout, for scripts; the log line has the same counts.
     println!(
         "{} {} runs, {} events, {} validations, {} idempotency keys (finished before {}).",

@@ -15,12 +15,17 @@ use crate::{
 };
 
 /// Deletes (or with `dry_run` counts) what `policy` allows, and logs the
-/// counts. Blocking.
-pub fn prune(store: &Store, policy: Policy, dry_run: bool) -> Result<Counts, StoreError> {
+/// counts. Stops early, between batches, once `stopping()`. Blocking.
+pub fn prune(
+    store: &Store,
+    policy: Policy,
+    dry_run: bool,
+    stopping: &dyn Fn() -> bool,
+) -> Result<Counts, StoreError> {
     let counts = if dry_run {
         store.read_blocking(|conn| retention::count_prunable(conn, &policy))?
     } else {
-        retention::prune_blocking(store, policy)?
+        retention::prune_blocking(store, policy, stopping)?
     };
     info!(
         dry_run,
@@ -52,8 +57,12 @@ pub async fn run_sweeps(
             () = tokio::time::sleep(wait) => {
                 let store = store.clone();
                 let policy = Policy::new(Timestamp::now(), older_than_secs, key_retention_secs);
+                // A shutdown waits for one batch, not for the whole prune.
+                let watching = stop.clone();
+                let stopping = move || watching.has_changed().unwrap_or(true);
                 let swept =
-                    tokio::task::spawn_blocking(move || prune(&store, policy, false)).await;
+                    tokio::task::spawn_blocking(move || prune(&store, policy, false, &stopping))
+                        .await;
                 match swept {
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => warn!(error = %e, "retention sweep failed; retrying next interval"),

@@ -332,3 +332,43 @@ fn serve_without_retention_days_keeps_everything() {
     assert_eq!(count(&db, "SELECT COUNT(*) FROM runs"), 5);
     assert!(ids(&db, "validations").contains(&"val_old_runless".to_owned()));
 }
+
+#[test]
+fn shutdown_stops_a_long_sweep_between_batches() {
+    const RUNS: i64 = 300_000;
+    let dir = tempfile::tempdir().unwrap();
+    let db = new_db(dir.path());
+    {
+        let mut c = Connection::open(&db).unwrap();
+        let tx = c.transaction().unwrap();
+        let old = ago(40 * DAY);
+        for i in 0..RUNS {
+            insert_run(&tx, &format!("run_{i:07}"), "completed", &old, Some(&old));
+        }
+        tx.commit().unwrap();
+    }
+    let server = Server::start(
+        &db,
+        &[
+            ("GRIOT_RETENTION_DAYS", "30"),
+            ("GRIOT_RETENTION_INTERVAL_SECONDS", "1"),
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count(&db, "SELECT COUNT(*) FROM runs") == RUNS {
+        assert!(Instant::now() < deadline, "never pruned: {}", server.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Deleting them all takes seconds; the server must not wait for that.
+    assert!(server.terminate().success());
+    let left = count(&db, "SELECT COUNT(*) FROM runs");
+    assert!(left > 0, "shutdown waited for the whole prune");
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM run_events WHERE run_id NOT IN (SELECT id FROM runs)"
+        ),
+        0,
+        "a batch was cut in half"
+    );
+}

@@ -125,10 +125,19 @@ pub fn delete_key_batch(conn: &Connection, before: Timestamp) -> Result<u64, Sto
 }
 
 /// Deletes everything `policy` allows, batch by batch, each batch its own
-/// write transaction. Blocking: call it off the async executor.
-pub fn prune_blocking(store: &Store, policy: Policy) -> Result<Counts, StoreError> {
+/// write transaction, until done or `stopping()` says to stop (checked
+/// between batches, so a shutdown does not wait for a long prune).
+/// Blocking: call it off the async executor.
+pub fn prune_blocking(
+    store: &Store,
+    policy: Policy,
+    stopping: &dyn Fn() -> bool,
+) -> Result<Counts, StoreError> {
     let mut total = Counts::default();
     loop {
+        if stopping() {
+            return Ok(total);
+        }
         let cutoff = policy.cutoff;
         let batch = store.write_blocking(move |tx| delete_run_batch(tx, cutoff))?;
         total += batch;
@@ -140,7 +149,7 @@ pub fn prune_blocking(store: &Store, policy: Policy) -> Result<Counts, StoreErro
         let cutoff = policy.cutoff;
         let n = store.write_blocking(move |tx| delete_runless_validation_batch(tx, cutoff))?;
         total.validations += n;
-        if n == 0 {
+        if n == 0 || stopping() {
             break;
         }
     }
@@ -148,7 +157,7 @@ pub fn prune_blocking(store: &Store, policy: Policy) -> Result<Counts, StoreErro
         let before = policy.forget_keys_before;
         let n = store.write_blocking(move |tx| delete_key_batch(tx, before))?;
         total.idempotency_keys += n;
-        if n == 0 {
+        if n == 0 || stopping() {
             break;
         }
     }
