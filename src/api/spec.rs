@@ -1,7 +1,8 @@
 //! The finishing pass over the spec poem-openapi derives: what its derive
 //! cannot say, or says in a form client generators refuse. Everything here
-//! is a rule over the derived document, never a hand-written piece of it,
-//! so the spec stays generated from the code.
+//! is a rule over the derived document, so the spec stays generated from
+//! the code; the one thing written out by hand is the links between
+//! operations, which poem-openapi has no way to declare.
 
 use serde_json::{Map, Value, json};
 
@@ -9,21 +10,42 @@ use serde_json::{Map, Value, json};
 pub fn finish(mut spec: Value) -> Value {
     let enums = enum_schema_names(&spec);
     optional_security_as_default(&mut spec);
-    if let Some(paths) = spec.get_mut("paths").and_then(Value::as_object_mut) {
-        for operation in paths
-            .values_mut()
-            .filter_map(Value::as_object_mut)
-            .flat_map(|ops| ops.values_mut())
-        {
-            hoist_parameter_examples(operation);
-            canonical_header_names(operation);
-            add_links(operation);
-        }
+    for operation in operations_mut(&mut spec) {
+        hoist_parameter_examples(operation);
+        canonical_header_names(operation);
+        add_links(operation);
     }
     rewrite_enum_refs(&mut spec, &enums);
     drop_nulls_from_request_examples(&mut spec);
     describe_plain_responses(&mut spec);
     spec
+}
+
+/// Every operation of the document (each method of each path).
+fn operations_mut(spec: &mut Value) -> impl Iterator<Item = &mut Value> {
+    spec.get_mut("paths")
+        .and_then(Value::as_object_mut)
+        .into_iter()
+        .flat_map(|paths| paths.values_mut())
+        .filter_map(Value::as_object_mut)
+        .flat_map(|ops| ops.values_mut())
+}
+
+fn operations(spec: &Value) -> impl Iterator<Item = &Value> {
+    spec.get("paths")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flat_map(|paths| paths.values())
+        .filter_map(Value::as_object)
+        .flat_map(|ops| ops.values())
+}
+
+/// The component schema a media type refers to, by name.
+fn schema_name(media: &Value) -> Option<&str> {
+    media
+        .pointer("/schema/$ref")?
+        .as_str()?
+        .strip_prefix("#/components/schemas/")
 }
 
 /// A handler that returns `Json<T>` gets a response with an empty
@@ -34,13 +56,7 @@ fn describe_plain_responses(spec: &mut Value) {
         .pointer("/components/schemas")
         .cloned()
         .unwrap_or_default();
-    let Some(paths) = spec.get_mut("paths").and_then(Value::as_object_mut) else {
-        return;
-    };
-    for response in paths
-        .values_mut()
-        .filter_map(Value::as_object_mut)
-        .flat_map(|ops| ops.values_mut())
+    for response in operations_mut(spec)
         .filter_map(|op| op.get_mut("responses").and_then(Value::as_object_mut))
         .flat_map(|responses| responses.values_mut())
         .filter_map(Value::as_object_mut)
@@ -52,9 +68,7 @@ fn describe_plain_responses(spec: &mut Value) {
             .get("content")
             .and_then(Value::as_object)
             .and_then(|content| content.values().next())
-            .and_then(|media| media.pointer("/schema/$ref"))
-            .and_then(Value::as_str)
-            .and_then(|r| r.strip_prefix("#/components/schemas/"))
+            .and_then(schema_name)
             .and_then(|name| schemas.get(name))
             .and_then(|schema| schema.get("description"))
             .cloned();
@@ -67,18 +81,11 @@ fn describe_plain_responses(spec: &mut Value) {
 /// In a request, a null field means the same as an absent one, so the
 /// examples Swagger UI sends as is leave them out.
 fn drop_nulls_from_request_examples(spec: &mut Value) {
-    let bodies: Vec<String> = spec
-        .get("paths")
-        .and_then(Value::as_object)
-        .into_iter()
-        .flat_map(|paths| paths.values())
-        .filter_map(Value::as_object)
-        .flat_map(|ops| ops.values())
+    let bodies: Vec<String> = operations(spec)
         .filter_map(|op| op.pointer("/requestBody/content"))
         .filter_map(Value::as_object)
         .flat_map(|content| content.values())
-        .filter_map(|media| media.pointer("/schema/$ref").and_then(Value::as_str))
-        .filter_map(|r| r.strip_prefix("#/components/schemas/"))
+        .filter_map(schema_name)
         .map(str::to_owned)
         .collect();
     for name in bodies {
@@ -99,24 +106,17 @@ fn drop_nulls_from_request_examples(spec: &mut Value) {
 /// a plain client for them. Writes keep their own, mandatory, requirement.
 fn optional_security_as_default(spec: &mut Value) {
     let mut optional = None;
-    if let Some(paths) = spec.get_mut("paths").and_then(Value::as_object_mut) {
-        for operation in paths
-            .values_mut()
-            .filter_map(Value::as_object_mut)
-            .flat_map(|ops| ops.values_mut())
-            .filter_map(Value::as_object_mut)
-        {
-            let anonymous_allowed = operation
-                .get("security")
-                .and_then(Value::as_array)
-                .is_some_and(|s| s.iter().any(|r| r.as_object().is_some_and(Map::is_empty)));
-            if anonymous_allowed {
-                optional = operation.remove("security");
-            } else if !operation.contains_key("security") {
-                // Open to all (the health probes): say so, rather than
-                // inherit the default.
-                operation.insert("security".into(), Value::Array(vec![]));
-            }
+    for operation in operations_mut(spec).filter_map(Value::as_object_mut) {
+        let anonymous_allowed = operation
+            .get("security")
+            .and_then(Value::as_array)
+            .is_some_and(|s| s.iter().any(|r| r.as_object().is_some_and(Map::is_empty)));
+        if anonymous_allowed {
+            optional = operation.remove("security");
+        } else if !operation.contains_key("security") {
+            // Open to all (the health probes): say so, rather than inherit
+            // the default.
+            operation.insert("security".into(), Value::Array(vec![]));
         }
     }
     if let (Some(security), Some(doc)) = (optional, spec.as_object_mut()) {
