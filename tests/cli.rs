@@ -3,31 +3,10 @@
 
 mod common;
 
-use std::{
-    path::Path,
-    process::{Command, Output},
-};
+use std::{path::Path, process::Command};
 
-use common::server::{BIN, Server};
+use common::server::{BIN, Server, cli, stderr, stdout};
 use r2d2_sqlite::rusqlite;
-
-fn cli(db: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .arg("--db")
-        .arg(db)
-        .env_remove("GRIOT_DB")
-        .output()
-        .expect("run griot-registry")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 fn create_key(db: &Path, name: &str, scope: &str) -> String {
     let out = cli(

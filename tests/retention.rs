@@ -6,11 +6,10 @@ mod common;
 
 use std::{
     path::Path,
-    process::{Command, Output},
     time::{Duration, Instant},
 };
 
-use common::server::{BIN, Server};
+use common::server::{Server, cli, stderr, stdout};
 use griot_registry::domain::time::Timestamp;
 use r2d2_sqlite::rusqlite::{self, Connection, params};
 
@@ -18,25 +17,6 @@ const DAY: i64 = 86_400;
 
 fn ago(seconds: i64) -> String {
     Timestamp::now().plus_seconds(-seconds).to_string()
-}
-
-fn cli(db: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .arg("--db")
-        .arg(db)
-        .env_remove("GRIOT_DB")
-        .env_remove("GRIOT_IDEMPOTENCY_RETENTION_HOURS")
-        .output()
-        .expect("run griot-registry")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// A migrated database file with one key (idempotency keys name one).

@@ -5,11 +5,32 @@ use std::{
     io::{Read, Write},
     net::{TcpListener, TcpStream},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Child, Command, Output, Stdio},
     time::{Duration, Instant},
 };
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_griot-registry");
+
+/// Runs `griot-registry ARGS --db DB` to the end, without the settings a
+/// developer's environment might carry.
+pub fn cli(db: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .arg("--db")
+        .arg(db)
+        .env_remove("GRIOT_DB")
+        .env_remove("GRIOT_IDEMPOTENCY_RETENTION_HOURS")
+        .output()
+        .expect("run griot-registry")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
 
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
