@@ -5,25 +5,17 @@
 //! is served.
 
 pub mod api;
+pub mod app;
 pub mod cli;
-pub mod config;
 pub mod domain;
-pub mod error;
-pub mod http;
-pub mod keys;
-pub mod lifecycle;
-pub mod retention;
-pub mod server;
-pub mod state;
 pub mod store;
-pub mod telemetry;
 
 use std::{future::Future, time::Duration};
 
 use poem::{Endpoint, EndpointExt, Route, endpoint::make_sync, get, web::Html};
 use tracing::info;
 
-pub use state::AppState;
+pub use api::state::AppState;
 
 /// Limits of the HTTP layer.
 #[derive(Debug, Clone)]
@@ -77,12 +69,12 @@ pub fn build_app(
         .at("/docs/", get(make_sync(move |_| Html(docs.clone()))))
         .at("/favicon.ico", get(make_sync(|_| api::favicon())))
         .nest("/", api::openapi_service())
-        .around(move |ep, req| http::limit_body(ep, req, max_body))
-        .around(http::refuse_non_ascii_key)
+        .around(move |ep, req| api::middleware::limit_body(ep, req, max_body))
+        .around(api::middleware::refuse_non_ascii_key)
         .data(state)
-        .catch_all_error(error::render)
-        .around(http::allow_on_405)
-        .around(http::log_request)
+        .catch_all_error(api::error::render)
+        .around(api::middleware::allow_on_405)
+        .around(api::middleware::log_request)
         .map_to_response()
 }
 
@@ -104,9 +96,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
     grace: Duration,
 ) -> std::io::Result<()> {
-    let options = server::ServerOptions {
+    let options = api::server::ServerOptions {
         grace,
-        ..server::ServerOptions::default()
+        ..api::server::ServerOptions::default()
     };
     run_with_options(app, listener, shutdown, options).await
 }
@@ -116,10 +108,10 @@ pub async fn run_with_options(
     app: impl Endpoint + 'static,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send,
-    options: server::ServerOptions,
+    options: api::server::ServerOptions,
 ) -> std::io::Result<()> {
     info!("listening on http://{}", listener.local_addr()?);
-    server::serve(app, listener, shutdown, options).await
+    api::server::serve(app, listener, shutdown, options).await
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

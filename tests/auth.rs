@@ -4,8 +4,8 @@ mod common;
 
 use common::{Options, TestApp};
 use griot_registry::{
+    app::keys,
     domain::{keys::KeyScope, time::Timestamp},
-    keys,
     store::keys as key_store,
 };
 use poem::http::{Method, StatusCode};

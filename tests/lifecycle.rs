@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use common::{Options, TestApp, ts};
 use griot_registry::{
+    app::{keys, lifecycle},
     domain::{keys::KeyScope, time::Clock},
-    keys, lifecycle,
 };
 use poem::http::{Method, StatusCode};
 use serde_json::{Value, json};

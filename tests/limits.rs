@@ -337,7 +337,7 @@ async fn event_and_validation_pages_are_bounded_too() {
 #[test]
 fn the_flags_have_the_documented_defaults_and_refuse_zero() {
     use clap::Parser;
-    use griot_registry::config::{Cli, Command};
+    use griot_registry::cli::args::{Cli, Command};
 
     let serve = |extra: &[&str]| {
         Cli::try_parse_from(["griot-registry", "serve"].iter().chain(extra)).map(|cli| {

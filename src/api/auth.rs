@@ -12,12 +12,12 @@ use poem_openapi::{SecurityScheme, auth::ApiKey};
 use tracing::warn;
 
 use crate::{
+    api::error::{ApiError, ErrorCode},
+    api::state::AppState,
     domain::{
         keys::{Caller, SECRET_PREFIX, hash_secret, is_well_formed},
         time::Clock,
     },
-    error::{ApiError, ErrorCode},
-    state::AppState,
     store::{Store, keys},
 };
 

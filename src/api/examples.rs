@@ -22,8 +22,8 @@ use super::{
     },
 };
 use crate::{
+    api::error::{ErrorBody, ErrorCode, ErrorDetail},
     domain::time::Timestamp,
-    error::{ErrorBody, ErrorCode, ErrorDetail},
 };
 
 pub const RUN_ID: &str = "run_01HM7ZK2T1B8W3QX5V6Y9N4R2C";

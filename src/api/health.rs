@@ -5,8 +5,8 @@ use poem_openapi::{ApiResponse, Object, OpenApi, payload::Json};
 
 use super::ApiTags;
 use crate::{
-    error::{ErrorBody, ErrorCode, ErrorDetail},
-    state::AppState,
+    api::error::{ErrorBody, ErrorCode, ErrorDetail},
+    api::state::AppState,
 };
 
 #[derive(Object, Debug)]

@@ -3,10 +3,14 @@
 
 pub mod auth;
 pub mod body;
+pub mod error;
 pub mod examples;
 pub mod health;
+pub mod middleware;
 pub mod runs;
+pub mod server;
 pub mod spec;
+pub mod state;
 pub mod types;
 pub mod validations;
 

@@ -21,14 +21,14 @@ use super::{
     validations::{ValidationRefBody, ValidationSummaryBody},
 };
 use crate::{
+    api::error::{ApiError, OpError, can},
+    api::state::AppState,
     domain::text::filter_value,
     domain::{
         event::RunEvent,
         idempotency::{malformed_key, validate_key},
         run::{NewRunInput, Run, RunDetail, RunFilter, RunListItem, RunPatch, RunStatus},
     },
-    error::{ApiError, OpError, can},
-    state::AppState,
     store::{
         events,
         idempotency::{self, Claim},

@@ -18,14 +18,14 @@ use super::{
     types::{DateFilter, DateTime, JsonObject, Name, OneOf, deserialize_enum},
 };
 use crate::{
+    api::error::{OpError, can},
+    api::state::AppState,
     domain::text::filter_value,
     domain::validation::{
         Bucket, CommonError, Granularity, NewValidationInput, StatusCounts, Validation,
         ValidationFilter, ValidationIssue, ValidationRef, ValidationStats, ValidationStatus,
         ValidationWarning,
     },
-    error::{OpError, can},
-    state::AppState,
     store::validations,
 };
 

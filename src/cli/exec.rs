@@ -28,7 +28,7 @@ use tokio::{
 };
 
 use super::client::{Registry, parse_base_url};
-use crate::config::{Cli, ExecArgs};
+use crate::cli::args::{Cli, ExecArgs};
 
 /// Every message exec writes itself starts with this.
 const PREFIX: &str = "griot-registry exec";

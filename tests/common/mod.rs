@@ -7,10 +7,11 @@ pub mod server;
 use std::path::PathBuf;
 
 use griot_registry::{
-    AppState, HttpOptions, build_app,
+    AppState, HttpOptions,
+    api::state::Settings,
+    app::keys,
+    build_app,
     domain::{keys::KeyScope, limits::Limits, time::Clock, time::Timestamp},
-    keys,
-    state::Settings,
     store::{Store, StoreOptions},
 };
 use poem::{EndpointExt, endpoint::BoxEndpoint, http::Method, http::StatusCode, test::TestClient};

@@ -8,6 +8,7 @@ use std::{
 };
 
 use griot_registry::{
+    app::keys,
     domain::{
         ids,
         keys::KeyScope,
@@ -16,7 +17,6 @@ use griot_registry::{
         time::Timestamp,
         validation::{NewValidationInput, ValidationIssue, ValidationStatus, ValidationWarning},
     },
-    keys,
     store::{Durability, Store, StoreOptions, runs, validations},
 };
 use serde_json::json;

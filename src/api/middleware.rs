@@ -13,7 +13,7 @@ use poem::{
 use tokio::io::AsyncReadExt;
 use tracing::{Instrument, info, info_span};
 
-use crate::error::{self, ApiError};
+use crate::api::error::{self, ApiError};
 
 /// Past the cap, how much more of a body is read (and thrown away) before
 /// answering 413, and for how long at most.

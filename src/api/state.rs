@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use crate::{
     api::auth::Authenticator,
+    app::lifecycle::RunWatch,
     domain::{limits::Limits, time::Clock},
-    lifecycle::RunWatch,
     store::Store,
 };
 

@@ -1,20 +1,24 @@
 //! What each command does. `serve` builds the app through `build_app`,
 //! like the tests. `exec` lives in its own module with its HTTP client.
 
+pub mod args;
 pub mod client;
 pub mod exec;
+pub mod telemetry;
 
 use std::{path::Path, process::ExitCode, time::Duration};
 
 use tracing::{error, info, warn};
 
 use crate::{
-    AppState, HttpOptions, build_app,
-    config::{Cli, Command, KeysCommand, PruneArgs, ScopeArg, ServeArgs},
+    AppState, HttpOptions,
+    api::server::{self, ServerOptions, Signals},
+    api::state::Settings,
+    app::{keys, lifecycle},
+    build_app,
+    cli::args::{Cli, Command, KeysCommand, PruneArgs, ScopeArg, ServeArgs},
     domain::{keys::KeyScope, limits::Limits, time::Clock},
-    keys, lifecycle, openapi_json, openapi_yaml,
-    server::{self, ServerOptions, Signals},
-    state::Settings,
+    openapi_json, openapi_yaml,
     store::{self, Store, StoreOptions},
 };
 
@@ -86,7 +90,7 @@ fn prune(args: &PruneArgs) -> Result<(), String> {
         args.older_than,
         i64::from(args.idempotency_retention_hours) * 3600,
     );
-    let counts = crate::retention::prune(&store, policy, args.dry_run, &|| false)
+    let counts = crate::app::retention::prune(&store, policy, args.dry_run, &|| false)
         .map_err(|e| e.to_string())?;
     // On stdout, for scripts; the log line has the same counts.
     println!(
@@ -148,7 +152,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         let (stop, stopped) = tokio::sync::watch::channel(());
         let watch = state.watch.clone();
         let retention = args.retention_days.map(|days| {
-            tokio::spawn(crate::retention::run_sweeps(
+            tokio::spawn(crate::app::retention::run_sweeps(
                 state.store.clone(),
                 i64::from(days) * 86_400,
                 state.settings.idempotency_retention_secs,

@@ -8,7 +8,7 @@ use tokio::sync::{broadcast, watch};
 use tracing::{info, warn};
 
 use crate::{
-    state::AppState,
+    api::state::AppState,
     store::{idempotency, runs},
 };
 
