@@ -15,7 +15,7 @@ use std::{future::Future, time::Duration};
 use poem::{Endpoint, EndpointExt, Route, endpoint::make_sync, get, web::Html};
 use tracing::info;
 
-pub use api::state::AppState;
+pub use app::App;
 
 /// Limits of the HTTP layer.
 #[derive(Debug, Clone)]
@@ -34,7 +34,7 @@ impl Default for HttpOptions {
 /// The whole application: the API, its spec at /openapi.json and
 /// /openapi.yaml, and Swagger UI at /docs.
 pub fn build_app(
-    state: AppState,
+    app: App,
     options: &HttpOptions,
 ) -> impl Endpoint<Output = poem::Response> + use<> {
     let max_body = options.max_body_bytes;
@@ -71,7 +71,7 @@ pub fn build_app(
         .nest("/", api::openapi_service())
         .around(move |ep, req| api::middleware::limit_body(ep, req, max_body))
         .around(api::middleware::refuse_non_ascii_key)
-        .data(state)
+        .data(app)
         .catch_all_error(api::error::render)
         .around(api::middleware::allow_on_405)
         .around(api::middleware::log_request)

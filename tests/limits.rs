@@ -23,7 +23,7 @@ fn stored_events(app: &TestApp, run_id: &str) -> (i64, i64) {
     let id = run_id.to_owned();
     app.store
         .read_blocking(move |c| {
-            Ok(c.query_row(
+            Ok::<_, griot_registry::store::StoreError>(c.query_row(
                 "SELECT count(*), coalesce(sum(length(changes)), 0) FROM run_events \
                  WHERE run_id = ?1",
                 [id],

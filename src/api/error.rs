@@ -18,7 +18,11 @@ use poem_openapi::{
 };
 use tracing::error;
 
-use crate::{domain::DomainError, store::StoreError};
+use crate::{
+    app::AppError,
+    domain::{DomainError, keys::AuthError},
+    store::StoreError,
+};
 
 /// What went wrong, for programs: stable, one per kind of failure.
 #[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,6 +174,32 @@ impl From<DomainError> for ApiError {
             DomainError::InvalidTransition { .. } | DomainError::NotLive { .. } => {
                 ApiError::new(ErrorCode::InvalidTransition, err.to_string())
             }
+            DomainError::VersionMismatch { .. } => {
+                ApiError::new(ErrorCode::PreconditionFailed, err.to_string())
+            }
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(err: AuthError) -> Self {
+        match err {
+            AuthError::ReadOnly { .. } => ApiError::new(ErrorCode::Forbidden, err.to_string()),
+            AuthError::Malformed
+            | AuthError::Unknown
+            | AuthError::Revoked { .. }
+            | AuthError::ReadsNeedKey => ApiError::unauthorized(err.to_string()),
+        }
+    }
+}
+
+impl From<AppError> for ApiError {
+    fn from(err: AppError) -> Self {
+        match err {
+            AppError::NotFound { .. } => ApiError::new(ErrorCode::NotFound, err.to_string()),
+            AppError::Domain(e) => e.into(),
+            AppError::Auth(e) => e.into(),
+            AppError::Store(e) => e.into(),
         }
     }
 }
@@ -399,6 +429,12 @@ impl<const S: u16> From<ApiError> for OpError<S> {
 
 impl<const S: u16> From<StoreError> for OpError<S> {
     fn from(err: StoreError) -> Self {
+        OpError(err.into())
+    }
+}
+
+impl<const S: u16> From<AppError> for OpError<S> {
+    fn from(err: AppError) -> Self {
         OpError(err.into())
     }
 }

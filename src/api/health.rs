@@ -4,10 +4,8 @@ use poem::web::Data;
 use poem_openapi::{ApiResponse, Object, OpenApi, payload::Json};
 
 use super::ApiTags;
-use crate::{
-    api::error::{ErrorBody, ErrorCode, ErrorDetail},
-    api::state::AppState,
-};
+use super::error::{ErrorBody, ErrorCode, ErrorDetail};
+use crate::app::App;
 
 #[derive(Object, Debug)]
 #[oai(example)]
@@ -54,8 +52,8 @@ impl HealthApi {
     /// reason otherwise (a read-only file, a full disk, a damaged file).
     /// The check is rerun at most once a second. Never needs a key.
     #[oai(path = "/health/ready", method = "get", operation_id = "ready")]
-    async fn ready(&self, state: Data<&AppState>) -> Readiness {
-        match state.store.check_ready().await {
+    async fn ready(&self, app: Data<&App>) -> Readiness {
+        match app.store.check_ready().await {
             Ok(()) => Readiness::Ready(Json(ok())),
             // Logged (with backoff) by the check.
             Err(reason) => Readiness::Unavailable(Json(ErrorBody {

@@ -10,7 +10,6 @@ pub mod middleware;
 pub mod runs;
 pub mod server;
 pub mod spec;
-pub mod state;
 pub mod types;
 pub mod validations;
 

@@ -20,19 +20,17 @@ use super::{
     types::{DateFilter, DateTime, JsonObject, Name, OneOf, deserialize_enum, self_valued_type},
     validations::{ValidationRefBody, ValidationSummaryBody},
 };
+use super::{
+    auth,
+    error::{ApiError, OpError, can},
+};
 use crate::{
-    api::error::{ApiError, OpError, can},
-    api::state::AppState,
+    app::{self, App},
     domain::text::filter_value,
     domain::{
         event::RunEvent,
-        idempotency::{malformed_key, validate_key},
+        idempotency::malformed_key,
         run::{NewRunInput, Run, RunDetail, RunFilter, RunListItem, RunPatch, RunStatus},
-    },
-    store::{
-        events,
-        idempotency::{self, Claim},
-        runs,
     },
 };
 
@@ -455,7 +453,7 @@ impl RunsApi {
         &self,
         auth: ApiKeyAuth,
         req: &Request,
-        state: Data<&AppState>,
+        app: Data<&App>,
         // No example value: Swagger UI would send the same key on every
         // Execute, and every later create would replay the first run.
         /// Makes retries of this create safe: 1 to 255 printable ASCII
@@ -476,7 +474,6 @@ impl RunsApi {
             completed_at: b.completed_at.map(|t| t.0),
             heartbeat_timeout_seconds: b.heartbeat_timeout_seconds,
         };
-        let now = state.clock.now();
         // A header that is there but not text (non-ASCII bytes) reaches us as
         // absent; it must be refused, not ignored.
         let idempotency_key = match idempotency_key.0 {
@@ -485,33 +482,12 @@ impl RunsApi {
             }
             key => key,
         };
-        let claim = idempotency_key
-            .map(|key| {
-                Ok::<_, ApiError>(Claim {
-                    api_key_id: caller.key_id,
-                    key: validate_key(&key)?,
-                    request_hash: input.fingerprint(),
-                    since: now.plus_seconds(-state.settings.idempotency_retention_secs),
-                })
-            })
-            .transpose()?;
-        let run = input.into_run(&caller.name, now)?;
-        // The size of a new run depends on the request alone, so it is
-        // checked before the write is queued: nothing to undo, and the
-        // writer's time is not spent on a refusal.
-        state
-            .settings
-            .limits
-            .check_new_run_metadata(&run.metadata)?;
-        let (detail, replayed) = state
-            .store
-            .write(move |tx| idempotency::create_run_once(tx, run, claim.as_ref()))
-            .await?;
-        let tag = etag(detail.run.version);
-        Ok(if replayed {
-            CreatedRun::Replayed(Json(detail.into()), "true".into(), tag)
+        let created = app::runs::create(&app, &caller, input, idempotency_key.as_deref()).await?;
+        let tag = etag(created.detail.run.version);
+        Ok(if created.replayed {
+            CreatedRun::Replayed(Json(created.detail.into()), "true".into(), tag)
         } else {
-            CreatedRun::Created(Json(detail.into()), tag)
+            CreatedRun::Created(Json(created.detail.into()), tag)
         })
     }
 
@@ -524,14 +500,13 @@ impl RunsApi {
         &self,
         access: ReadAccess,
         req: &Request,
-        state: Data<&AppState>,
+        app: Data<&App>,
         /// The run's id, as returned when it was created.
         #[oai(example = "examples::run_id")]
         run_id: Path<String>,
     ) -> Result<TaggedRun, OpError<{ can::READ | can::NOT_FOUND | can::INTERNAL }>> {
-        state.auth.read(access, req).await?;
-        let id = run_id.0;
-        let detail = state.store.read(move |c| runs::get_detail(c, &id)).await?;
+        auth::read(&app, access, req).await?;
+        let detail = app::runs::get(&app, run_id.0).await?;
         Ok(TaggedRun::of(detail))
     }
 
@@ -552,7 +527,7 @@ impl RunsApi {
     async fn update_run(
         &self,
         auth: ApiKeyAuth,
-        state: Data<&AppState>,
+        app: Data<&App>,
         /// The run's id.
         #[oai(example = "examples::run_id")]
         run_id: Path<String>,
@@ -583,18 +558,8 @@ impl RunsApi {
             pipeline_name: b.pipeline_name.map(|n| n.0),
             pipeline_id: b.pipeline_id.map(|n| n.0),
             heartbeat_timeout_seconds: b.heartbeat_timeout_seconds,
-        }
-        .validated()?;
-        let now = state.clock.now();
-        let id = run_id.0;
-        let limits = state.settings.limits;
-        let detail = state
-            .store
-            .write(move |tx| runs::update(tx, &id, &patch, expected, &caller.name, now, &limits))
-            .await?;
-        if detail.run.status.is_final() {
-            state.watch.finished(&detail.run.id);
-        }
+        };
+        let detail = app::runs::update(&app, &caller, run_id.0, patch, expected).await?;
         Ok(TaggedRun::of(detail))
     }
 
@@ -611,19 +576,14 @@ impl RunsApi {
     async fn heartbeat(
         &self,
         auth: ApiKeyAuth,
-        state: Data<&AppState>,
+        app: Data<&App>,
         /// The run's id.
         #[oai(example = "examples::run_id")]
         run_id: Path<String>,
     ) -> Result<TaggedRun, OpError<{ can::WRITE | can::NOT_FOUND | can::CONFLICT | can::INTERNAL }>>
     {
         auth.writer()?;
-        let now = state.clock.now();
-        let id = run_id.0;
-        let detail = state
-            .store
-            .write(move |tx| runs::heartbeat(tx, &id, now))
-            .await?;
+        let detail = app::runs::heartbeat(&app, run_id.0).await?;
         Ok(TaggedRun::of(detail))
     }
 
@@ -641,7 +601,7 @@ impl RunsApi {
         &self,
         access: ReadAccess,
         req: &Request,
-        state: Data<&AppState>,
+        app: Data<&App>,
         /// The run's id.
         #[oai(example = "examples::run_id")]
         run_id: Path<String>,
@@ -659,14 +619,9 @@ impl RunsApi {
         Json<RunEventPage>,
         OpError<{ can::READ | can::NOT_FOUND | can::INVALID | can::INTERNAL }>,
     > {
-        state.auth.read(access, req).await?;
+        auth::read(&app, access, req).await?;
         let (limit, offset) = page_bounds(limit.0, offset.0);
-        let id = run_id.0;
-        let max_bytes = state.settings.limits.max_page_bytes;
-        let page = state
-            .store
-            .read(move |c| events::list(c, &id, (limit, offset), max_bytes))
-            .await?;
+        let page = app::runs::events(&app, run_id.0, (limit, offset)).await?;
         Ok(Json(RunEventPage {
             limit: answered_limit(limit, page.items.len(), page.truncated),
             items: page.items.into_iter().map(Into::into).collect(),
@@ -692,7 +647,7 @@ impl RunsApi {
         &self,
         access: ReadAccess,
         req: &Request,
-        state: Data<&AppState>,
+        app: Data<&App>,
         /// The run's id.
         #[oai(example = "examples::run_id")]
         run_id: Path<String>,
@@ -707,46 +662,13 @@ impl RunsApi {
         Json<RunWaitBody>,
         OpError<{ can::READ | can::NOT_FOUND | can::INVALID | can::INTERNAL }>,
     > {
-        state.auth.read(access, req).await?;
-        let id = run_id.0;
-        // Subscribe before reading, so a finish between the read and the
-        // wait is not missed.
-        let mut finished = state.watch.subscribe();
-        // On shutdown every wait answers at once with the run as it is, so
-        // that neither the client nor the shutdown waits out the timeout.
-        let stopping = state.watch.stopping();
-        tokio::pin!(stopping);
-        let mut stopped = false;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout.0.unsigned_abs());
-        loop {
-            let read_id = id.clone();
-            let detail = state
-                .store
-                .read(move |c| runs::get_detail(c, &read_id))
-                .await?;
-            let done = detail.run.status.is_final();
-            if done || stopped || tokio::time::Instant::now() >= deadline {
-                return Ok(Json(RunWaitBody {
-                    done,
-                    run: detail.into(),
-                }));
-            }
-            // Sleep until this run finishes (or we fell behind and must
-            // look again), or the time is up.
-            loop {
-                tokio::select! {
-                    msg = finished.recv() => match msg {
-                        Ok(other) if other != id => continue,
-                        _ => break,
-                    },
-                    () = tokio::time::sleep_until(deadline) => break,
-                    () = &mut stopping => {
-                        stopped = true;
-                        break;
-                    }
-                }
-            }
-        }
+        auth::read(&app, access, req).await?;
+        let timeout = Duration::from_secs(timeout.0.unsigned_abs());
+        let waited = app::runs::wait(&app, run_id.0, timeout).await?;
+        Ok(Json(RunWaitBody {
+            done: waited.done,
+            run: waited.detail.into(),
+        }))
     }
 
     /// List runs
@@ -761,7 +683,7 @@ impl RunsApi {
         &self,
         access: ReadAccess,
         req: &Request,
-        state: Data<&AppState>,
+        app: Data<&App>,
         /// Only runs of this contract.
         #[oai(example = "examples::contract_filter")]
         contract_id: Query<Option<String>>,
@@ -795,7 +717,7 @@ impl RunsApi {
         #[oai(default, example = "examples::zero", validator(minimum(value = "0")))]
         offset: Query<i64>,
     ) -> Result<Json<RunPage>, OpError<{ can::READ | can::INVALID | can::INTERNAL }>> {
-        state.auth.read(access, req).await?;
+        auth::read(&app, access, req).await?;
         let (limit, offset) = page_bounds(limit.0, offset.0);
         let filter = RunFilter {
             contract_id: filter_value(contract_id.0),
@@ -803,13 +725,9 @@ impl RunsApi {
             status: status.0.map(|s| s.0.into()),
             start_date: start_date.0.map(|t| t.0),
             end_date: end_date.0.map(|t| t.0),
-            stale_at: stale.0.then(|| state.clock.now()),
+            stale_at: None,
         };
-        let max_bytes = state.settings.limits.max_page_bytes;
-        let page = state
-            .store
-            .read(move |c| runs::list(c, &filter, (limit, offset), max_bytes))
-            .await?;
+        let page = app::runs::list(&app, filter, stale.0, (limit, offset)).await?;
         Ok(Json(RunPage {
             limit: answered_limit(limit, page.items.len(), page.truncated),
             items: page.items.into_iter().map(Into::into).collect(),

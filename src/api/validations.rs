@@ -17,16 +17,18 @@ use super::{
     default_limit, examples, page_bounds,
     types::{DateFilter, DateTime, JsonObject, Name, OneOf, deserialize_enum},
 };
+use super::{
+    auth,
+    error::{OpError, can},
+};
 use crate::{
-    api::error::{OpError, can},
-    api::state::AppState,
+    app::{self, App},
     domain::text::filter_value,
     domain::validation::{
         Bucket, CommonError, Granularity, NewValidationInput, StatusCounts, Validation,
         ValidationFilter, ValidationIssue, ValidationRef, ValidationStats, ValidationStatus,
         ValidationWarning,
     },
-    store::validations,
 };
 
 /// The outcome of a validation.
@@ -395,7 +397,7 @@ impl ValidationsApi {
     async fn record_validation(
         &self,
         auth: ApiKeyAuth,
-        state: Data<&AppState>,
+        app: Data<&App>,
         body: JsonBody<CreateValidationRequest>,
     ) -> Result<CreatedValidation, OpError<{ can::WRITE | can::BODY | can::INTERNAL }>> {
         let caller = auth.writer()?;
@@ -427,18 +429,8 @@ impl ValidationsApi {
             metrics: b.metrics.map(|m| m.0).unwrap_or_default(),
             metadata: b.metadata.map(|m| m.0).unwrap_or_default(),
             recorded_at: b.recorded_at.map(|t| t.0),
-        }
-        .into_validation(&caller.name, state.clock.now())?;
-        // Like a new run, a validation's size depends on the request alone:
-        // checked before the write is queued.
-        state.settings.limits.check_validation(&validation)?;
-        let stored = state
-            .store
-            .write(move |tx| {
-                validations::insert(tx, &validation)?;
-                Ok(validation)
-            })
-            .await?;
+        };
+        let stored = app::validations::record(&app, &caller, validation).await?;
         Ok(CreatedValidation::Created(Json(stored.into())))
     }
 
@@ -454,14 +446,13 @@ impl ValidationsApi {
         &self,
         access: ReadAccess,
         req: &Request,
-        state: Data<&AppState>,
+        app: Data<&App>,
         /// The validation's id, as returned when it was recorded.
         #[oai(example = "examples::validation_id")]
         validation_id: Path<String>,
     ) -> Result<Json<ValidationBody>, OpError<{ can::READ | can::NOT_FOUND | can::INTERNAL }>> {
-        state.auth.read(access, req).await?;
-        let id = validation_id.0;
-        let v = state.store.read(move |c| validations::get(c, &id)).await?;
+        auth::read(&app, access, req).await?;
+        let v = app::validations::get(&app, validation_id.0).await?;
         Ok(Json(v.into()))
     }
 
@@ -479,7 +470,7 @@ impl ValidationsApi {
         &self,
         access: ReadAccess,
         req: &Request,
-        state: Data<&AppState>,
+        app: Data<&App>,
         /// Only validations of this contract.
         #[oai(example = "examples::contract_filter")]
         contract_id: Query<Option<String>>,
@@ -509,7 +500,7 @@ impl ValidationsApi {
         #[oai(default, example = "examples::zero", validator(minimum(value = "0")))]
         offset: Query<i64>,
     ) -> Result<Json<ValidationPage>, OpError<{ can::READ | can::INVALID | can::INTERNAL }>> {
-        state.auth.read(access, req).await?;
+        auth::read(&app, access, req).await?;
         let (limit, offset) = page_bounds(limit.0, offset.0);
         let filter = ValidationFilter {
             contract_id: filter_value(contract_id.0),
@@ -518,11 +509,7 @@ impl ValidationsApi {
             start_date: start_date.0.map(|t| t.0),
             end_date: end_date.0.map(|t| t.0),
         };
-        let max_bytes = state.settings.limits.max_page_bytes;
-        let page = state
-            .store
-            .read(move |c| validations::list(c, &filter, (limit, offset), max_bytes))
-            .await?;
+        let page = app::validations::list(&app, filter, (limit, offset)).await?;
         Ok(Json(ValidationPage {
             limit: answered_limit(limit, page.items.len(), page.truncated),
             items: page.items.into_iter().map(Into::into).collect(),
@@ -547,7 +534,7 @@ impl ValidationsApi {
         &self,
         access: ReadAccess,
         req: &Request,
-        state: Data<&AppState>,
+        app: Data<&App>,
         /// The contract to report on.
         #[oai(example = "examples::contract_id")]
         contract_id: Path<String>,
@@ -563,15 +550,11 @@ impl ValidationsApi {
         granularity: Query<OneOf<GranularityBody>>,
     ) -> Result<Json<ValidationStatsBody>, OpError<{ can::READ | can::INVALID | can::INTERNAL }>>
     {
-        state.auth.read(access, req).await?;
+        auth::read(&app, access, req).await?;
         let days = u32::try_from(days.0).unwrap_or(30);
         let granularity: Granularity = granularity.0.0.into();
-        let now = state.clock.now();
         let contract = contract_id.0.trim().to_owned();
-        let stats = state
-            .store
-            .read(move |c| validations::stats(c, &contract, days, granularity, now))
-            .await?;
+        let stats = app::validations::stats(&app, contract, days, granularity).await?;
         Ok(Json(stats.into()))
     }
 }

@@ -7,9 +7,10 @@ use std::{sync::Arc, time::Duration};
 use tokio::sync::{broadcast, watch};
 use tracing::{info, warn};
 
+use super::{App, AppError};
 use crate::{
-    api::state::AppState,
-    store::{idempotency, runs},
+    domain::{event::RunEvent, run::LIVE_STATUSES},
+    store::{events, idempotency, runs},
 };
 
 /// Tells waiting requests that a run reached a final status, or that the
@@ -64,33 +65,43 @@ impl RunWatch {
     }
 }
 
-/// One sweep: fail overdue runs, forget expired idempotency keys, wake the
-/// waiters of the failed runs. Returns the ids failed.
-pub async fn sweep(state: &AppState) -> Result<Vec<String>, crate::store::StoreError> {
-    let now = state.clock.now();
-    let forget_before = now.plus_seconds(-state.settings.idempotency_retention_secs);
-    let failed = state
+/// One sweep: fail overdue runs (each with an event by `system`), forget
+/// expired idempotency keys, wake the waiters of the failed runs. Returns
+/// the ids failed. It runs in the single writer's transaction, so a run
+/// finished a moment earlier is read as finished and left alone.
+pub async fn sweep(app: &App) -> Result<Vec<String>, AppError> {
+    let now = app.clock.now();
+    let forget_before = now.plus_seconds(-app.settings.idempotency_retention_secs);
+    let failed = app
         .store
         .write(move |tx| {
-            let failed = runs::reap_overdue(tx, now)?;
+            let mut failed = Vec::new();
+            for mut run in runs::past_deadline(tx, now, LIVE_STATUSES)? {
+                let Some(before) = run.expire(now) else {
+                    continue;
+                };
+                runs::save(tx, &run)?;
+                events::append(tx, &RunEvent::heartbeat_expired(&run, before))?;
+                failed.push(run.id);
+            }
             idempotency::purge(tx, forget_before)?;
-            Ok(failed)
+            Ok::<_, AppError>(failed)
         })
         .await?;
     for id in &failed {
         info!(run_id = %id, "failed run: heartbeat timed out");
-        state.watch.finished(id);
+        app.watch.finished(id);
     }
     Ok(failed)
 }
 
 /// Sweeps every `interval` until `stop` changes.
-pub async fn run_reaper(state: AppState, interval: Duration, mut stop: watch::Receiver<()>) {
+pub async fn run_reaper(app: App, interval: Duration, mut stop: watch::Receiver<()>) {
     loop {
         tokio::select! {
             _ = stop.changed() => break,
             () = tokio::time::sleep(interval) => {
-                if let Err(e) = sweep(&state).await {
+                if let Err(e) = sweep(&app).await {
                     warn!(error = %e, "heartbeat sweep failed; retrying next interval");
                 }
             }

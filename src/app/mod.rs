@@ -1,8 +1,109 @@
-//! The use cases: what the registry does, whoever asks. Each opens its own
+//! The use cases: what the registry does, whoever asks (the HTTP API, the
+//! CLI, the reaper). Each use case is one function that opens its own
 //! transaction, applies the domain's rules, calls the store, records the
-//! events and wakes the waiters; the HTTP handlers and the CLI only
-//! translate to and from it.
+//! events and wakes the waiters. Handlers only translate to and from it.
 
 pub mod keys;
 pub mod lifecycle;
 pub mod retention;
+pub mod runs;
+pub mod validations;
+
+use std::sync::Arc;
+
+use crate::{
+    domain::{DomainError, keys::AuthError, limits::Limits, time::Clock},
+    store::{Store, StoreError},
+};
+
+pub use keys::Authenticator;
+pub use lifecycle::RunWatch;
+
+/// Tunables the use cases read.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Reads need a key too (`--require-auth-for-reads`).
+    pub require_auth_for_reads: bool,
+    /// How long an Idempotency-Key is remembered.
+    pub idempotency_retention_secs: i64,
+    /// Caps on what one run or validation may hold.
+    pub limits: Limits,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            require_auth_for_reads: false,
+            idempotency_retention_secs: 24 * 3600,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// The registry: its storage, its clock, the waiters and the settings.
+/// Cheap to clone; every clone is the same registry.
+#[derive(Clone)]
+pub struct App {
+    pub store: Store,
+    pub auth: Arc<Authenticator>,
+    pub clock: Clock,
+    pub watch: RunWatch,
+    pub settings: Settings,
+}
+
+impl App {
+    pub fn new(store: Store, require_auth_for_reads: bool, clock: Clock) -> Self {
+        Self::with_settings(
+            store,
+            Settings {
+                require_auth_for_reads,
+                ..Settings::default()
+            },
+            clock,
+        )
+    }
+
+    pub fn with_settings(store: Store, settings: Settings, clock: Clock) -> Self {
+        let auth = Arc::new(Authenticator::new(
+            store.clone(),
+            settings.require_auth_for_reads,
+            clock.clone(),
+        ));
+        Self {
+            store,
+            auth,
+            clock,
+            watch: RunWatch::default(),
+            settings,
+        }
+    }
+}
+
+/// Why a use case did not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The run, validation or key named does not exist.
+    #[error("{kind} '{id}' not found")]
+    NotFound { kind: &'static str, id: String },
+
+    /// The rules refuse the request.
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+
+    /// The caller's key does not allow the request.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+
+    /// The storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl AppError {
+    pub fn not_found(kind: &'static str, id: impl Into<String>) -> Self {
+        AppError::NotFound {
+            kind,
+            id: id.into(),
+        }
+    }
+}

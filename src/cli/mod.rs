@@ -11,9 +11,9 @@ use std::{path::Path, process::ExitCode, time::Duration};
 use tracing::{error, info, warn};
 
 use crate::{
-    AppState, HttpOptions,
+    App, HttpOptions,
     api::server::{self, ServerOptions, Signals},
-    api::state::Settings,
+    app::Settings,
     app::{keys, lifecycle},
     build_app,
     cli::args::{Cli, Command, KeysCommand, PruneArgs, ScopeArg, ServeArgs},
@@ -135,9 +135,9 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             max_page_bytes: args.max_page_bytes,
         },
     };
-    let state = AppState::with_settings(store, settings, Clock::System);
-    let app = build_app(
-        state.clone(),
+    let app = App::with_settings(store, settings, Clock::System);
+    let endpoint = build_app(
+        app.clone(),
         &HttpOptions {
             max_body_bytes: args.max_body_bytes,
         },
@@ -150,19 +150,19 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             server::bind(args.bind).map_err(|e| format!("cannot listen on {}: {e}", args.bind))?;
         let mut signals = Signals::new().map_err(|e| format!("cannot watch signals: {e}"))?;
         let (stop, stopped) = tokio::sync::watch::channel(());
-        let watch = state.watch.clone();
+        let watch = app.watch.clone();
         let retention = args.retention_days.map(|days| {
             tokio::spawn(crate::app::retention::run_sweeps(
-                state.store.clone(),
+                app.store.clone(),
                 i64::from(days) * 86_400,
-                state.settings.idempotency_retention_secs,
+                app.settings.idempotency_retention_secs,
                 Duration::from_secs(args.retention_interval_seconds.max(1)),
                 stopped.clone(),
             ))
         });
-        let reaper = tokio::spawn(lifecycle::run_reaper(state, interval, stopped));
+        let reaper = tokio::spawn(lifecycle::run_reaper(app, interval, stopped));
         let served = crate::run_with_options(
-            app,
+            endpoint,
             listener,
             async move {
                 signals.recv().await;
@@ -245,9 +245,7 @@ fn run_keys(cmd: KeysCommand) -> Result<(), String> {
         }
         KeysCommand::List { db } => {
             let store = open_existing_store(&db.db, &options)?;
-            let list = store
-                .read_blocking(crate::store::keys::list)
-                .map_err(|e| e.to_string())?;
+            let list = keys::list(&store).map_err(|e| e.to_string())?;
             println!(
                 "{:<24} {:<6} {:<28} {:<28} REVOKED",
                 "NAME", "SCOPE", "CREATED", "LAST USED"
@@ -266,11 +264,7 @@ fn run_keys(cmd: KeysCommand) -> Result<(), String> {
         }
         KeysCommand::Revoke { db, name } => {
             let store = open_existing_store(&db.db, &options)?;
-            let key = store
-                .write_blocking(move |tx| {
-                    crate::store::keys::revoke(tx, &name, crate::domain::time::Timestamp::now())
-                })
-                .map_err(|e| e.to_string())?;
+            let key = keys::revoke(&store, &name).map_err(|e| e.to_string())?;
             if let Some(at) = key.revoked_at {
                 eprintln!("Revoked API key '{}' (at {at}).", key.name);
             }

@@ -54,6 +54,39 @@ pub struct RunEvent {
 }
 
 impl RunEvent {
+    /// The first event of every run.
+    pub fn created(run: &super::run::Run) -> Self {
+        RunEvent {
+            id: 0,
+            run_id: run.id.clone(),
+            event_type: EventType::Created,
+            from_status: None,
+            to_status: Some(run.status),
+            changes: Metadata::new(),
+            actor: run.created_by.clone(),
+            occurred_at: run.updated_at,
+        }
+    }
+
+    /// The reaper failed the run after `before`: its heartbeat lapsed.
+    pub fn heartbeat_expired(run: &super::run::Run, before: RunStatus) -> Self {
+        let mut changes = Metadata::new();
+        changes.insert(
+            "metadata".into(),
+            serde_json::json!({ super::run::FAILURE_REASON: super::run::HEARTBEAT_TIMEOUT }),
+        );
+        RunEvent {
+            id: 0,
+            run_id: run.id.clone(),
+            event_type: EventType::HeartbeatExpired,
+            from_status: Some(before),
+            to_status: Some(run.status),
+            changes,
+            actor: SYSTEM_ACTOR.to_owned(),
+            occurred_at: run.updated_at,
+        }
+    }
+
     /// The event for an update that went from `before` to `after`.
     pub fn for_update(
         run_id: &str,

@@ -65,6 +65,41 @@ pub struct Caller {
     pub scope: KeyScope,
 }
 
+impl Caller {
+    /// Refuses a key whose scope does not allow writes.
+    pub fn writer(self) -> Result<Self, AuthError> {
+        if self.scope.can_write() {
+            Ok(self)
+        } else {
+            Err(AuthError::ReadOnly { name: self.name })
+        }
+    }
+}
+
+/// Why a request's key was refused. Each says which, so a person can fix
+/// the right thing.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum AuthError {
+    #[error(
+        "malformed API key in the X-API-Key header: a key is '{SECRET_PREFIX}' followed by 64 \
+         lowercase hex characters"
+    )]
+    Malformed,
+    #[error("unknown API key: no key with this secret exists")]
+    Unknown,
+    #[error("API key '{name}' was revoked at {at}")]
+    Revoked { name: String, at: Timestamp },
+    /// No key, where the server requires one for reads.
+    #[error("this server requires an API key for reads: send one in the X-API-Key header")]
+    ReadsNeedKey,
+    /// A valid key whose scope does not allow the operation.
+    #[error(
+        "API key '{name}' has the read scope and cannot write; use a key created with --scope \
+         write"
+    )]
+    ReadOnly { name: String },
+}
+
 /// A freshly generated secret. Its `Debug` hides the value so that it
 /// cannot end up in a log by accident.
 pub struct Secret(String);

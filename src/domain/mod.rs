@@ -35,10 +35,26 @@ pub enum DomainError {
     /// Heartbeats are for runs that can still go stale.
     #[error("run '{id}' is {status}: heartbeats are only for pending or running runs")]
     NotLive { id: String, status: RunStatus },
+
+    /// A change was made conditional on versions the run has left.
+    #[error(
+        "run '{id}' is at version {current}, which If-Match does not name: it changed since \
+         you read it; read it again and retry"
+    )]
+    VersionMismatch { id: String, current: i64 },
 }
 
 impl DomainError {
     pub fn invalid(message: impl Into<String>) -> Self {
         DomainError::Invalid(message.into())
     }
+}
+
+/// One page of a list: the items, how many match in all, and whether the
+/// byte budget cut the page short of its `limit`.
+#[derive(Debug)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: u64,
+    pub truncated: bool,
 }

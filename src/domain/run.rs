@@ -114,7 +114,66 @@ impl Run {
         let last = self.last_heartbeat_at.unwrap_or(self.started_at);
         Some(last.plus_seconds(i64::from(timeout)))
     }
+
+    /// Refuses a change made on the condition that the run is at one of
+    /// `accepted` versions (If-Match), when it is at none of them. None
+    /// accepts any version.
+    pub fn check_version(&self, accepted: Option<&[i64]>) -> Result<(), DomainError> {
+        match accepted {
+            Some(versions) if !versions.contains(&self.version) => {
+                Err(DomainError::VersionMismatch {
+                    id: self.id.clone(),
+                    current: self.version,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Records a sign of life. Only pending and running runs can go stale,
+    /// so only they take heartbeats. Not a change: the version stays.
+    pub fn beat(&mut self, now: Timestamp) -> Result<(), DomainError> {
+        if self.status.is_final() {
+            return Err(DomainError::NotLive {
+                id: self.id.clone(),
+                status: self.status,
+            });
+        }
+        self.last_heartbeat_at = Some(now);
+        Ok(())
+    }
+
+    /// True when the run is live and its heartbeat deadline has passed.
+    pub fn is_overdue(&self, now: Timestamp) -> bool {
+        self.heartbeat_deadline()
+            .is_some_and(|deadline| deadline < now)
+    }
+
+    /// Fails an overdue run, saying why in its metadata
+    /// (`failure_reason: "heartbeat_timeout"`), and returns its status
+    /// before; None (and no change) when the run is not overdue.
+    pub fn expire(&mut self, now: Timestamp) -> Option<RunStatus> {
+        if !self.is_overdue(now) {
+            return None;
+        }
+        let before = self.status;
+        self.status = RunStatus::Failed;
+        self.completed_at = Some(now.max(self.started_at));
+        self.updated_at = now;
+        self.version += 1;
+        self.metadata
+            .insert(FAILURE_REASON.into(), HEARTBEAT_TIMEOUT.into());
+        Some(before)
+    }
 }
+
+/// The statuses a run can go stale in: the ones that are not final.
+pub const LIVE_STATUSES: &[RunStatus] = &[RunStatus::Pending, RunStatus::Running];
+
+/// The metadata key an expired run's failure is explained under, and its
+/// value.
+pub const FAILURE_REASON: &str = "failure_reason";
+pub const HEARTBEAT_TIMEOUT: &str = "heartbeat_timeout";
 
 fn check_timeout(seconds: Option<u32>, zero_clears: bool) -> Result<Option<u32>, DomainError> {
     match seconds {

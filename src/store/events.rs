@@ -5,34 +5,31 @@ use r2d2_sqlite::rusqlite::{Connection, Row, params};
 use super::{
     StoreError,
     query::{self, Filters, Page},
-    stored_object, stored_time,
+    sql::{self, columns},
 };
-use crate::domain::{
-    event::{EventType, RunEvent},
-    run::RunStatus,
-};
+use crate::domain::event::RunEvent;
 
-fn status(column: &str, text: Option<String>) -> Result<Option<RunStatus>, StoreError> {
-    text.map(|t| {
-        RunStatus::parse(&t).ok_or_else(|| StoreError::Corrupt(format!("{column} holds '{t}'")))
-    })
-    .transpose()
-}
+columns!(
+    id,
+    run_id,
+    event_type = "type",
+    from_status,
+    to_status,
+    changes,
+    actor,
+    occurred_at
+);
 
 fn from_row(row: &Row<'_>) -> Result<RunEvent, StoreError> {
-    let event_type: String = row.get(2)?;
-    let changes: String = row.get(5)?;
-    let occurred_at: String = row.get(7)?;
     Ok(RunEvent {
-        id: row.get(0)?,
-        run_id: row.get(1)?,
-        event_type: EventType::parse(&event_type)
-            .ok_or_else(|| StoreError::Corrupt(format!("unknown event type '{event_type}'")))?,
-        from_status: status("run_events.from_status", row.get(3)?)?,
-        to_status: status("run_events.to_status", row.get(4)?)?,
-        changes: stored_object("run_events.changes", &changes)?,
-        actor: row.get(6)?,
-        occurred_at: stored_time("run_events.occurred_at", &occurred_at)?,
+        id: row.get(Col::id.at())?,
+        run_id: row.get(Col::run_id.at())?,
+        event_type: row.get(Col::event_type.at())?,
+        from_status: row.get(Col::from_status.at())?,
+        to_status: row.get(Col::to_status.at())?,
+        changes: sql::object(row, Col::changes.at())?,
+        actor: row.get(Col::actor.at())?,
+        occurred_at: row.get(Col::occurred_at.at())?,
     })
 }
 
@@ -43,12 +40,12 @@ pub fn append(conn: &Connection, e: &RunEvent) -> Result<(), StoreError> {
     )?
     .execute(params![
         e.run_id,
-        e.event_type.as_str(),
-        e.from_status.map(RunStatus::as_str),
-        e.to_status.map(RunStatus::as_str),
-        serde_json::Value::Object(e.changes.clone()).to_string(),
+        e.event_type,
+        e.from_status,
+        e.to_status,
+        sql::json_text(&e.changes)?,
         e.actor,
-        e.occurred_at.to_string(),
+        e.occurred_at,
     ])?;
     Ok(())
 }
@@ -56,7 +53,7 @@ pub fn append(conn: &Connection, e: &RunEvent) -> Result<(), StoreError> {
 /// What one event costs of a page's byte budget: its changes and actor as
 /// stored, and an allowance for the rest.
 const EVENT_WEIGHT: query::Weight = query::Weight {
-    text_columns: &[5, 6],
+    text_columns: &[Col::changes.at(), Col::actor.at()],
     overhead: 256,
 };
 
@@ -68,15 +65,12 @@ pub fn list(
     (limit, offset): (u32, u64),
     max_bytes: usize,
 ) -> Result<Page<RunEvent>, StoreError> {
-    if super::runs::contract_of(conn, run_id)?.is_none() {
-        return Err(StoreError::not_found("Run", run_id));
-    }
     let mut filters = Filters::default();
     filters.bind("run_id =", run_id);
     query::page_within(
         conn,
         "run_events",
-        "id, run_id, type, from_status, to_status, changes, actor, occurred_at",
+        COLUMNS,
         &filters,
         "id",
         (limit, offset),

@@ -177,7 +177,7 @@ impl Store {
                         Ok(rows.collect::<Result<Vec<_>, _>>()?)
                     })
                     .map(|lines| (lines != ["ok"]).then(|| lines.join("; ")))
-                    .unwrap_or_else(|e| Some(e.to_string()));
+                    .unwrap_or_else(|e: StoreError| Some(e.to_string()));
                 let mut check = store
                     .probe
                     .pages

@@ -2,62 +2,8 @@
 
 use r2d2_sqlite::rusqlite::{Connection, OptionalExtension, params};
 
-use super::{StoreError, runs};
-use crate::domain::{
-    DomainError,
-    run::{Run, RunDetail},
-    time::Timestamp,
-};
-
-/// An Idempotency-Key as presented with a create.
-pub struct Claim {
-    pub api_key_id: i64,
-    pub key: String,
-    pub request_hash: String,
-    /// Uses older than this are forgotten.
-    pub since: Timestamp,
-}
-
-/// Creates `run`, or, when `claim`'s key already made a run for the same
-/// request, returns that run and `true` (a replay). In one transaction, so
-/// two concurrent creates with one key make one run.
-pub fn create_run_once(
-    conn: &Connection,
-    run: Run,
-    claim: Option<&Claim>,
-) -> Result<(RunDetail, bool), StoreError> {
-    if let Some(c) = claim
-        && let Some(prior) = find(conn, c.api_key_id, &c.key, c.since)?
-    {
-        if prior.request_hash != c.request_hash {
-            return Err(DomainError::invalid(format!(
-                "Idempotency-Key '{}' was already used for a different request body; send a \
-                 new key for a new run",
-                c.key
-            ))
-            .into());
-        }
-        return Ok((runs::get_detail(conn, &prior.run_id)?, true));
-    }
-    runs::insert(conn, &run)?;
-    if let Some(c) = claim {
-        record(
-            conn,
-            c.api_key_id,
-            &c.key,
-            &c.request_hash,
-            &run.id,
-            run.updated_at,
-        )?;
-    }
-    Ok((
-        RunDetail {
-            run,
-            validations: Vec::new(),
-        },
-        false,
-    ))
-}
+use super::StoreError;
+use crate::domain::time::Timestamp;
 
 /// A key's earlier use: the fingerprint of its request and the run it made.
 pub struct Recorded {
@@ -77,7 +23,7 @@ pub fn find(
             "SELECT request_hash, run_id FROM idempotency_keys \
              WHERE api_key_id = ?1 AND idempotency_key = ?2 AND created_at >= ?3",
         )?
-        .query_row(params![api_key_id, key, since.to_string()], |r| {
+        .query_row(params![api_key_id, key, since], |r| {
             Ok(Recorded {
                 request_hash: r.get(0)?,
                 run_id: r.get(1)?,
@@ -100,13 +46,7 @@ pub fn record(
          (api_key_id, idempotency_key, request_hash, run_id, created_at) \
          VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
-    .execute(params![
-        api_key_id,
-        key,
-        request_hash,
-        run_id,
-        now.to_string()
-    ])?;
+    .execute(params![api_key_id, key, request_hash, run_id, now])?;
     Ok(())
 }
 
@@ -114,5 +54,5 @@ pub fn record(
 pub fn purge(conn: &Connection, before: Timestamp) -> Result<usize, StoreError> {
     Ok(conn
         .prepare_cached("DELETE FROM idempotency_keys WHERE created_at < ?1")?
-        .execute(params![before.to_string()])?)
+        .execute(params![before])?)
 }

@@ -3,31 +3,22 @@
 use r2d2_sqlite::rusqlite::{Connection, Row, params};
 use tracing::instrument;
 
-use super::{StoreError, on_unique_violation, stored_time};
+use super::{StoreError, on_unique_violation, sql::columns};
 use crate::domain::{
     keys::{ApiKey, KeyScope},
     time::Timestamp,
 };
 
-const COLUMNS: &str = "id, name, scope, created_at, last_used_at, revoked_at";
+columns!(id, name, scope, created_at, last_used_at, revoked_at);
 
 fn from_row(row: &Row<'_>) -> Result<ApiKey, StoreError> {
-    let scope: String = row.get(2)?;
-    let created_at: String = row.get(3)?;
-    let last_used_at: Option<String> = row.get(4)?;
-    let revoked_at: Option<String> = row.get(5)?;
     Ok(ApiKey {
-        id: row.get(0)?,
-        name: row.get(1)?,
-        scope: KeyScope::parse(&scope)
-            .ok_or_else(|| StoreError::Corrupt(format!("unknown key scope '{scope}'")))?,
-        created_at: stored_time("api_keys.created_at", &created_at)?,
-        last_used_at: last_used_at
-            .map(|t| stored_time("api_keys.last_used_at", &t))
-            .transpose()?,
-        revoked_at: revoked_at
-            .map(|t| stored_time("api_keys.revoked_at", &t))
-            .transpose()?,
+        id: row.get(Col::id.at())?,
+        name: row.get(Col::name.at())?,
+        scope: row.get(Col::scope.at())?,
+        created_at: row.get(Col::created_at.at())?,
+        last_used_at: row.get(Col::last_used_at.at())?,
+        revoked_at: row.get(Col::revoked_at.at())?,
     })
 }
 
@@ -41,7 +32,7 @@ pub fn insert(
 ) -> Result<ApiKey, StoreError> {
     conn.execute(
         "INSERT INTO api_keys (name, scope, secret_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
-        params![name, scope.as_str(), secret_hash, now.to_string()],
+        params![name, scope, secret_hash, now],
     )
     .map_err(|e| on_unique_violation(e, || format!("an API key named '{name}' already exists")))?;
     Ok(ApiKey {
@@ -74,27 +65,22 @@ pub fn list(conn: &Connection) -> Result<Vec<ApiKey>, StoreError> {
     Ok(out)
 }
 
-/// Revokes the key called `name`. Revoking twice keeps the first time.
-pub fn revoke(conn: &Connection, name: &str, now: Timestamp) -> Result<ApiKey, StoreError> {
-    let changed = conn.execute(
+/// Sets `revoked_at` on the key called `name` unless it is already set, and
+/// returns the key as it is then; None when no key has that name.
+pub fn revoke(conn: &Connection, name: &str, now: Timestamp) -> Result<Option<ApiKey>, StoreError> {
+    conn.execute(
         "UPDATE api_keys SET revoked_at = coalesce(revoked_at, ?2) WHERE name = ?1",
-        params![name, now.to_string()],
+        params![name, now],
     )?;
-    if changed == 0 {
-        return Err(StoreError::not_found("API key", name));
-    }
     let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM api_keys WHERE name = ?1"))?;
     let mut rows = stmt.query(params![name])?;
-    rows.next()?
-        .map(from_row)
-        .transpose()?
-        .ok_or_else(|| StoreError::not_found("API key", name))
+    rows.next()?.map(from_row).transpose()
 }
 
 pub fn touch(conn: &Connection, id: i64, now: Timestamp) -> Result<(), StoreError> {
     conn.execute(
         "UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1",
-        params![id, now.to_string()],
+        params![id, now],
     )?;
     Ok(())
 }

@@ -9,6 +9,7 @@ pub mod lock;
 pub mod query;
 pub mod retention;
 pub mod runs;
+pub(crate) mod sql;
 pub mod validations;
 mod writer;
 
@@ -17,11 +18,14 @@ use std::{os::unix::fs::OpenOptionsExt, path::Path, time::Duration};
 use r2d2::Pool;
 use r2d2_sqlite::{
     SqliteConnectionManager,
-    rusqlite::{self, Connection, ErrorCode, TransactionBehavior},
+    rusqlite::{self, ErrorCode, TransactionBehavior},
 };
 use tracing::info;
 
 use crate::domain::DomainError;
+
+/// The connection a use case's transaction runs on.
+pub use r2d2_sqlite::rusqlite::Connection;
 
 /// The schema, embedded so the binary carries its own migrations.
 const SCHEMA: &str = include_str!("../../schema.sql");
@@ -209,40 +213,44 @@ impl Store {
         })
     }
 
-    /// Runs `f` on a reader connection, on the blocking thread pool.
-    pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    /// Runs `f` on a reader connection, on the blocking thread pool. `f`
+    /// fails with a store error or with the caller's own error type.
+    pub async fn read<T, E, F>(&self, f: F) -> Result<T, E>
     where
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+        E: From<StoreError> + Send + 'static,
         T: Send + 'static,
     {
         let store = self.clone();
         tokio::task::spawn_blocking(move || store.read_blocking(f))
             .await
-            .map_err(|e| StoreError::Task(e.to_string()))?
+            .map_err(|e| E::from(StoreError::Task(e.to_string())))?
     }
 
     /// Runs `f` in a write transaction and answers once it has committed.
     /// If `f` fails, nothing it wrote is kept.
-    pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
     where
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+        E: From<StoreError> + Send + 'static,
         T: Send + 'static,
     {
         self.writer.write(f).await
     }
 
     /// For callers that are already off the async executor (the CLI).
-    pub fn read_blocking<T>(
-        &self,
-        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        let conn = self.readers.get()?;
+    pub fn read_blocking<T, E>(&self, f: impl FnOnce(&Connection) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        let conn = self.readers.get().map_err(StoreError::from)?;
         f(&conn)
     }
 
-    pub fn write_blocking<T, F>(&self, f: F) -> Result<T, StoreError>
+    pub fn write_blocking<T, E, F>(&self, f: F) -> Result<T, E>
     where
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+        E: From<StoreError> + Send + 'static,
         T: Send + 'static,
     {
         self.writer.write_blocking(f)
@@ -400,24 +408,6 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         info!(version = m.version, "applied database migration");
     }
     Ok(())
-}
-
-/// Parses a timestamp column, naming the column if the stored text is off.
-pub(crate) fn stored_time(
-    column: &str,
-    text: &str,
-) -> Result<crate::domain::time::Timestamp, StoreError> {
-    crate::domain::time::Timestamp::parse_stored(text)
-        .ok_or_else(|| StoreError::Corrupt(format!("{column} holds '{text}', not a timestamp")))
-}
-
-/// Parses a JSON object column.
-pub(crate) fn stored_object(
-    column: &str,
-    text: &str,
-) -> Result<crate::domain::metadata::Metadata, StoreError> {
-    serde_json::from_str(text)
-        .map_err(|e| StoreError::Corrupt(format!("{column} is not a JSON object: {e}")))
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 use r2d2_sqlite::rusqlite::{Connection, Row, params_from_iter, types::Value};
 
 use super::StoreError;
+pub use crate::domain::Page;
 
 /// The conditions of a list query and the values bound to them.
 #[derive(Default)]
@@ -27,9 +28,15 @@ impl Filters {
         }
     }
 
-    /// Adds a condition that binds nothing (a constant of our own).
-    pub fn constant(&mut self, condition: &'static str) {
-        self.clauses.push(condition.to_owned());
+    /// Adds `column IN (?N, ...)`, binding each of `values`.
+    pub fn bind_any<'a>(&mut self, column: &str, values: impl IntoIterator<Item = &'a str>) {
+        let mut marks = Vec::new();
+        for v in values {
+            self.args.push(Value::Text(v.to_owned()));
+            marks.push(format!("?{}", self.args.len()));
+        }
+        self.clauses
+            .push(format!("{column} IN ({})", marks.join(", ")));
     }
 
     fn where_sql(&self) -> String {
@@ -39,15 +46,6 @@ impl Filters {
             format!("WHERE {}", self.clauses.join(" AND "))
         }
     }
-}
-
-/// One page of a list: the items, how many match in all, and whether the
-/// byte budget cut the page short of its `limit`.
-#[derive(Debug)]
-pub struct Page<T> {
-    pub items: Vec<T>,
-    pub total: u64,
-    pub truncated: bool,
 }
 
 /// How much of a page's byte budget a row takes: the length of its large

@@ -10,31 +10,28 @@ use tracing::instrument;
 use super::{
     StoreError,
     query::{self, Filters, Page},
-    runs, stored_time,
+    sql::{self, columns},
 };
 use crate::domain::{
     time::Timestamp,
     validation::{
-        CommonError, Granularity, StatusCounts, Validation, ValidationFilter, ValidationIssue,
-        ValidationRef, ValidationStats, ValidationStatus, ValidationSummary, ValidationWarning,
-        check_run_link, fill_buckets,
+        CommonError, Granularity, Validation, ValidationFilter, ValidationIssue, ValidationRef,
+        ValidationStatus, ValidationSummary, ValidationWarning,
     },
 };
 
-const COLUMNS: &str = "id, contract_id, run_id, status, errors, warnings, metrics, metadata, \
-                       recorded_at, recorded_by";
-
-/// How many error codes the stats list.
-const COMMON_ERRORS: u32 = 10;
-
-fn status_of(text: &str) -> Result<ValidationStatus, StoreError> {
-    ValidationStatus::parse(text)
-        .ok_or_else(|| StoreError::Corrupt(format!("unknown validation status '{text}'")))
-}
-
-fn json_column(column: &str, text: &str) -> Result<Json, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
-}
+columns!(
+    id,
+    contract_id,
+    run_id,
+    status,
+    errors,
+    warnings,
+    metrics,
+    metadata,
+    recorded_at,
+    recorded_by,
+);
 
 fn object_of(v: Json) -> Map<String, Json> {
     match v {
@@ -104,34 +101,23 @@ fn warnings_to_json(warnings: &[ValidationWarning]) -> Json {
 }
 
 fn from_row(row: &Row<'_>) -> Result<Validation, StoreError> {
-    let status: String = row.get(3)?;
-    let errors: String = row.get(4)?;
-    let warnings: String = row.get(5)?;
-    let metrics: String = row.get(6)?;
-    let metadata: String = row.get(7)?;
-    let recorded_at: String = row.get(8)?;
     Ok(Validation {
-        id: row.get(0)?,
-        contract_id: row.get(1)?,
-        run_id: row.get(2)?,
-        status: status_of(&status)?,
-        errors: errors_from_json(json_column("validations.errors", &errors)?),
-        warnings: warnings_from_json(json_column("validations.warnings", &warnings)?),
-        metrics: object_of(json_column("validations.metrics", &metrics)?),
-        metadata: object_of(json_column("validations.metadata", &metadata)?),
-        recorded_at: stored_time("validations.recorded_at", &recorded_at)?,
-        recorded_by: row.get(9)?,
+        id: row.get(Col::id.at())?,
+        contract_id: row.get(Col::contract_id.at())?,
+        run_id: row.get(Col::run_id.at())?,
+        status: row.get(Col::status.at())?,
+        errors: errors_from_json(sql::json(row, Col::errors.at())?),
+        warnings: warnings_from_json(sql::json(row, Col::warnings.at())?),
+        metrics: object_of(sql::json(row, Col::metrics.at())?),
+        metadata: object_of(sql::json(row, Col::metadata.at())?),
+        recorded_at: row.get(Col::recorded_at.at())?,
+        recorded_by: row.get(Col::recorded_by.at())?,
     })
 }
 
-/// Stores `v` after checking its run link inside the same transaction, so a
-/// run cannot change contract (or vanish) between the check and the insert.
+/// Stores `v`, and one row per error code for the stats.
 #[instrument(skip_all)]
 pub fn insert(conn: &Connection, v: &Validation) -> Result<(), StoreError> {
-    if let Some(run_id) = &v.run_id {
-        let contract = runs::contract_of(conn, run_id)?;
-        check_run_link(run_id, contract.as_deref(), &v.contract_id)?;
-    }
     let text = |j: Json| j.to_string();
     conn.prepare_cached(&format!(
         "INSERT INTO validations ({COLUMNS}, duration_ms) \
@@ -141,12 +127,12 @@ pub fn insert(conn: &Connection, v: &Validation) -> Result<(), StoreError> {
         v.id,
         v.contract_id,
         v.run_id,
-        v.status.as_str(),
+        v.status,
         text(errors_to_json(&v.errors)),
         text(warnings_to_json(&v.warnings)),
         text(Json::Object(v.metrics.clone())),
         text(Json::Object(v.metadata.clone())),
-        v.recorded_at.to_string(),
+        v.recorded_at,
         v.recorded_by,
         v.duration_ms(),
     ])?;
@@ -158,7 +144,7 @@ pub fn insert(conn: &Connection, v: &Validation) -> Result<(), StoreError> {
         stmt.execute(params![
             v.id,
             v.contract_id,
-            v.recorded_at.to_string(),
+            v.recorded_at,
             e.code,
             e.message
         ])?;
@@ -167,14 +153,11 @@ pub fn insert(conn: &Connection, v: &Validation) -> Result<(), StoreError> {
 }
 
 #[instrument(skip_all)]
-pub fn get(conn: &Connection, id: &str) -> Result<Validation, StoreError> {
+pub fn find(conn: &Connection, id: &str) -> Result<Option<Validation>, StoreError> {
     let mut stmt =
         conn.prepare_cached(&format!("SELECT {COLUMNS} FROM validations WHERE id = ?1"))?;
     let mut rows = stmt.query(params![id])?;
-    rows.next()?
-        .map(from_row)
-        .transpose()?
-        .ok_or_else(|| StoreError::not_found("Validation", id))
+    rows.next()?.map(from_row).transpose()
 }
 
 /// A run's validations, oldest first.
@@ -186,12 +169,10 @@ pub fn refs_for_run(conn: &Connection, run_id: &str) -> Result<Vec<ValidationRef
     let mut rows = stmt.query(params![run_id])?;
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {
-        let status: String = row.get(1)?;
-        let recorded_at: String = row.get(2)?;
         out.push(ValidationRef {
             id: row.get(0)?,
-            status: status_of(&status)?,
-            recorded_at: stored_time("validations.recorded_at", &recorded_at)?,
+            status: row.get(1)?,
+            recorded_at: row.get(2)?,
         });
     }
     Ok(out)
@@ -208,8 +189,7 @@ pub fn summaries_for_runs(
     if run_ids.is_empty() {
         return Ok(out);
     }
-    let ids = serde_json::to_string(run_ids)
-        .map_err(|e| StoreError::Corrupt(format!("run ids could not be encoded: {e}")))?;
+    let ids = sql::json_text(&run_ids)?;
     let mut stmt = conn.prepare_cached(
         "SELECT run_id, status, count(*) FROM validations \
          WHERE run_id IN (SELECT value FROM json_each(?1)) GROUP BY run_id, status",
@@ -217,11 +197,10 @@ pub fn summaries_for_runs(
     let mut rows = stmt.query(params![ids])?;
     while let Some(row) = rows.next()? {
         let run_id: String = row.get(0)?;
-        let status: String = row.get(1)?;
         let n: i64 = row.get(2)?;
         out.entry(run_id)
             .or_default()
-            .add(status_of(&status)?, u64::try_from(n).unwrap_or(0));
+            .add(row.get(1)?, u64::try_from(n).unwrap_or(0));
     }
     Ok(out)
 }
@@ -239,7 +218,15 @@ fn filters(filter: &ValidationFilter) -> Filters {
 /// What one validation costs of a page's byte budget: its names, errors,
 /// warnings, metrics and metadata as stored, and an allowance for the rest.
 const VALIDATION_WEIGHT: query::Weight = query::Weight {
-    text_columns: &[1, 2, 4, 5, 6, 7, 9],
+    text_columns: &[
+        Col::contract_id.at(),
+        Col::run_id.at(),
+        Col::errors.at(),
+        Col::warnings.at(),
+        Col::metrics.at(),
+        Col::metadata.at(),
+        Col::recorded_by.at(),
+    ],
     overhead: 256,
 };
 
@@ -264,20 +251,16 @@ pub fn list(
     )
 }
 
-/// Trends for one contract over `[now - days, now]`, computed by SQLite:
-/// counts per status and per bucket, the mean duration, and the most common
-/// error codes.
+/// Counts per status in each `granularity` bucket of `[from, to]` for one
+/// contract, computed by SQLite; only buckets with validations appear, keyed
+/// by the bucket's start in seconds since the epoch.
 #[instrument(skip_all)]
-pub fn stats(
+pub fn counts_by_bucket(
     conn: &Connection,
     contract_id: &str,
-    days: u32,
+    (from, to): (Timestamp, Timestamp),
     granularity: Granularity,
-    now: Timestamp,
-) -> Result<ValidationStats, StoreError> {
-    let window_start = now.plus_seconds(-i64::from(days) * 86_400);
-    let (from, to) = (window_start.to_string(), now.to_string());
-
+) -> Result<Vec<(i64, ValidationStatus, u64)>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT ((unixepoch(recorded_at) - ?4) / ?5) * ?5 + ?4 AS bucket, status, count(*) \
          FROM validations \
@@ -291,48 +274,52 @@ pub fn stats(
         granularity.origin_secs(),
         granularity.width_secs()
     ])?;
-    let mut totals = StatusCounts::default();
-    let mut by_bucket: HashMap<i64, StatusCounts> = HashMap::new();
+    let mut out = Vec::new();
     while let Some(row) = rows.next()? {
-        let bucket: i64 = row.get(0)?;
-        let status = status_of(&row.get::<_, String>(1)?)?;
-        let n = u64::try_from(row.get::<_, i64>(2)?).unwrap_or(0);
-        totals.add(status, n);
-        by_bucket.entry(bucket).or_default().add(status, n);
+        out.push((
+            row.get(0)?,
+            row.get(1)?,
+            u64::try_from(row.get::<_, i64>(2)?).unwrap_or(0),
+        ));
     }
-    let found: Vec<(i64, StatusCounts)> = by_bucket.into_iter().collect();
+    Ok(out)
+}
 
-    let avg_duration_ms: Option<f64> = conn
+/// The mean duration of one contract's validations in `[from, to]`.
+pub fn avg_duration_ms(
+    conn: &Connection,
+    contract_id: &str,
+    (from, to): (Timestamp, Timestamp),
+) -> Result<Option<f64>, StoreError> {
+    Ok(conn
         .prepare_cached(
             "SELECT avg(duration_ms) FROM validations \
              WHERE contract_id = ?1 AND recorded_at >= ?2 AND recorded_at <= ?3",
         )?
-        .query_row(params![contract_id, from, to], |r| r.get(0))?;
+        .query_row(params![contract_id, from, to], |r| r.get(0))?)
+}
 
+/// One contract's `limit` most frequent error codes in `[from, to]`, most
+/// frequent first, each with one of its messages.
+pub fn common_errors(
+    conn: &Connection,
+    contract_id: &str,
+    (from, to): (Timestamp, Timestamp),
+    limit: u32,
+) -> Result<Vec<CommonError>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT code, count(*) AS n, max(message) FROM validation_errors \
          WHERE contract_id = ?1 AND recorded_at >= ?2 AND recorded_at <= ?3 \
          GROUP BY code ORDER BY n DESC, code LIMIT ?4",
     )?;
-    let mut rows = stmt.query(params![contract_id, from, to, COMMON_ERRORS])?;
-    let mut common_errors = Vec::new();
+    let mut rows = stmt.query(params![contract_id, from, to, limit])?;
+    let mut out = Vec::new();
     while let Some(row) = rows.next()? {
-        common_errors.push(CommonError {
+        out.push(CommonError {
             code: row.get(0)?,
             count: u64::try_from(row.get::<_, i64>(1)?).unwrap_or(0),
             sample_message: row.get(2)?,
         });
     }
-
-    Ok(ValidationStats {
-        contract_id: contract_id.to_owned(),
-        days,
-        granularity,
-        window_start,
-        window_end: now,
-        totals,
-        avg_duration_ms: avg_duration_ms.map(|a| (a * 100.0).round() / 100.0),
-        buckets: fill_buckets(granularity, window_start, now, &found),
-        common_errors,
-    })
+    Ok(out)
 }

@@ -32,16 +32,19 @@ trait Job: Send {
     fn finish(self: Box<Self>, commit: Result<(), String>);
 }
 
-struct TypedJob<T, F> {
+/// A write whose closure fails with `E`: a store error, or a caller's own
+/// error type (a use case refusing a change by its rules) that can hold one.
+struct TypedJob<T, E, F> {
     write: Option<F>,
-    result: Option<Result<T, StoreError>>,
-    reply: Box<dyn FnOnce(Result<T, StoreError>) + Send>,
+    result: Option<Result<T, E>>,
+    reply: Box<dyn FnOnce(Result<T, E>) + Send>,
 }
 
-impl<T, F> Job for TypedJob<T, F>
+impl<T, E, F> Job for TypedJob<T, E, F>
 where
     T: Send,
-    F: FnOnce(&Connection) -> Result<T, StoreError> + Send,
+    E: From<StoreError> + Send,
+    F: FnOnce(&Connection) -> Result<T, E> + Send,
 {
     fn run(&mut self, conn: &Connection) -> bool {
         let Some(write) = self.write.take() else {
@@ -50,7 +53,7 @@ where
         // A panicking write must not take the writer (and every later write)
         // down with it.
         let result = catch_unwind(AssertUnwindSafe(|| write(conn)))
-            .unwrap_or_else(|_| Err(StoreError::Task("a database write panicked".into())));
+            .unwrap_or_else(|_| Err(StoreError::Task("a database write panicked".into()).into()));
         let ok = result.is_ok();
         self.result = Some(result);
         ok
@@ -60,8 +63,8 @@ where
         let outcome = match (self.result, commit) {
             (Some(Err(e)), _) => Err(e),
             (Some(Ok(value)), Ok(())) => Ok(value),
-            (_, Err(e)) => Err(StoreError::Task(format!("the commit failed: {e}"))),
-            (None, Ok(())) => Err(StoreError::Task("the write was not run".into())),
+            (_, Err(e)) => Err(StoreError::Task(format!("the commit failed: {e}")).into()),
+            (None, Ok(())) => Err(StoreError::Task("the write was not run".into()).into()),
         };
         (self.reply)(outcome);
     }
@@ -110,10 +113,11 @@ impl Writer {
         Ok(Self { jobs })
     }
 
-    fn submit<T, F>(&self, write: F, reply: impl FnOnce(Result<T, StoreError>) + Send + 'static)
+    fn submit<T, E, F>(&self, write: F, reply: impl FnOnce(Result<T, E>) + Send + 'static)
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
     {
         let job = Box::new(TypedJob {
             write: Some(write),
@@ -127,29 +131,31 @@ impl Writer {
 
     /// Runs `write` in the next batch and waits, without blocking a thread,
     /// for the commit that holds it.
-    pub async fn write<T, F>(&self, write: F) -> Result<T, StoreError>
+    pub async fn write<T, E, F>(&self, write: F) -> Result<T, E>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.submit(write, move |r| {
             let _ = tx.send(r);
         });
-        rx.await.map_err(|_| stopped())?
+        rx.await.map_err(|_| E::from(stopped()))?
     }
 
     /// The same for callers outside the async runtime (the CLI).
-    pub fn write_blocking<T, F>(&self, write: F) -> Result<T, StoreError>
+    pub fn write_blocking<T, E, F>(&self, write: F) -> Result<T, E>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
     {
         let (tx, rx) = mpsc::channel();
         self.submit(write, move |r| {
             let _ = tx.send(r);
         });
-        rx.recv().map_err(|_| stopped())?
+        rx.recv().map_err(|_| E::from(stopped()))?
     }
 }
 
@@ -252,7 +258,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("w.db"), &StoreOptions::default()).unwrap();
         store
-            .write_blocking(|c| Ok(c.execute_batch("CREATE TABLE t (n INTEGER)")?))
+            .write_blocking(|c| Ok::<_, StoreError>(c.execute_batch("CREATE TABLE t (n INTEGER)")?))
             .unwrap();
         // Many threads write at once, so writes share batches.
         let barrier = Arc::new(Barrier::new(32));
@@ -279,7 +285,7 @@ mod tests {
             .read_blocking(|c| {
                 let mut stmt = c.prepare("SELECT n FROM t ORDER BY n")?;
                 let rows = stmt.query_map([], |r| r.get(0))?;
-                Ok(rows.collect::<Result<_, _>>()?)
+                Ok::<_, StoreError>(rows.collect::<Result<_, _>>()?)
             })
             .unwrap();
         assert_eq!(kept, (0..32).step_by(2).collect::<Vec<_>>());
@@ -293,6 +299,6 @@ mod tests {
             .write_blocking(|_| -> Result<(), StoreError> { panic!("boom") })
             .unwrap_err();
         assert!(err.to_string().contains("panicked"), "{err}");
-        store.write_blocking(|_| Ok(())).unwrap();
+        store.write_blocking(|_| Ok::<_, StoreError>(())).unwrap();
     }
 }

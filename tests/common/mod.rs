@@ -7,8 +7,8 @@ pub mod server;
 use std::path::PathBuf;
 
 use griot_registry::{
-    AppState, HttpOptions,
-    api::state::Settings,
+    App, HttpOptions,
+    app::Settings,
     app::keys,
     build_app,
     domain::{keys::KeyScope, limits::Limits, time::Clock, time::Timestamp},
@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 pub struct TestApp {
-    state: AppState,
+    state: App,
     pub client: TestClient<BoxEndpoint<'static, poem::Response>>,
     pub store: Store,
     pub clock: Clock,
@@ -131,7 +131,7 @@ impl TestApp {
         write_key: String,
         read_key: String,
     ) -> Self {
-        let state = AppState::with_settings(
+        let state = App::with_settings(
             store.clone(),
             Settings {
                 require_auth_for_reads: options.require_auth_for_reads,
@@ -158,7 +158,7 @@ impl TestApp {
     }
 
     /// The state the app serves with, for background work such as sweeps.
-    pub fn state(&self) -> AppState {
+    pub fn state(&self) -> App {
         self.state.clone()
     }
 

@@ -10,6 +10,7 @@ use std::{
 use griot_registry::{
     app::keys,
     domain::{
+        event::RunEvent,
         ids,
         keys::KeyScope,
         metadata::Metadata,
@@ -17,7 +18,7 @@ use griot_registry::{
         time::Timestamp,
         validation::{NewValidationInput, ValidationIssue, ValidationStatus, ValidationWarning},
     },
-    store::{Durability, Store, StoreOptions, runs, validations},
+    store::{Durability, Store, StoreError, StoreOptions, events, runs, validations},
 };
 use serde_json::json;
 
@@ -287,11 +288,12 @@ pub fn fill(db: &Path, o: &FillOptions) -> Result<Filled, String> {
             .write_blocking(move |tx| {
                 for r in &batch_runs {
                     runs::insert(tx, r)?;
+                    events::append(tx, &RunEvent::created(r))?;
                 }
                 for v in &batch_vals {
                     validations::insert(tx, v)?;
                 }
-                Ok(())
+                Ok::<_, StoreError>(())
             })
             .map_err(|e| format!("fill failed at run {i}: {e}"))?;
         i = end;

@@ -1,0 +1,276 @@
+//! Runs: create, read, change, heartbeat, list and wait.
+
+use std::time::Duration;
+
+use super::{App, AppError};
+use crate::{
+    domain::{
+        DomainError, Page,
+        event::RunEvent,
+        idempotency::validate_key,
+        keys::Caller,
+        run::{LIVE_STATUSES, NewRunInput, Run, RunDetail, RunFilter, RunListItem, RunPatch},
+    },
+    store::{Connection, events, idempotency, runs, validations},
+};
+
+/// What a create did: made the run, or found the one an earlier request
+/// with the same Idempotency-Key made.
+pub struct Created {
+    pub detail: RunDetail,
+    pub replayed: bool,
+}
+
+/// Creates a run for `caller`. With an `idempotency_key`, a repeat of the
+/// same request by the same key returns the run the first made, and the
+/// same key with a different request is refused; both decided in the
+/// transaction that creates, so two concurrent creates with one key make
+/// one run.
+pub async fn create(
+    app: &App,
+    caller: &Caller,
+    input: NewRunInput,
+    idempotency_key: Option<&str>,
+) -> Result<Created, AppError> {
+    let now = app.clock.now();
+    let claim = idempotency_key
+        .map(|key| {
+            Ok::<_, DomainError>(Claim {
+                api_key_id: caller.key_id,
+                key: validate_key(key)?,
+                request_hash: input.fingerprint(),
+                since: now.plus_seconds(-app.settings.idempotency_retention_secs),
+            })
+        })
+        .transpose()?;
+    let run = input.into_run(&caller.name, now)?;
+    // The size of a new run depends on the request alone, so it is checked
+    // before the write is queued: nothing to undo, and the writer's time is
+    // not spent on a refusal.
+    app.settings.limits.check_new_run_metadata(&run.metadata)?;
+    app.store
+        .write(move |tx| create_once(tx, run, claim.as_ref()))
+        .await
+}
+
+/// An Idempotency-Key as presented with a create.
+struct Claim {
+    api_key_id: i64,
+    key: String,
+    request_hash: String,
+    /// Uses older than this are forgotten.
+    since: crate::domain::time::Timestamp,
+}
+
+fn create_once(tx: &Connection, run: Run, claim: Option<&Claim>) -> Result<Created, AppError> {
+    if let Some(c) = claim
+        && let Some(prior) = idempotency::find(tx, c.api_key_id, &c.key, c.since)?
+    {
+        if prior.request_hash != c.request_hash {
+            return Err(DomainError::invalid(format!(
+                "Idempotency-Key '{}' was already used for a different request body; send a \
+                 new key for a new run",
+                c.key
+            ))
+            .into());
+        }
+        return Ok(Created {
+            detail: detail(tx, &prior.run_id)?,
+            replayed: true,
+        });
+    }
+    runs::insert(tx, &run)?;
+    events::append(tx, &RunEvent::created(&run))?;
+    if let Some(c) = claim {
+        idempotency::record(
+            tx,
+            c.api_key_id,
+            &c.key,
+            &c.request_hash,
+            &run.id,
+            run.updated_at,
+        )?;
+    }
+    Ok(Created {
+        detail: RunDetail {
+            run,
+            validations: Vec::new(),
+        },
+        replayed: false,
+    })
+}
+
+/// The run with its validations, oldest first.
+fn detail(conn: &Connection, id: &str) -> Result<RunDetail, AppError> {
+    let run = found(conn, id)?;
+    let validations = validations::refs_for_run(conn, id)?;
+    Ok(RunDetail { run, validations })
+}
+
+fn found(conn: &Connection, id: &str) -> Result<Run, AppError> {
+    runs::find(conn, id)?.ok_or_else(|| AppError::not_found("Run", id))
+}
+
+pub async fn get(app: &App, id: String) -> Result<RunDetail, AppError> {
+    app.store.read(move |c| detail(c, &id)).await
+}
+
+/// Applies `patch` in one write transaction, so concurrent patches of one
+/// run each see the other's result: no metadata key is lost to a race. The
+/// change and its event are written together. With `accepted_versions`
+/// (If-Match), a run at none of them is refused. The merged metadata is
+/// checked against the limits on the row as stored, so a refused patch
+/// leaves the run and its history as they were.
+pub async fn update(
+    app: &App,
+    caller: &Caller,
+    id: String,
+    patch: RunPatch,
+    accepted_versions: Option<Vec<i64>>,
+) -> Result<RunDetail, AppError> {
+    let patch = patch.validated()?;
+    let now = app.clock.now();
+    let limits = app.settings.limits;
+    let actor = caller.name.clone();
+    let detail = app
+        .store
+        .write(move |tx| {
+            let mut run = found(tx, &id)?;
+            run.check_version(accepted_versions.as_deref())?;
+            let stored = run.clone();
+            let changed = patch.apply(&mut run, now)?;
+            if patch.metadata.is_some() {
+                limits.check_merged_metadata(&stored.metadata, &run.metadata)?;
+            }
+            // A repeated update of a final run changes nothing, not even the
+            // heartbeat: nothing to write.
+            if run != stored {
+                runs::save(tx, &run)?;
+            }
+            if changed {
+                events::append(
+                    tx,
+                    &RunEvent::for_update(
+                        &id,
+                        stored.status,
+                        run.status,
+                        patch.changes(),
+                        &actor,
+                        now,
+                    ),
+                )?;
+            }
+            let validations = validations::refs_for_run(tx, &id)?;
+            Ok::<_, AppError>(RunDetail { run, validations })
+        })
+        .await?;
+    if detail.run.status.is_final() {
+        app.watch.finished(&detail.run.id);
+    }
+    Ok(detail)
+}
+
+/// Records a sign of life from a pending or running run.
+pub async fn heartbeat(app: &App, id: String) -> Result<RunDetail, AppError> {
+    let now = app.clock.now();
+    app.store
+        .write(move |tx| {
+            let mut run = found(tx, &id)?;
+            run.beat(now)?;
+            runs::save(tx, &run)?;
+            let validations = validations::refs_for_run(tx, &id)?;
+            Ok(RunDetail { run, validations })
+        })
+        .await
+}
+
+/// A run's history, oldest first.
+pub async fn events(app: &App, id: String, page: (u32, u64)) -> Result<Page<RunEvent>, AppError> {
+    let max_bytes = app.settings.limits.max_page_bytes;
+    app.store
+        .read(move |c| {
+            if runs::contract_of(c, &id)?.is_none() {
+                return Err(AppError::not_found("Run", &id));
+            }
+            Ok(events::list(c, &id, page, max_bytes)?)
+        })
+        .await
+}
+
+/// Runs matching `filter`, newest first, each with its validation counts.
+/// `stale` asks for live runs whose heartbeat is overdue now.
+pub async fn list(
+    app: &App,
+    mut filter: RunFilter,
+    stale: bool,
+    page: (u32, u64),
+) -> Result<Page<RunListItem>, AppError> {
+    filter.stale_at = stale.then(|| app.clock.now());
+    let max_bytes = app.settings.limits.max_page_bytes;
+    app.store
+        .read(move |c| {
+            let page = runs::list(c, &filter, LIVE_STATUSES, page, max_bytes)?;
+            let ids: Vec<&str> = page.items.iter().map(|r| r.id.as_str()).collect();
+            let mut summaries = validations::summaries_for_runs(c, &ids)?;
+            let items = page
+                .items
+                .into_iter()
+                .map(|run| {
+                    let validation_summary = summaries.remove(&run.id).unwrap_or_default();
+                    RunListItem {
+                        run,
+                        validation_summary,
+                    }
+                })
+                .collect();
+            Ok::<_, AppError>(Page {
+                items,
+                total: page.total,
+                truncated: page.truncated,
+            })
+        })
+        .await
+}
+
+/// How a wait ended.
+pub struct Waited {
+    /// True when the run is final; false when time ran out or the server is
+    /// shutting down.
+    pub done: bool,
+    pub detail: RunDetail,
+}
+
+/// Answers as soon as the run is final, after `timeout` with the run as it
+/// is then, or at once when the server is shutting down. Waiting holds no
+/// thread and no database connection.
+pub async fn wait(app: &App, id: String, timeout: Duration) -> Result<Waited, AppError> {
+    // Subscribe before reading, so a finish between the read and the wait
+    // is not missed.
+    let mut finished = app.watch.subscribe();
+    let stopping = app.watch.stopping();
+    tokio::pin!(stopping);
+    let mut stopped = false;
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let detail = get(app, id.clone()).await?;
+        let done = detail.run.status.is_final();
+        if done || stopped || tokio::time::Instant::now() >= deadline {
+            return Ok(Waited { done, detail });
+        }
+        // Sleep until this run finishes (or we fell behind and must look
+        // again), or the time is up.
+        loop {
+            tokio::select! {
+                msg = finished.recv() => match msg {
+                    Ok(other) if other != id => continue,
+                    _ => break,
+                },
+                () = tokio::time::sleep_until(deadline) => break,
+                () = &mut stopping => {
+                    stopped = true;
+                    break;
+                }
+            }
+        }
+    }
+}

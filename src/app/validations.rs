@@ -1,0 +1,103 @@
+//! Validations: record, read, list, and a contract's trends.
+
+use std::collections::HashMap;
+
+use super::{App, AppError};
+use crate::{
+    domain::{
+        Page,
+        keys::Caller,
+        validation::{
+            Granularity, NewValidationInput, StatusCounts, Validation, ValidationFilter,
+            ValidationStats, check_run_link, fill_buckets,
+        },
+    },
+    store::{runs, validations},
+};
+
+/// How many error codes the stats list.
+const COMMON_ERRORS: u32 = 10;
+
+/// Records a validation for `caller`. Its run link is checked inside the
+/// transaction that stores it, so the run cannot change contract (or
+/// vanish) between the check and the insert.
+pub async fn record(
+    app: &App,
+    caller: &Caller,
+    input: NewValidationInput,
+) -> Result<Validation, AppError> {
+    let validation = input.into_validation(&caller.name, app.clock.now())?;
+    // Like a new run, a validation's size depends on the request alone:
+    // checked before the write is queued.
+    app.settings.limits.check_validation(&validation)?;
+    app.store
+        .write(move |tx| {
+            if let Some(run_id) = &validation.run_id {
+                let contract = runs::contract_of(tx, run_id)?;
+                check_run_link(run_id, contract.as_deref(), &validation.contract_id)?;
+            }
+            validations::insert(tx, &validation)?;
+            Ok(validation)
+        })
+        .await
+}
+
+pub async fn get(app: &App, id: String) -> Result<Validation, AppError> {
+    app.store
+        .read(move |c| {
+            validations::find(c, &id)?.ok_or_else(|| AppError::not_found("Validation", &id))
+        })
+        .await
+}
+
+/// Validations matching `filter`, newest first.
+pub async fn list(
+    app: &App,
+    filter: ValidationFilter,
+    page: (u32, u64),
+) -> Result<Page<Validation>, AppError> {
+    let max_bytes = app.settings.limits.max_page_bytes;
+    Ok(app
+        .store
+        .read(move |c| validations::list(c, &filter, page, max_bytes))
+        .await?)
+}
+
+/// Trends for one contract over the last `days` days up to now: counts per
+/// status and per bucket (every bucket of the window, so a chart has no
+/// gaps), the mean duration, and the most common error codes.
+pub async fn stats(
+    app: &App,
+    contract_id: String,
+    days: u32,
+    granularity: Granularity,
+) -> Result<ValidationStats, AppError> {
+    let now = app.clock.now();
+    let window_start = now.plus_seconds(-i64::from(days) * 86_400);
+    let window = (window_start, now);
+    app.store
+        .read(move |c| {
+            let found = validations::counts_by_bucket(c, &contract_id, window, granularity)?;
+            let mut totals = StatusCounts::default();
+            let mut by_bucket: HashMap<i64, StatusCounts> = HashMap::new();
+            for (bucket, status, n) in found {
+                totals.add(status, n);
+                by_bucket.entry(bucket).or_default().add(status, n);
+            }
+            let found: Vec<(i64, StatusCounts)> = by_bucket.into_iter().collect();
+            let avg_duration_ms = validations::avg_duration_ms(c, &contract_id, window)?;
+            let common_errors = validations::common_errors(c, &contract_id, window, COMMON_ERRORS)?;
+            Ok::<_, AppError>(ValidationStats {
+                days,
+                granularity,
+                window_start,
+                window_end: now,
+                totals,
+                avg_duration_ms: avg_duration_ms.map(|a| (a * 100.0).round() / 100.0),
+                buckets: fill_buckets(granularity, window_start, now, &found),
+                common_errors,
+                contract_id,
+            })
+        })
+        .await
+}
