@@ -199,22 +199,18 @@ impl From<AppError> for ApiError {
             AppError::NotFound { .. } => ApiError::new(ErrorCode::NotFound, err.to_string()),
             AppError::Domain(e) => e.into(),
             AppError::Auth(e) => e.into(),
+            AppError::KeyNameTaken(_) | AppError::BootstrapNameTaken(_) => {
+                ApiError::new(ErrorCode::Conflict, err.to_string())
+            }
             AppError::Store(e) => e.into(),
         }
     }
 }
 
 impl From<StoreError> for ApiError {
+    /// Storage failures are the server's: logged, never shown.
     fn from(err: StoreError) -> Self {
-        match err {
-            StoreError::NotFound { .. } => ApiError::new(ErrorCode::NotFound, err.to_string()),
-            StoreError::Domain(e) => e.into(),
-            StoreError::Conflict(msg) => ApiError::new(ErrorCode::Conflict, msg),
-            StoreError::VersionMismatch { .. } => {
-                ApiError::new(ErrorCode::PreconditionFailed, err.to_string())
-            }
-            other => ApiError::internal(&other),
-        }
+        ApiError::internal(&err)
     }
 }
 

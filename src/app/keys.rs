@@ -105,12 +105,13 @@ impl Authenticator {
 }
 
 /// Creates a key and returns it with its secret, which exists nowhere else.
-pub fn create(store: &Store, name: &str, scope: KeyScope) -> Result<(ApiKey, Secret), StoreError> {
+pub fn create(store: &Store, name: &str, scope: KeyScope) -> Result<(ApiKey, Secret), AppError> {
     let name = validate_key_name(name)?;
     let secret = Secret::generate()?;
     let hash = secret.hash();
-    let key =
-        store.write_blocking(move |tx| keys::insert(tx, &name, scope, &hash, Timestamp::now()))?;
+    let key = store.write_blocking(move |tx| {
+        keys::insert(tx, &name, scope, &hash, Timestamp::now())?.ok_or(AppError::KeyNameTaken(name))
+    })?;
     Ok((key, secret))
 }
 
@@ -138,7 +139,7 @@ pub enum Bootstrap {
 
 /// Registers `secret` under `name` unless a key with that secret exists,
 /// so restarting with the same variable is harmless.
-pub fn bootstrap(store: &Store, secret: &str, name: &str) -> Result<Bootstrap, StoreError> {
+pub fn bootstrap(store: &Store, secret: &str, name: &str) -> Result<Bootstrap, AppError> {
     let secret = Secret::from_string(secret)?;
     let name = validate_key_name(name)?;
     let hash = secret.hash();
@@ -146,16 +147,8 @@ pub fn bootstrap(store: &Store, secret: &str, name: &str) -> Result<Bootstrap, S
         Some(k) if k.revoked_at.is_some() => Ok(Bootstrap::Revoked),
         Some(_) => Ok(Bootstrap::AlreadyThere),
         None => {
-            keys::insert(tx, &name, KeyScope::Write, &hash, Timestamp::now()).map_err(
-                |e| match e {
-                    StoreError::Conflict(_) => StoreError::Conflict(format!(
-                        "a different API key is already named '{name}': set \
-                             GRIOT_BOOTSTRAP_API_KEY_NAME to another name, or revoke and \
-                             rename the old key"
-                    )),
-                    other => other,
-                },
-            )?;
+            keys::insert(tx, &name, KeyScope::Write, &hash, Timestamp::now())?
+                .ok_or(AppError::BootstrapNameTaken(name))?;
             Ok(Bootstrap::Created)
         }
     })
@@ -167,7 +160,7 @@ pub fn prepare_for_serving(
     bootstrap_secret: Option<&str>,
     bootstrap_name: &str,
     db_path: &std::path::Path,
-) -> Result<(), StoreError> {
+) -> Result<(), AppError> {
     if let Some(secret) = bootstrap_secret {
         match bootstrap(store, secret, bootstrap_name)? {
             Bootstrap::Created => info!(name = bootstrap_name, "registered the bootstrap API key"),

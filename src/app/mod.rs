@@ -94,6 +94,17 @@ pub enum AppError {
     #[error(transparent)]
     Auth(#[from] AuthError),
 
+    /// Another key already has the name asked for.
+    #[error("an API key named '{0}' already exists")]
+    KeyNameTaken(String),
+
+    /// The bootstrap key's name belongs to another key.
+    #[error(
+        "a different API key is already named '{0}': set GRIOT_BOOTSTRAP_API_KEY_NAME to \
+         another name, or revoke and rename the old key"
+    )]
+    BootstrapNameTaken(String),
+
     /// The storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),

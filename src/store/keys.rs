@@ -3,7 +3,7 @@
 use r2d2_sqlite::rusqlite::{Connection, Row, params};
 use tracing::instrument;
 
-use super::{StoreError, on_unique_violation, sql::columns};
+use super::{StoreError, is_unique_violation, sql::columns};
 use crate::domain::{
     keys::{ApiKey, KeyScope},
     time::Timestamp,
@@ -29,20 +29,22 @@ pub fn insert(
     scope: KeyScope,
     secret_hash: &str,
     now: Timestamp,
-) -> Result<ApiKey, StoreError> {
-    conn.execute(
+) -> Result<Option<ApiKey>, StoreError> {
+    match conn.execute(
         "INSERT INTO api_keys (name, scope, secret_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
         params![name, scope, secret_hash, now],
-    )
-    .map_err(|e| on_unique_violation(e, || format!("an API key named '{name}' already exists")))?;
-    Ok(ApiKey {
+    ) {
+        Err(e) if is_unique_violation(&e) => return Ok(None),
+        other => other?,
+    };
+    Ok(Some(ApiKey {
         id: conn.last_insert_rowid(),
         name: name.to_owned(),
         scope,
         created_at: now,
         last_used_at: None,
         revoked_at: None,
-    })
+    }))
 }
 
 /// The key whose secret hashes to `secret_hash`, revoked or not.

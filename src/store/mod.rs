@@ -22,8 +22,6 @@ use r2d2_sqlite::{
 };
 use tracing::info;
 
-use crate::domain::DomainError;
-
 /// The connection a use case's transaction runs on.
 pub use r2d2_sqlite::rusqlite::Connection;
 
@@ -42,16 +40,6 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{kind} '{id}' not found")]
-    NotFound { kind: &'static str, id: String },
-
-    #[error(transparent)]
-    Domain(#[from] DomainError),
-
-    /// A uniqueness rule was broken (a key name taken twice).
-    #[error("{0}")]
-    Conflict(String),
-
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
 
@@ -61,13 +49,6 @@ pub enum StoreError {
     #[error("stored data could not be read: {0}")]
     Corrupt(String),
 
-    /// An If-Match precondition named a version the run has left.
-    #[error(
-        "run '{id}' is at version {current}, which If-Match does not name: it changed since \
-         you read it; read it again and retry"
-    )]
-    VersionMismatch { id: String, current: i64 },
-
     /// The file could not be opened, migrated or copied as asked.
     #[error("{0}")]
     Setup(String),
@@ -76,27 +57,11 @@ pub enum StoreError {
     Task(String),
 }
 
-impl StoreError {
-    pub fn not_found(kind: &'static str, id: impl Into<String>) -> Self {
-        StoreError::NotFound {
-            kind,
-            id: id.into(),
-        }
-    }
-}
-
-/// Turns a broken UNIQUE constraint into a `Conflict` with `message`; any
-/// other error passes through.
-pub fn on_unique_violation(err: rusqlite::Error, message: impl FnOnce() -> String) -> StoreError {
-    match &err {
-        rusqlite::Error::SqliteFailure(e, _)
-            if e.code == ErrorCode::ConstraintViolation
-                && e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
-        {
-            StoreError::Conflict(message())
-        }
-        _ => StoreError::Sqlite(err),
-    }
+/// True when `err` is a broken UNIQUE constraint.
+pub fn is_unique_violation(err: &rusqlite::Error) -> bool {
+    matches!(err, rusqlite::Error::SqliteFailure(e, _)
+        if e.code == ErrorCode::ConstraintViolation
+            && e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)
 }
 
 /// How hard a commit is pushed to disk.

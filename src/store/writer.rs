@@ -270,7 +270,7 @@ mod tests {
                     store.write_blocking(move |c| {
                         c.execute("INSERT INTO t (n) VALUES (?1)", [n])?;
                         if n % 2 == 1 {
-                            return Err(StoreError::Conflict(format!("odd {n}")));
+                            return Err(StoreError::Corrupt(format!("odd {n}")));
                         }
                         Ok(n)
                     })
