@@ -3,7 +3,7 @@
 
 use poem::{Request, web::Data};
 use poem_openapi::{
-    ApiResponse, Enum, Object, OpenApi,
+    ApiResponse, Object, OpenApi,
     param::{Path, Query},
     payload::Json,
 };
@@ -15,7 +15,7 @@ use super::{
     auth::{ApiKeyAuth, ReadAccess},
     body::JsonBody,
     default_limit, examples, page_bounds,
-    types::{DateFilter, DateTime, JsonObject, Name, OneOf, deserialize_enum},
+    types::{DateFilter, DateTime, JsonObject, Name, OneOf, wire_enum},
 };
 use crate::{
     api::error::{OpError, can},
@@ -29,45 +29,18 @@ use crate::{
     store::validations,
 };
 
-/// The outcome of a validation.
-#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
-#[oai(rename = "ValidationStatus", rename_all = "lowercase")]
-pub enum ValidationStatusBody {
-    /// Every check passed.
-    Passed,
-    /// At least one check failed.
-    Failed,
-    /// Passed, with warnings.
-    Warning,
-    /// The checks were not run.
-    Skipped,
-}
-
-impl<'de> Deserialize<'de> for ValidationStatusBody {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        deserialize_enum(d)
-    }
-}
-
-impl From<ValidationStatusBody> for ValidationStatus {
-    fn from(s: ValidationStatusBody) -> Self {
-        match s {
-            ValidationStatusBody::Passed => ValidationStatus::Passed,
-            ValidationStatusBody::Failed => ValidationStatus::Failed,
-            ValidationStatusBody::Warning => ValidationStatus::Warning,
-            ValidationStatusBody::Skipped => ValidationStatus::Skipped,
-        }
-    }
-}
-
-impl From<ValidationStatus> for ValidationStatusBody {
-    fn from(s: ValidationStatus) -> Self {
-        match s {
-            ValidationStatus::Passed => ValidationStatusBody::Passed,
-            ValidationStatus::Failed => ValidationStatusBody::Failed,
-            ValidationStatus::Warning => ValidationStatusBody::Warning,
-            ValidationStatus::Skipped => ValidationStatusBody::Skipped,
-        }
+wire_enum! {
+    /// The outcome of a validation.
+    #[oai(rename = "ValidationStatus", rename_all = "lowercase")]
+    pub enum ValidationStatusBody mirrors ValidationStatus {
+        /// Every check passed.
+        Passed,
+        /// At least one check failed.
+        Failed,
+        /// Passed, with warnings.
+        Warning,
+        /// The checks were not run.
+        Skipped,
     }
 }
 
@@ -245,33 +218,14 @@ pub struct ValidationPage {
     pub truncated: bool,
 }
 
-/// The width of a stats bucket, aligned to UTC: the hour, midnight, or
-/// Monday midnight.
-#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
-#[oai(rename = "Granularity", rename_all = "lowercase")]
-pub enum GranularityBody {
-    Hour,
-    Day,
-    Week,
-}
-
-impl From<GranularityBody> for Granularity {
-    fn from(g: GranularityBody) -> Self {
-        match g {
-            GranularityBody::Hour => Granularity::Hour,
-            GranularityBody::Day => Granularity::Day,
-            GranularityBody::Week => Granularity::Week,
-        }
-    }
-}
-
-impl From<Granularity> for GranularityBody {
-    fn from(g: Granularity) -> Self {
-        match g {
-            Granularity::Hour => GranularityBody::Hour,
-            Granularity::Day => GranularityBody::Day,
-            Granularity::Week => GranularityBody::Week,
-        }
+wire_enum! {
+    /// The width of a stats bucket, aligned to UTC: the hour, midnight, or
+    /// Monday midnight.
+    #[oai(rename = "Granularity", rename_all = "lowercase")]
+    pub enum GranularityBody mirrors Granularity {
+        Hour,
+        Day,
+        Week,
     }
 }
 

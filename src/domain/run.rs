@@ -1,50 +1,29 @@
 //! Runs: one execution of a pipeline against a data contract, and the rules
 //! its status follows.
 
-use std::fmt;
-
 use super::{
     DomainError,
+    enums::string_enum,
     metadata::{Metadata, merge_patch, strip_nulls},
     text::{optional_name, required_name},
     time::Timestamp,
     validation::{ValidationRef, ValidationSummary},
 };
 
-/// Where a run is in its life. `completed`, `failed` and `cancelled` are
-/// final: nothing moves a run out of them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RunStatus {
-    Pending,
-    Running,
-    Completed,
-    Failed,
-    Cancelled,
+string_enum! {
+    /// Where a run is in its life. `completed`, `failed` and `cancelled` are
+    /// final: nothing moves a run out of them.
+    #[derive(Hash)]
+    pub enum RunStatus {
+        Pending = "pending",
+        Running = "running",
+        Completed = "completed",
+        Failed = "failed",
+        Cancelled = "cancelled",
+    }
 }
 
 impl RunStatus {
-    pub const ALL: [RunStatus; 5] = [
-        RunStatus::Pending,
-        RunStatus::Running,
-        RunStatus::Completed,
-        RunStatus::Failed,
-        RunStatus::Cancelled,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunStatus::Pending => "pending",
-            RunStatus::Running => "running",
-            RunStatus::Completed => "completed",
-            RunStatus::Failed => "failed",
-            RunStatus::Cancelled => "cancelled",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|st| st.as_str() == s)
-    }
-
     pub fn is_final(self) -> bool {
         matches!(
             self,
@@ -69,12 +48,6 @@ impl RunStatus {
                 to: next,
             })
         }
-    }
-}
-
-impl fmt::Display for RunStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
