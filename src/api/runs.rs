@@ -85,6 +85,8 @@ pub struct CreateRunRequest {
     /// Fail the run automatically when it is pending or running and nothing
     /// (a heartbeat or an update) was heard from it for this many seconds
     /// (1 to 604800). No timeout when omitted.
+    // The domain's MIN/MAX_HEARTBEAT_TIMEOUT_SECS: validators take only
+    // literals, so tests/constraints.rs ties them.
     #[oai(nullable, validator(minimum(value = "1"), maximum(value = "604800")))]
     pub heartbeat_timeout_seconds: Option<u32>,
 }
@@ -107,6 +109,7 @@ pub struct UpdateRunRequest {
     #[oai(nullable)]
     pub pipeline_name: Option<Name>,
     /// A new heartbeat timeout in seconds (up to 604800); 0 removes it.
+    // MAX_HEARTBEAT_TIMEOUT_SECS, tied by tests/constraints.rs.
     #[oai(nullable, validator(maximum(value = "604800")))]
     pub heartbeat_timeout_seconds: Option<u32>,
     /// A new external pipeline id.

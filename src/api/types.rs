@@ -12,7 +12,11 @@ use poem_openapi::{
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::domain::{metadata::Metadata, text::MAX_NAME_LEN, time::Timestamp};
+use crate::domain::{
+    metadata::Metadata,
+    text::{MAX_NAME_LEN, MIN_NAME_LEN},
+    time::Timestamp,
+};
 
 /// Implements `Type` for a wire type that is its own raw value, from its
 /// name and schema (and, optionally, what it registers).
@@ -118,7 +122,7 @@ macro_rules! name_excluded {
 /// maxLength). Only those below U+10000 are listed: above it a pattern
 /// needs the `u` flag, which JSON Schema does not promise; the server
 /// refuses those too.
-const NAME_PATTERN: &str = concat!(
+pub const NAME_PATTERN: &str = concat!(
     r"^[^",
     name_excluded!(),
     r"]*[^\s",
@@ -127,6 +131,12 @@ const NAME_PATTERN: &str = concat!(
     name_excluded!(),
     r"]*$"
 );
+
+/// What a message must hold: a character that is not whitespace, as
+/// `domain::validation` requires. The `#[oai(validator(pattern))]` on
+/// message fields repeats it, since an attribute takes only a literal;
+/// tests/constraints.rs checks that the spec shows this one.
+pub const NOT_BLANK_PATTERN: &str = r"\S";
 
 /// An identifier a client sends (a contract id, a pipeline name, a run id,
 /// an error code): 1 to 255 characters, not blank, no control or invisible
@@ -141,7 +151,7 @@ self_valued_type!(
     name = "string_name".into(),
     schema = {
         let mut schema = MetaSchema::new("string");
-        schema.min_length = Some(1);
+        schema.min_length = Some(MIN_NAME_LEN);
         schema.max_length = Some(MAX_NAME_LEN);
         schema.pattern = Some(NAME_PATTERN.to_owned());
         MetaSchemaRef::Inline(Box::new(schema))

@@ -95,6 +95,8 @@ pub struct IssueBody {
     /// A stable code for the kind of failure, such as `null_values`.
     pub code: Name,
     /// What failed, for a person.
+    // The domain's MIN/MAX_MESSAGE_LEN and NOT_BLANK_PATTERN: validators take
+    // only literals, so tests/constraints.rs ties them.
     #[oai(validator(min_length = 1, max_length = 4096, pattern = r"\S"))]
     pub message: String,
     /// Where: a column or field path.

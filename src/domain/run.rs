@@ -72,8 +72,15 @@ pub struct Run {
     pub last_heartbeat_at: Option<Timestamp>,
 }
 
+/// The shortest heartbeat timeout a run can be created with. An update may
+/// also send 0, which removes the timeout.
+pub const MIN_HEARTBEAT_TIMEOUT_SECS: u32 = 1;
 /// The longest heartbeat timeout: a week.
 pub const MAX_HEARTBEAT_TIMEOUT_SECS: u32 = 7 * 86_400;
+
+/// The shortest and longest time a client may ask to wait for a run to
+/// finish, in seconds.
+pub const WAIT_SECS: std::ops::RangeInclusive<u32> = 0..=60;
 
 impl Run {
     /// When the run becomes overdue: its last sign of life (a heartbeat, or

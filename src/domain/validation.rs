@@ -110,9 +110,12 @@ pub const COUNT_METRICS: [&str; 4] = [
     "duration_ms",
 ];
 
-/// Longest error or warning message kept whole; longer ones are refused so a
-/// stack trace pasted as a message does not bloat every stats query.
-const MAX_MESSAGE_LEN: usize = 4096;
+/// Shortest error or warning message: one character that is not whitespace.
+pub const MIN_MESSAGE_LEN: usize = 1;
+/// Longest error or warning message (and error path) kept whole; longer ones
+/// are refused so a stack trace pasted as a message does not bloat every
+/// stats query.
+pub const MAX_MESSAGE_LEN: usize = 4096;
 
 #[derive(Debug, Clone, Default)]
 pub struct NewValidationInput {
