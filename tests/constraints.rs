@@ -3,13 +3,16 @@
 //! `#[oai(validator(...))]` attributes take only literals, so they repeat the
 //! domain's constants; this test ties each constraint the served spec shows
 //! to the constant it stands for, so that changing either side alone fails
-//! here. A constraint the table below does not know fails too.
+//! here. A constraint the table below does not know fails too. Bounds and
+//! values that only descriptions state are checked against the domain the
+//! same way.
 
 use std::collections::BTreeMap;
 
 use griot_registry::{
     api::types::{NAME_PATTERN, NOT_BLANK_PATTERN},
     domain::{
+        event::EventType,
         idempotency::MAX_KEY_LEN,
         limits::PAGE_LIMIT,
         run::{MAX_HEARTBEAT_TIMEOUT_SECS, MIN_HEARTBEAT_TIMEOUT_SECS, WAIT_SECS},
@@ -233,4 +236,23 @@ fn descriptions_spell_out_the_domain_bounds() {
         key.contains(&format!("1 to {MAX_KEY_LEN} printable ASCII")),
         "{key}"
     );
+}
+
+/// An event's `type` is a plain string on the wire; its description lists
+/// the values, which are the domain's.
+#[test]
+fn the_event_type_description_lists_every_event_type() {
+    let spec = spec();
+    let described = spec["components"]["schemas"]["RunEvent"]["properties"]["type"]["description"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let listed = described.matches('`').count() / 2;
+    assert_eq!(listed, EventType::ALL.len(), "{described}");
+    for event_type in EventType::ALL {
+        assert!(
+            described.contains(&format!("`{event_type}`")),
+            "{described} lacks {event_type}"
+        );
+    }
 }

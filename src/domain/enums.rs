@@ -15,9 +15,7 @@ pub trait StringEnum: Copy + Eq + fmt::Debug + fmt::Display + 'static {
     fn as_str(self) -> &'static str;
 
     /// The value whose string is `s`, if any.
-    fn parse(s: &str) -> Option<Self> {
-        Self::all().iter().copied().find(|v| v.as_str() == s)
-    }
+    fn parse(s: &str) -> Option<Self>;
 }
 
 /// Declares an enum whose values are fixed strings:
