@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use poem::{Request, web::Data};
 use poem_openapi::{
-    ApiResponse, Enum, Object, OpenApi,
+    ApiResponse, Object, OpenApi,
     param::{Header, Path, Query},
     payload::Json,
     registry::Registry,
@@ -17,7 +17,7 @@ use super::{
     auth::{ApiKeyAuth, ReadAccess},
     body::JsonBody,
     default_limit, examples, page_bounds,
-    types::{DateFilter, DateTime, JsonObject, Name, OneOf, deserialize_enum, self_valued_type},
+    types::{DateFilter, DateTime, JsonObject, Name, OneOf, self_valued_type, wire_enum},
     validations::{ValidationRefBody, ValidationSummaryBody},
 };
 use super::{
@@ -34,50 +34,21 @@ use crate::{
     },
 };
 
-/// Where a run is in its life. `completed`, `failed` and `cancelled` are
-/// final.
-#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
-#[oai(rename = "RunStatus", rename_all = "lowercase")]
-pub enum RunStatusBody {
-    /// Scheduled but not started.
-    Pending,
-    /// Currently executing.
-    Running,
-    /// Finished successfully.
-    Completed,
-    /// Encountered an error.
-    Failed,
-    /// Was cancelled.
-    Cancelled,
-}
-
-impl<'de> Deserialize<'de> for RunStatusBody {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        deserialize_enum(d)
-    }
-}
-
-impl From<RunStatusBody> for RunStatus {
-    fn from(s: RunStatusBody) -> Self {
-        match s {
-            RunStatusBody::Pending => RunStatus::Pending,
-            RunStatusBody::Running => RunStatus::Running,
-            RunStatusBody::Completed => RunStatus::Completed,
-            RunStatusBody::Failed => RunStatus::Failed,
-            RunStatusBody::Cancelled => RunStatus::Cancelled,
-        }
-    }
-}
-
-impl From<RunStatus> for RunStatusBody {
-    fn from(s: RunStatus) -> Self {
-        match s {
-            RunStatus::Pending => RunStatusBody::Pending,
-            RunStatus::Running => RunStatusBody::Running,
-            RunStatus::Completed => RunStatusBody::Completed,
-            RunStatus::Failed => RunStatusBody::Failed,
-            RunStatus::Cancelled => RunStatusBody::Cancelled,
-        }
+wire_enum! {
+    /// Where a run is in its life. `completed`, `failed` and `cancelled` are
+    /// final.
+    #[oai(rename = "RunStatus", rename_all = "lowercase")]
+    pub enum RunStatusBody mirrors RunStatus {
+        /// Scheduled but not started.
+        Pending,
+        /// Currently executing.
+        Running,
+        /// Finished successfully.
+        Completed,
+        /// Encountered an error.
+        Failed,
+        /// Was cancelled.
+        Cancelled,
     }
 }
 
@@ -112,6 +83,8 @@ pub struct CreateRunRequest {
     /// Fail the run automatically when it is pending or running and nothing
     /// (a heartbeat or an update) was heard from it for this many seconds
     /// (1 to 604800). No timeout when omitted.
+    // The domain's MIN/MAX_HEARTBEAT_TIMEOUT_SECS: validators take only
+    // literals, so tests/constraints.rs ties them.
     #[oai(nullable, validator(minimum(value = "1"), maximum(value = "604800")))]
     pub heartbeat_timeout_seconds: Option<u32>,
 }
@@ -134,6 +107,7 @@ pub struct UpdateRunRequest {
     #[oai(nullable)]
     pub pipeline_name: Option<Name>,
     /// A new heartbeat timeout in seconds (up to 604800); 0 removes it.
+    // MAX_HEARTBEAT_TIMEOUT_SECS, tied by tests/constraints.rs.
     #[oai(nullable, validator(maximum(value = "604800")))]
     pub heartbeat_timeout_seconds: Option<u32>,
     /// A new external pipeline id.

@@ -12,7 +12,11 @@ use poem_openapi::{
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::domain::{metadata::Metadata, text::MAX_NAME_LEN, time::Timestamp};
+use crate::domain::{
+    metadata::Metadata,
+    text::{MAX_NAME_LEN, MIN_NAME_LEN},
+    time::Timestamp,
+};
 
 /// Implements `Type` for a wire type that is its own raw value, from its
 /// name and schema (and, optionally, what it registers).
@@ -49,6 +53,63 @@ macro_rules! self_valued_type {
 }
 pub(crate) use self_valued_type;
 
+/// Declares the wire form of a domain string enum (see
+/// `domain::enums::string_enum!`): a poem-openapi `Enum` with the given
+/// `#[oai(...)]` and a doc comment per variant, read from JSON bodies with
+/// [`deserialize_enum`], and `From` both ways. The variants are named like
+/// the domain's; an exhaustive match each way makes a variant missing on
+/// either side a compile error, and `tests::mirrors_carry_the_domain_strings`
+/// checks that the wire strings are the domain's.
+///
+/// ```ignore
+/// wire_enum! {
+///     /// Where a run is in its life.
+///     #[oai(rename = "RunStatus", rename_all = "lowercase")]
+///     pub enum RunStatusBody mirrors RunStatus {
+///         /// Scheduled but not started.
+///         Pending,
+///         // ...
+///     }
+/// }
+/// ```
+macro_rules! wire_enum {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $body:ident mirrors $domain:ident {
+            $( $(#[$vmeta:meta])* $variant:ident ),+ $(,)?
+        }
+    ) => {
+        #[derive(poem_openapi::Enum, Debug, Clone, Copy, PartialEq, Eq)]
+        $(#[$meta])*
+        $vis enum $body {
+            $( $(#[$vmeta])* $variant ),+
+        }
+
+        impl<'de> serde::Deserialize<'de> for $body {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                $crate::api::types::deserialize_enum(d)
+            }
+        }
+
+        impl From<$body> for $domain {
+            fn from(value: $body) -> Self {
+                match value {
+                    $( $body::$variant => $domain::$variant ),+
+                }
+            }
+        }
+
+        impl From<$domain> for $body {
+            fn from(value: $domain) -> Self {
+                match value {
+                    $( $domain::$variant => $body::$variant ),+
+                }
+            }
+        }
+    };
+}
+pub(crate) use wire_enum;
+
 /// The characters a name may not hold, as a regex class body.
 macro_rules! name_excluded {
     () => {
@@ -61,7 +122,7 @@ macro_rules! name_excluded {
 /// maxLength). Only those below U+10000 are listed: above it a pattern
 /// needs the `u` flag, which JSON Schema does not promise; the server
 /// refuses those too.
-const NAME_PATTERN: &str = concat!(
+pub const NAME_PATTERN: &str = concat!(
     r"^[^",
     name_excluded!(),
     r"]*[^\s",
@@ -70,6 +131,12 @@ const NAME_PATTERN: &str = concat!(
     name_excluded!(),
     r"]*$"
 );
+
+/// What a message must hold: a character that is not whitespace, as
+/// `domain::validation` requires. The `#[oai(validator(pattern))]` on
+/// message fields repeats it, since an attribute takes only a literal;
+/// tests/constraints.rs checks that the spec shows this one.
+pub const NOT_BLANK_PATTERN: &str = r"\S";
 
 /// An identifier a client sends (a contract id, a pipeline name, a run id,
 /// an error code): 1 to 255 characters, not blank, no control or invisible
@@ -84,7 +151,7 @@ self_valued_type!(
     name = "string_name".into(),
     schema = {
         let mut schema = MetaSchema::new("string");
-        schema.min_length = Some(1);
+        schema.min_length = Some(MIN_NAME_LEN);
         schema.max_length = Some(MAX_NAME_LEN);
         schema.pattern = Some(NAME_PATTERN.to_owned());
         MetaSchemaRef::Inline(Box::new(schema))
@@ -346,6 +413,50 @@ fn allowed_values<T: Type>() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{
+        api::{
+            runs::RunStatusBody,
+            validations::{GranularityBody, ValidationStatusBody},
+        },
+        domain::{
+            enums::StringEnum,
+            run::RunStatus,
+            validation::{Granularity, ValidationStatus},
+        },
+    };
+
+    /// The wire enum `B` lists exactly the domain's strings, in its order,
+    /// and every value goes through the wire and back unchanged.
+    fn assert_mirrors<D, B>()
+    where
+        D: StringEnum + From<B>,
+        B: Type
+            + ToJSON
+            + ParseFromParameter
+            + serde::de::DeserializeOwned
+            + From<D>
+            + Copy
+            + PartialEq
+            + std::fmt::Debug,
+    {
+        let strings: Vec<&str> = D::all().iter().map(|d| d.as_str()).collect();
+        assert_eq!(allowed_values::<B>(), strings.join(", "), "{}", B::name());
+        for &d in D::all() {
+            let b = B::from(d);
+            assert_eq!(D::from(b), d);
+            assert_eq!(b.to_json(), Some(Value::from(d.as_str())), "{d:?}");
+            assert_eq!(B::parse_from_parameter(d.as_str()).ok(), Some(b), "{d:?}");
+            let read: B = serde_json::from_value(Value::from(d.as_str())).unwrap();
+            assert_eq!(read, b);
+        }
+    }
+
+    #[test]
+    fn mirrors_carry_the_domain_strings() {
+        assert_mirrors::<RunStatus, RunStatusBody>();
+        assert_mirrors::<ValidationStatus, ValidationStatusBody>();
+        assert_mirrors::<Granularity, GranularityBody>();
+    }
 
     #[test]
     fn the_name_pattern_lists_every_refused_range_below_u10000() {

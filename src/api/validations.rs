@@ -3,7 +3,7 @@
 
 use poem::{Request, web::Data};
 use poem_openapi::{
-    ApiResponse, Enum, Object, OpenApi,
+    ApiResponse, Object, OpenApi,
     param::{Path, Query},
     payload::Json,
 };
@@ -15,7 +15,7 @@ use super::{
     auth::{ApiKeyAuth, ReadAccess},
     body::JsonBody,
     default_limit, examples, page_bounds,
-    types::{DateFilter, DateTime, JsonObject, Name, OneOf, deserialize_enum},
+    types::{DateFilter, DateTime, JsonObject, Name, OneOf, wire_enum},
 };
 use super::{
     auth,
@@ -31,45 +31,18 @@ use crate::{
     },
 };
 
-/// The outcome of a validation.
-#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
-#[oai(rename = "ValidationStatus", rename_all = "lowercase")]
-pub enum ValidationStatusBody {
-    /// Every check passed.
-    Passed,
-    /// At least one check failed.
-    Failed,
-    /// Passed, with warnings.
-    Warning,
-    /// The checks were not run.
-    Skipped,
-}
-
-impl<'de> Deserialize<'de> for ValidationStatusBody {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        deserialize_enum(d)
-    }
-}
-
-impl From<ValidationStatusBody> for ValidationStatus {
-    fn from(s: ValidationStatusBody) -> Self {
-        match s {
-            ValidationStatusBody::Passed => ValidationStatus::Passed,
-            ValidationStatusBody::Failed => ValidationStatus::Failed,
-            ValidationStatusBody::Warning => ValidationStatus::Warning,
-            ValidationStatusBody::Skipped => ValidationStatus::Skipped,
-        }
-    }
-}
-
-impl From<ValidationStatus> for ValidationStatusBody {
-    fn from(s: ValidationStatus) -> Self {
-        match s {
-            ValidationStatus::Passed => ValidationStatusBody::Passed,
-            ValidationStatus::Failed => ValidationStatusBody::Failed,
-            ValidationStatus::Warning => ValidationStatusBody::Warning,
-            ValidationStatus::Skipped => ValidationStatusBody::Skipped,
-        }
+wire_enum! {
+    /// The outcome of a validation.
+    #[oai(rename = "ValidationStatus", rename_all = "lowercase")]
+    pub enum ValidationStatusBody mirrors ValidationStatus {
+        /// Every check passed.
+        Passed,
+        /// At least one check failed.
+        Failed,
+        /// Passed, with warnings.
+        Warning,
+        /// The checks were not run.
+        Skipped,
     }
 }
 
@@ -124,6 +97,8 @@ pub struct IssueBody {
     /// A stable code for the kind of failure, such as `null_values`.
     pub code: Name,
     /// What failed, for a person.
+    // The domain's MIN/MAX_MESSAGE_LEN and NOT_BLANK_PATTERN: validators take
+    // only literals, so tests/constraints.rs ties them.
     #[oai(validator(min_length = 1, max_length = 4096, pattern = r"\S"))]
     pub message: String,
     /// Where: a column or field path.
@@ -247,33 +222,14 @@ pub struct ValidationPage {
     pub truncated: bool,
 }
 
-/// The width of a stats bucket, aligned to UTC: the hour, midnight, or
-/// Monday midnight.
-#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
-#[oai(rename = "Granularity", rename_all = "lowercase")]
-pub enum GranularityBody {
-    Hour,
-    Day,
-    Week,
-}
-
-impl From<GranularityBody> for Granularity {
-    fn from(g: GranularityBody) -> Self {
-        match g {
-            GranularityBody::Hour => Granularity::Hour,
-            GranularityBody::Day => Granularity::Day,
-            GranularityBody::Week => Granularity::Week,
-        }
-    }
-}
-
-impl From<Granularity> for GranularityBody {
-    fn from(g: Granularity) -> Self {
-        match g {
-            Granularity::Hour => GranularityBody::Hour,
-            Granularity::Day => GranularityBody::Day,
-            Granularity::Week => GranularityBody::Week,
-        }
+wire_enum! {
+    /// The width of a stats bucket, aligned to UTC: the hour, midnight, or
+    /// Monday midnight.
+    #[oai(rename = "Granularity", rename_all = "lowercase")]
+    pub enum GranularityBody mirrors Granularity {
+        Hour,
+        Day,
+        Week,
     }
 }
 

@@ -1,42 +1,22 @@
 //! The history of a run: one event per change, written in the same
 //! transaction as the change itself.
 
-use super::{metadata::Metadata, run::RunStatus, time::Timestamp};
+use super::{enums::string_enum, metadata::Metadata, run::RunStatus, time::Timestamp};
 
 /// The actor of changes the server makes on its own (heartbeat expiry).
 pub const SYSTEM_ACTOR: &str = "system";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventType {
-    /// The run was created.
-    Created,
-    /// The run's status changed (perhaps with other fields).
-    StatusChanged,
-    /// Metadata, names or the heartbeat timeout changed; the status did not.
-    Updated,
-    /// The reaper failed the run because its heartbeat lapsed.
-    HeartbeatExpired,
-}
-
-impl EventType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventType::Created => "created",
-            EventType::StatusChanged => "status_changed",
-            EventType::Updated => "updated",
-            EventType::HeartbeatExpired => "heartbeat_expired",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        [
-            EventType::Created,
-            EventType::StatusChanged,
-            EventType::Updated,
-            EventType::HeartbeatExpired,
-        ]
-        .into_iter()
-        .find(|t| t.as_str() == s)
+string_enum! {
+    /// What an event records.
+    pub enum EventType {
+        /// The run was created.
+        Created = "created",
+        /// The run's status changed (perhaps with other fields).
+        StatusChanged = "status_changed",
+        /// Metadata, names or the heartbeat timeout changed; the status did not.
+        Updated = "updated",
+        /// The reaper failed the run because its heartbeat lapsed.
+        HeartbeatExpired = "heartbeat_expired",
     }
 }
 

@@ -5,44 +5,24 @@ use std::fmt;
 
 use sha2::{Digest, Sha256};
 
-use super::{DomainError, text::required_name, time::Timestamp};
+use super::{DomainError, enums::string_enum, text::required_name, time::Timestamp};
 
 /// Every secret starts with this, so secret scanners can spot a leaked one.
 pub const SECRET_PREFIX: &str = "grk_";
 /// 32 random bytes, hex-encoded: 256 bits from the OS generator.
 const SECRET_HEX_LEN: usize = 64;
 
-/// What a key may do. A write key may also read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyScope {
-    Read,
-    Write,
+string_enum! {
+    /// What a key may do. A write key may also read.
+    pub enum KeyScope {
+        Read = "read",
+        Write = "write",
+    }
 }
 
 impl KeyScope {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KeyScope::Read => "read",
-            KeyScope::Write => "write",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "read" => Some(KeyScope::Read),
-            "write" => Some(KeyScope::Write),
-            _ => None,
-        }
-    }
-
     pub fn can_write(self) -> bool {
         self == KeyScope::Write
-    }
-}
-
-impl fmt::Display for KeyScope {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

@@ -15,6 +15,8 @@ pub const DEFAULT_MAX_METRICS_BYTES: usize = 256 * 1024;
 pub const DEFAULT_MAX_VALIDATION_ISSUES: usize = 1000;
 /// 8 MiB: 32 runs at the metadata cap, thousands of ordinary ones.
 pub const DEFAULT_MAX_PAGE_BYTES: usize = 8 * 1024 * 1024;
+/// The smallest and largest page size (`limit`) a list may ask for.
+pub const PAGE_LIMIT: std::ops::RangeInclusive<u32> = 1..=1000;
 
 /// The caps; the server's flags set them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,5 +1,6 @@
 //! Types and rules of the registry: no HTTP and no SQL here.
 
+pub mod enums;
 pub mod event;
 pub mod idempotency;
 pub mod ids;

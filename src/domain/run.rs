@@ -1,50 +1,29 @@
 //! Runs: one execution of a pipeline against a data contract, and the rules
 //! its status follows.
 
-use std::fmt;
-
 use super::{
     DomainError,
+    enums::string_enum,
     metadata::{Metadata, merge_patch, strip_nulls},
     text::{optional_name, required_name},
     time::Timestamp,
     validation::{ValidationRef, ValidationSummary},
 };
 
-/// Where a run is in its life. `completed`, `failed` and `cancelled` are
-/// final: nothing moves a run out of them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RunStatus {
-    Pending,
-    Running,
-    Completed,
-    Failed,
-    Cancelled,
+string_enum! {
+    /// Where a run is in its life. `completed`, `failed` and `cancelled` are
+    /// final: nothing moves a run out of them.
+    #[derive(Hash)]
+    pub enum RunStatus {
+        Pending = "pending",
+        Running = "running",
+        Completed = "completed",
+        Failed = "failed",
+        Cancelled = "cancelled",
+    }
 }
 
 impl RunStatus {
-    pub const ALL: [RunStatus; 5] = [
-        RunStatus::Pending,
-        RunStatus::Running,
-        RunStatus::Completed,
-        RunStatus::Failed,
-        RunStatus::Cancelled,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunStatus::Pending => "pending",
-            RunStatus::Running => "running",
-            RunStatus::Completed => "completed",
-            RunStatus::Failed => "failed",
-            RunStatus::Cancelled => "cancelled",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|st| st.as_str() == s)
-    }
-
     pub fn is_final(self) -> bool {
         matches!(
             self,
@@ -72,12 +51,6 @@ impl RunStatus {
     }
 }
 
-impl fmt::Display for RunStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// A stored run, as the store reads it back.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Run {
@@ -99,8 +72,15 @@ pub struct Run {
     pub last_heartbeat_at: Option<Timestamp>,
 }
 
+/// The shortest heartbeat timeout a run can be created with. An update may
+/// also send 0, which removes the timeout.
+pub const MIN_HEARTBEAT_TIMEOUT_SECS: u32 = 1;
 /// The longest heartbeat timeout: a week.
 pub const MAX_HEARTBEAT_TIMEOUT_SECS: u32 = 7 * 86_400;
+
+/// The shortest and longest time a client may ask to wait for a run to
+/// finish, in seconds.
+pub const WAIT_SECS: std::ops::RangeInclusive<u32> = 0..=60;
 
 impl Run {
     /// When the run becomes overdue: its last sign of life (a heartbeat, or

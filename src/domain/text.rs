@@ -3,6 +3,8 @@
 
 use super::DomainError;
 
+/// Shortest identifier we accept: one character, after trimming.
+pub const MIN_NAME_LEN: usize = 1;
 /// Longest identifier we accept; long enough for any real id, short enough
 /// that an index entry stays small.
 pub const MAX_NAME_LEN: usize = 255;

@@ -1,51 +1,25 @@
 //! Validations: the result of checking a dataset against a data contract,
 //! recorded by a pipeline step, and the trends computed over them.
 
-use std::fmt;
-
 use serde_json::Value;
 
 use super::{
     DomainError,
+    enums::string_enum,
     metadata::Metadata,
     text::{optional_name, required_name},
     time::Timestamp,
 };
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ValidationStatus {
-    Passed,
-    Failed,
-    /// Passed, with warnings.
-    Warning,
-    Skipped,
-}
-
-impl ValidationStatus {
-    pub const ALL: [ValidationStatus; 4] = [
-        ValidationStatus::Passed,
-        ValidationStatus::Failed,
-        ValidationStatus::Warning,
-        ValidationStatus::Skipped,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ValidationStatus::Passed => "passed",
-            ValidationStatus::Failed => "failed",
-            ValidationStatus::Warning => "warning",
-            ValidationStatus::Skipped => "skipped",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|st| st.as_str() == s)
-    }
-}
-
-impl fmt::Display for ValidationStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+string_enum! {
+    /// The outcome of a validation.
+    #[derive(Hash)]
+    pub enum ValidationStatus {
+        Passed = "passed",
+        Failed = "failed",
+        /// Passed, with warnings.
+        Warning = "warning",
+        Skipped = "skipped",
     }
 }
 
@@ -136,9 +110,12 @@ pub const COUNT_METRICS: [&str; 4] = [
     "duration_ms",
 ];
 
-/// Longest error or warning message kept whole; longer ones are refused so a
-/// stack trace pasted as a message does not bloat every stats query.
-const MAX_MESSAGE_LEN: usize = 4096;
+/// Shortest error or warning message: one character that is not whitespace.
+pub const MIN_MESSAGE_LEN: usize = 1;
+/// Longest error or warning message (and error path) kept whole; longer ones
+/// are refused so a stack trace pasted as a message does not bloat every
+/// stats query.
+pub const MAX_MESSAGE_LEN: usize = 4096;
 
 #[derive(Debug, Clone, Default)]
 pub struct NewValidationInput {
@@ -246,13 +223,14 @@ pub struct ValidationFilter {
     pub end_date: Option<Timestamp>,
 }
 
-/// The width of a stats bucket. Buckets are aligned to UTC calendar
-/// boundaries: the hour, midnight, and Monday midnight (ISO weeks).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Granularity {
-    Hour,
-    Day,
-    Week,
+string_enum! {
+    /// The width of a stats bucket. Buckets are aligned to UTC calendar
+    /// boundaries: the hour, midnight, and Monday midnight (ISO weeks).
+    pub enum Granularity {
+        Hour = "hour",
+        Day = "day",
+        Week = "week",
+    }
 }
 
 /// 1970-01-05, the first Monday after the Unix epoch.
