@@ -1,5 +1,8 @@
 """The asyncio/trio client, :class:`RegistryClient`."""
 
+# The blocking client, client.py, is generated from this file by
+# clients/python/scripts/gen_sync.py: run it after any change here.
+
 from __future__ import annotations
 
 from types import TracebackType

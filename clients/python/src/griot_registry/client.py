@@ -1,3 +1,5 @@
+# Generated from async_client.py by clients/python/scripts/gen_sync.py:
+# edit async_client.py and run the script again, not this file.
 """The blocking client, :class:`SyncRegistryClient`."""
 
 from __future__ import annotations
@@ -267,7 +269,8 @@ class SyncRegistryClient:
         pager = _core.Pager(page_size)
         while not pager.done:
             page = self.list_run_events(run_id, limit=pager.page_size, offset=pager.offset)
-            yield from pager.take(page)
+            for item in pager.take(page):
+                yield item
 
     def wait_for_run(
         self,
@@ -355,7 +358,8 @@ class SyncRegistryClient:
                 offset=pager.offset,
                 stale=stale,
             )
-            yield from pager.take(page)
+            for item in pager.take(page):
+                yield item
 
     # -- validations -------------------------------------------------------
 
@@ -442,7 +446,8 @@ class SyncRegistryClient:
                 limit=pager.page_size,
                 offset=pager.offset,
             )
-            yield from pager.take(page)
+            for item in pager.take(page):
+                yield item
 
     def get_validation_stats(
         self, contract_id: str, days: int = 30, granularity: str = "day"

@@ -94,24 +94,30 @@ def _heartbeat_interval(
     return float(interval)
 
 
-def _heartbeat_failed(run_id: str, interval: float, err: Exception) -> bool:
-    """Log a failed heartbeat; ``True`` when heartbeats should stop."""
-    if isinstance(err, ConflictError):
-        logger.info("run %s is no longer live; heartbeats stop: %s", run_id, err)
-        return True
-    logger.warning(
-        "heartbeat for run %s failed, next try in %g s: %s", run_id, interval, err
-    )
-    return False
-
-
-class _HeartbeatThread:
-    """Sends heartbeats for a run from a daemon thread until stopped."""
+class _Heartbeats:
+    """What the thread and the task that send a run's heartbeats share."""
 
     def __init__(self, client: Any, run_id: str, interval: float) -> None:
         self.client = client
         self.run_id = run_id
         self.interval = interval
+
+    def _failed(self, err: Exception) -> bool:
+        """Log a failed heartbeat; ``True`` when heartbeats should stop."""
+        if isinstance(err, ConflictError):
+            logger.info("run %s is no longer live; heartbeats stop: %s", self.run_id, err)
+            return True
+        logger.warning(
+            "heartbeat for run %s failed, next try in %g s: %s", self.run_id, self.interval, err
+        )
+        return False
+
+
+class _HeartbeatThread(_Heartbeats):
+    """Sends heartbeats for a run from a daemon thread until stopped."""
+
+    def __init__(self, client: Any, run_id: str, interval: float) -> None:
+        super().__init__(client, run_id, interval)
         self._stopping = threading.Event()
         self._thread = threading.Thread(
             target=self._beat, name=f"griot-registry-heartbeat-{run_id}", daemon=True
@@ -123,7 +129,7 @@ class _HeartbeatThread:
             try:
                 self.client.heartbeat(self.run_id)
             except Exception as err:
-                if _heartbeat_failed(self.run_id, self.interval, err):
+                if self._failed(err):
                     return
 
     def stop(self) -> None:
@@ -132,15 +138,13 @@ class _HeartbeatThread:
         self._thread.join()
 
 
-class _HeartbeatTask:
+class _HeartbeatTask(_Heartbeats):
     """Sends heartbeats for a run from a task (asyncio or trio) until
     stopped. The task group is entered in ``__aenter__`` of the run context
     and left in its ``__aexit__``, in the same task, around the block."""
 
     def __init__(self, client: Any, run_id: str, interval: float) -> None:
-        self.client = client
-        self.run_id = run_id
-        self.interval = interval
+        super().__init__(client, run_id, interval)
         self._group: Optional[anyio.abc.TaskGroup] = None
 
     async def start(self) -> None:
@@ -155,7 +159,7 @@ class _HeartbeatTask:
             try:
                 await self.client.heartbeat(self.run_id)
             except Exception as err:
-                if _heartbeat_failed(self.run_id, self.interval, err):
+                if self._failed(err):
                     return
 
     async def stop(self) -> None:
@@ -219,6 +223,38 @@ class _RunContextBase:
         assert self.run is not None
         return self.run["id"]
 
+    def _end_update(self, exc: Optional[BaseException]) -> Dict[str, Any]:
+        """The :meth:`update_run` arguments that end the run: ``completed``
+        when the block ended normally, else ``failed`` or ``cancelled`` with
+        the exception in the metadata."""
+        if exc is None:
+            return {"run_id": self._run_id(), "status": "completed"}
+        return {
+            "run_id": self._run_id(),
+            "status": _final_status(exc),
+            "metadata": _error_metadata(exc),
+        }
+
+    def _end_failed(
+        self,
+        update: Mapping[str, Any],
+        err: Exception,
+        exc: Optional[BaseException],
+        interrupted: Optional[BaseException] = None,
+    ) -> bool:
+        """Log that ``update`` (from :meth:`_end_update`) failed with
+        ``err``; ``False`` when ``err`` is to be raised instead. A run that
+        ended normally may already be final (kept as it is); when the block
+        raised or was interrupted, its exception matters more than ``err``."""
+        run_id, status = update["run_id"], update["status"]
+        if exc is None and interrupted is None:
+            if not isinstance(err, ConflictError):
+                return False
+            logger.info("run %s was already final; left as it is: %s", run_id, err)
+        else:
+            logger.warning("could not mark run %s as %s: %s", run_id, status, err)
+        return True
+
 
 class SyncRunContext(_RunContextBase):
     """What :func:`run_context` returns for a :class:`SyncRegistryClient`:
@@ -239,21 +275,15 @@ class SyncRunContext(_RunContextBase):
         exc: Optional[BaseException],
         tb: Optional[TracebackType],
     ) -> None:
-        run_id = self._run_id()
         if self._heartbeats is not None:
             self._heartbeats.stop()
             self._heartbeats = None
-        if exc is None:
-            try:
-                self.client.update_run(run_id, status="completed")
-            except ConflictError as err:
-                logger.info("run %s was already final; left as it is: %s", run_id, err)
-            return
-        status = _final_status(exc)
+        update = self._end_update(exc)
         try:
-            self.client.update_run(run_id, status=status, metadata=_error_metadata(exc))
+            self.client.update_run(**update)
         except Exception as err:
-            logger.warning("could not mark run %s as %s: %s", run_id, status, err)
+            if not self._end_failed(update, err, exc):
+                raise
         # Returning None lets the original exception propagate.
 
     if not TYPE_CHECKING:
@@ -289,7 +319,6 @@ class AsyncRunContext(_RunContextBase):
         exc: Optional[BaseException],
         tb: Optional[TracebackType],
     ) -> None:
-        run_id = self._run_id()
         interrupted: Optional[BaseException] = None
         if self._heartbeats is not None:
             heartbeats, self._heartbeats = self._heartbeats, None
@@ -297,32 +326,20 @@ class AsyncRunContext(_RunContextBase):
                 await heartbeats.stop()
             except BaseException as err:  # this task is being cancelled
                 interrupted = err
-        if exc is None and interrupted is not None:
-            # The block ended, but the task was cancelled while the heartbeats
-            # stopped: record the completed work, then let the cancellation go on.
-            try:
-                with anyio.CancelScope(shield=True):
-                    await self.client.update_run(run_id, status="completed")
-            except Exception as err:
-                logger.warning("could not mark run %s as completed: %s", run_id, err)
-            raise interrupted
-        if exc is None:
-            try:
-                await self.client.update_run(run_id, status="completed")
-            except ConflictError as err:
-                logger.info("run %s was already final; left as it is: %s", run_id, err)
-            return
-        status = _final_status(exc)
+        update = self._end_update(exc)
         try:
             # A cancelled task would have this await cancelled too (trio and
             # anyio cancel scopes stay cancelled); shield it so the run is not
             # left running. The client's own timeout bounds the wait.
-            with anyio.CancelScope(shield=True):
-                await self.client.update_run(
-                    run_id, status=status, metadata=_error_metadata(exc)
-                )
+            with anyio.CancelScope(shield=exc is not None or interrupted is not None):
+                await self.client.update_run(**update)
         except Exception as err:
-            logger.warning("could not mark run %s as %s: %s", run_id, status, err)
+            if not self._end_failed(update, err, exc, interrupted):
+                raise
+        if exc is None and interrupted is not None:
+            # The block ended, but the task was cancelled while the heartbeats
+            # stopped: the completed work is recorded, the cancellation goes on.
+            raise interrupted
 
     if not TYPE_CHECKING:
         # Only at run time, so that type checkers flag `with` on it.

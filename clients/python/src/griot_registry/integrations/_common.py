@@ -10,7 +10,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Optional, TypeVar
+from typing import Any, Callable, Dict, Mapping, Optional, TypeVar
 
 import httpx
 
@@ -221,6 +221,6 @@ class Heartbeater:
         self.stop()
 
 
-def compact(mapping: Mapping[str, Any]) -> dict:  # type: ignore[type-arg]
+def compact(mapping: Mapping[str, Any]) -> Dict[str, Any]:
     """The mapping without its ``None`` values."""
     return {key: value for key, value in mapping.items() if value is not None}

@@ -46,9 +46,9 @@ from ..types import Run
 from ._common import Reporter, Settings, compact, stable_key
 
 try:  # Airflow 3: the Task SDK's class, importable in workers without airflow-core
-    from airflow.sdk.plugins_manager import AirflowPlugin  # type: ignore[import-not-found,import-untyped,unused-ignore]
+    from airflow.sdk.plugins_manager import AirflowPlugin
 except ImportError:  # Airflow 2
-    from airflow.plugins_manager import AirflowPlugin  # type: ignore[import-not-found,import-untyped,no-redef,assignment,unused-ignore]
+    from airflow.plugins_manager import AirflowPlugin
 
 __all__ = [
     "CONTRACT_PARAM",
@@ -248,7 +248,7 @@ def _failed_tasks(dag_run: Any) -> List[Dict[str, Any]]:
     the metadata DB with the session the DAG run belongs to (the caller's
     transaction; a second session could wait on SQLite's lock)."""
     try:
-        from sqlalchemy.orm import object_session  # type: ignore[import-not-found,unused-ignore]
+        from sqlalchemy.orm import object_session
 
         session = object_session(dag_run)
         tis = (
@@ -495,9 +495,9 @@ def _still_running(dag_id: str, dag_run_id: str) -> Callable[[], bool]:
     its end now and say no, instead of beating for it forever."""
 
     def still_running() -> bool:
-        from airflow.models.dagrun import DagRun  # type: ignore[import-not-found,import-untyped,unused-ignore]
-        from airflow.utils.session import create_session  # type: ignore[import-not-found,import-untyped,unused-ignore]
-        from sqlalchemy import select  # type: ignore[import-not-found,unused-ignore]
+        from airflow.models.dagrun import DagRun
+        from airflow.utils.session import create_session
+        from sqlalchemy import select
 
         with create_session() as session:
             dag_run = session.scalars(
@@ -591,7 +591,7 @@ def _task_started(task_instance: Any) -> None:
         tracker.heartbeats.hold(run_id, "task-process")
 
 
-class GriotRegistryPlugin(AirflowPlugin):  # type: ignore[misc,valid-type,unused-ignore]
+class GriotRegistryPlugin(AirflowPlugin):
     """The plugin Airflow loads from the ``airflow.plugins`` entry point."""
 
     name = "griot_registry"
