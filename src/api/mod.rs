@@ -3,11 +3,13 @@
 
 pub mod auth;
 pub mod body;
+pub mod enums;
 pub mod error;
 pub mod examples;
 pub mod health;
 pub mod middleware;
 pub mod runs;
+pub mod samples;
 pub mod server;
 pub mod spec;
 pub mod types;

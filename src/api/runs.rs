@@ -16,8 +16,10 @@ use super::{
     ApiTags, answered_limit,
     auth::{ApiKeyAuth, ReadAccess},
     body::JsonBody,
-    default_limit, examples, page_bounds,
-    types::{DateFilter, DateTime, JsonObject, Name, OneOf, self_valued_type, wire_enum},
+    default_limit,
+    enums::RunStatusBody,
+    page_bounds, samples,
+    types::{DateFilter, DateTime, JsonObject, Name, OneOf, self_valued_type},
     validations::{ValidationRefBody, ValidationSummaryBody},
 };
 use super::{
@@ -30,27 +32,9 @@ use crate::{
     domain::{
         event::RunEvent,
         idempotency::malformed_key,
-        run::{NewRunInput, Run, RunDetail, RunFilter, RunListItem, RunPatch, RunStatus},
+        run::{NewRunInput, Run, RunDetail, RunFilter, RunListItem, RunPatch},
     },
 };
-
-wire_enum! {
-    /// Where a run is in its life. `completed`, `failed` and `cancelled` are
-    /// final.
-    #[oai(rename = "RunStatus", rename_all = "lowercase")]
-    pub enum RunStatusBody mirrors RunStatus {
-        /// Scheduled but not started.
-        Pending,
-        /// Currently executing.
-        Running,
-        /// Finished successfully.
-        Completed,
-        /// Encountered an error.
-        Failed,
-        /// Was cancelled.
-        Cancelled,
-    }
-}
 
 /// A new run. Unknown fields are refused, so a typo is reported rather than
 /// ignored.
@@ -476,7 +460,7 @@ impl RunsApi {
         req: &Request,
         app: Data<&App>,
         /// The run's id, as returned when it was created.
-        #[oai(example = "examples::run_id")]
+        #[oai(example = "samples::run_id")]
         run_id: Path<String>,
     ) -> Result<TaggedRun, OpError<{ can::READ | can::NOT_FOUND | can::INTERNAL }>> {
         auth::read(&app, access, req).await?;
@@ -503,11 +487,11 @@ impl RunsApi {
         auth: ApiKeyAuth,
         app: Data<&App>,
         /// The run's id.
-        #[oai(example = "examples::run_id")]
+        #[oai(example = "samples::run_id")]
         run_id: Path<String>,
         /// The version (ETag) the change is based on, such as `"3"`; `*` or
         /// none for any.
-        #[oai(name = "If-Match", example = "examples::if_match")]
+        #[oai(name = "If-Match", example = "samples::if_match")]
         if_match: Header<Option<String>>,
         body: JsonBody<UpdateRunBody>,
     ) -> Result<
@@ -552,7 +536,7 @@ impl RunsApi {
         auth: ApiKeyAuth,
         app: Data<&App>,
         /// The run's id.
-        #[oai(example = "examples::run_id")]
+        #[oai(example = "samples::run_id")]
         run_id: Path<String>,
     ) -> Result<TaggedRun, OpError<{ can::WRITE | can::NOT_FOUND | can::CONFLICT | can::INTERNAL }>>
     {
@@ -577,7 +561,7 @@ impl RunsApi {
         req: &Request,
         app: Data<&App>,
         /// The run's id.
-        #[oai(example = "examples::run_id")]
+        #[oai(example = "samples::run_id")]
         run_id: Path<String>,
         /// Page size: 1 to 1000.
         #[oai(
@@ -587,7 +571,7 @@ impl RunsApi {
         )]
         limit: Query<i64>,
         /// How many events to skip.
-        #[oai(default, example = "examples::zero", validator(minimum(value = "0")))]
+        #[oai(default, example = "samples::zero", validator(minimum(value = "0")))]
         offset: Query<i64>,
     ) -> Result<
         Json<RunEventPage>,
@@ -623,12 +607,12 @@ impl RunsApi {
         req: &Request,
         app: Data<&App>,
         /// The run's id.
-        #[oai(example = "examples::run_id")]
+        #[oai(example = "samples::run_id")]
         run_id: Path<String>,
         /// Seconds to wait at most: 0 to 60.
         #[oai(
             default = "default_wait",
-            example = "examples::wait_seconds",
+            example = "samples::wait_seconds",
             validator(minimum(value = "0"), maximum(value = "60"))
         )]
         timeout: Query<i64>,
@@ -659,26 +643,26 @@ impl RunsApi {
         req: &Request,
         app: Data<&App>,
         /// Only runs of this contract.
-        #[oai(example = "examples::contract_filter")]
+        #[oai(example = "samples::contract_filter")]
         contract_id: Query<Option<String>>,
         /// Only runs of this pipeline.
-        #[oai(example = "examples::pipeline_filter")]
+        #[oai(example = "samples::pipeline_filter")]
         pipeline_name: Query<Option<String>>,
         /// Only runs in this status.
-        #[oai(example = "examples::run_status_filter")]
+        #[oai(example = "samples::run_status_filter")]
         status: Query<Option<OneOf<RunStatusBody>>>,
         /// Only runs that started at or after this time (inclusive): a date
         /// (`2024-01-15`, midnight UTC) or an RFC 3339 date-time
         /// (`2024-01-15T10:00:00Z`; without an offset, UTC).
-        #[oai(example = "examples::start_date")]
+        #[oai(example = "samples::start_date")]
         start_date: Query<Option<DateFilter>>,
         /// Only runs that started before this time (exclusive); the same
         /// forms as `start_date`.
-        #[oai(example = "examples::end_date")]
+        #[oai(example = "samples::end_date")]
         end_date: Query<Option<DateFilter>>,
         /// `true`: only pending or running runs whose heartbeat is overdue
         /// right now.
-        #[oai(default, example = "examples::no")]
+        #[oai(default, example = "samples::no")]
         stale: Query<bool>,
         /// Page size: 1 to 1000.
         #[oai(
@@ -688,7 +672,7 @@ impl RunsApi {
         )]
         limit: Query<i64>,
         /// How many matching runs to skip.
-        #[oai(default, example = "examples::zero", validator(minimum(value = "0")))]
+        #[oai(default, example = "samples::zero", validator(minimum(value = "0")))]
         offset: Query<i64>,
     ) -> Result<Json<RunPage>, OpError<{ can::READ | can::INVALID | can::INTERNAL }>> {
         auth::read(&app, access, req).await?;

@@ -14,8 +14,10 @@ use super::{
     ApiTags, answered_limit,
     auth::{ApiKeyAuth, ReadAccess},
     body::JsonBody,
-    default_limit, examples, page_bounds,
-    types::{DateFilter, DateTime, JsonObject, Name, OneOf, wire_enum},
+    default_limit,
+    enums::{GranularityBody, ValidationStatusBody},
+    page_bounds, samples,
+    types::{DateFilter, DateTime, JsonObject, Name, OneOf},
 };
 use super::{
     auth,
@@ -26,25 +28,9 @@ use crate::{
     domain::text::filter_value,
     domain::validation::{
         Bucket, CommonError, Granularity, NewValidationInput, StatusCounts, Validation,
-        ValidationFilter, ValidationIssue, ValidationRef, ValidationStats, ValidationStatus,
-        ValidationWarning,
+        ValidationFilter, ValidationIssue, ValidationRef, ValidationStats, ValidationWarning,
     },
 };
-
-wire_enum! {
-    /// The outcome of a validation.
-    #[oai(rename = "ValidationStatus", rename_all = "lowercase")]
-    pub enum ValidationStatusBody mirrors ValidationStatus {
-        /// Every check passed.
-        Passed,
-        /// At least one check failed.
-        Failed,
-        /// Passed, with warnings.
-        Warning,
-        /// The checks were not run.
-        Skipped,
-    }
-}
 
 /// A validation as its run lists it.
 #[derive(Object, Debug)]
@@ -222,17 +208,6 @@ pub struct ValidationPage {
     pub truncated: bool,
 }
 
-wire_enum! {
-    /// The width of a stats bucket, aligned to UTC: the hour, midnight, or
-    /// Monday midnight.
-    #[oai(rename = "Granularity", rename_all = "lowercase")]
-    pub enum GranularityBody mirrors Granularity {
-        Hour,
-        Day,
-        Week,
-    }
-}
-
 /// Counts for one bucket of time.
 #[derive(Object, Debug)]
 #[oai(rename = "StatsBucket")]
@@ -404,7 +379,7 @@ impl ValidationsApi {
         req: &Request,
         app: Data<&App>,
         /// The validation's id, as returned when it was recorded.
-        #[oai(example = "examples::validation_id")]
+        #[oai(example = "samples::validation_id")]
         validation_id: Path<String>,
     ) -> Result<Json<ValidationBody>, OpError<{ can::READ | can::NOT_FOUND | can::INTERNAL }>> {
         auth::read(&app, access, req).await?;
@@ -428,22 +403,22 @@ impl ValidationsApi {
         req: &Request,
         app: Data<&App>,
         /// Only validations of this contract.
-        #[oai(example = "examples::contract_filter")]
+        #[oai(example = "samples::contract_filter")]
         contract_id: Query<Option<String>>,
         /// Only validations recorded in this run.
-        #[oai(example = "examples::run_filter")]
+        #[oai(example = "samples::run_filter")]
         run_id: Query<Option<String>>,
         /// Only validations with this status.
-        #[oai(example = "examples::validation_status_filter")]
+        #[oai(example = "samples::validation_status_filter")]
         status: Query<Option<OneOf<ValidationStatusBody>>>,
         /// Only validations recorded at or after this time (inclusive): a
         /// date (`2024-01-15`, midnight UTC) or an RFC 3339 date-time
         /// (`2024-01-15T10:00:00Z`; without an offset, UTC).
-        #[oai(example = "examples::start_date")]
+        #[oai(example = "samples::start_date")]
         start_date: Query<Option<DateFilter>>,
         /// Only validations recorded before this time (exclusive); the same
         /// forms as `start_date`.
-        #[oai(example = "examples::end_date")]
+        #[oai(example = "samples::end_date")]
         end_date: Query<Option<DateFilter>>,
         /// Page size: 1 to 1000.
         #[oai(
@@ -453,7 +428,7 @@ impl ValidationsApi {
         )]
         limit: Query<i64>,
         /// How many matching validations to skip.
-        #[oai(default, example = "examples::zero", validator(minimum(value = "0")))]
+        #[oai(default, example = "samples::zero", validator(minimum(value = "0")))]
         offset: Query<i64>,
     ) -> Result<Json<ValidationPage>, OpError<{ can::READ | can::INVALID | can::INTERNAL }>> {
         auth::read(&app, access, req).await?;
@@ -492,7 +467,7 @@ impl ValidationsApi {
         req: &Request,
         app: Data<&App>,
         /// The contract to report on.
-        #[oai(example = "examples::contract_id")]
+        #[oai(example = "samples::contract_id")]
         contract_id: Path<String>,
         /// How many days back from now the window reaches: 1 to 366.
         #[oai(
