@@ -119,6 +119,9 @@ impl Durability {
 pub struct StoreOptions {
     pub durability: Durability,
     pub read_connections: u32,
+    /// How long a read waits for a free reader connection before it fails
+    /// with `StoreError::Pool` (which the API answers with 503).
+    pub pool_timeout: Duration,
 }
 
 impl Default for StoreOptions {
@@ -126,6 +129,7 @@ impl Default for StoreOptions {
         Self {
             durability: Durability::Normal,
             read_connections: 8,
+            pool_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -200,7 +204,7 @@ impl Store {
         let readers = Pool::builder()
             .max_size(options.read_connections.max(1))
             .min_idle(Some(1))
-            .connection_timeout(Duration::from_secs(30))
+            .connection_timeout(options.pool_timeout)
             .build(SqliteConnectionManager::file(path).with_init(init))?;
         Ok(Self {
             readers,
