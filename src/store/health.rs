@@ -199,8 +199,9 @@ impl Store {
     }
 }
 
-/// Turns SQLite's error text (the commit's error reaches us as text) into
-/// a reason an operator can act on.
+/// Turns SQLite's error text into a reason an operator can act on. Read
+/// as text because one path has nothing else: a pool error (r2d2) carries
+/// only the text of the last connection error.
 fn classify(error: &str) -> NotReady {
     let reason = if error.contains("readonly database") || error.contains("read-only") {
         "the database file is read-only, so every write fails; check the file's owner and \
