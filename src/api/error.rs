@@ -10,68 +10,182 @@ use poem::{
 };
 use poem_openapi::{
     ApiResponse, Enum, Object,
-    error::{
-        AuthorizationError, ContentTypeError, ParseParamError, ParsePathError,
-        ParseRequestPayloadError,
-    },
+    error::{AuthorizationError, ContentTypeError, ParseParamError, ParsePathError},
     payload::Json,
 };
-use tracing::error;
+use tracing::{error, warn};
 
 use crate::{
     app::AppError,
     domain::{DomainError, keys::AuthError},
-    store::StoreError,
 };
 
-/// What went wrong, for programs: stable, one per kind of failure.
-#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
-#[oai(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum ErrorCode {
-    /// 400: the body is not valid JSON.
-    BadRequest,
-    /// 401: no API key, or one that is malformed, unknown or revoked.
-    Unauthorized,
-    /// 403: the key is valid but its scope does not allow this (a read key
-    /// on a write).
-    Forbidden,
-    /// 404: no such run, validation or endpoint.
-    NotFound,
-    /// 405: the endpoint exists but not with this method.
-    MethodNotAllowed,
-    /// 409: the run's status cannot change as asked (it is final, or a
-    /// running run was sent back to pending).
-    InvalidTransition,
-    /// 409: the thing being created already exists.
-    Conflict,
-    /// 412: the If-Match header names a version the run has left.
-    PreconditionFailed,
-    /// 413: the body is larger than the server accepts.
-    PayloadTooLarge,
-    /// 415: the body is not sent as `application/json`.
-    UnsupportedMediaType,
-    /// 422: the request is well-formed but a field is missing, of the wrong
-    /// type, or breaks a rule; the message names the field.
-    ValidationError,
-    /// 500: the server failed; the cause is in its log, not in the answer.
-    Internal,
+/// How long a client told 503 should wait before retrying, in seconds.
+pub const RETRY_AFTER_SECS: u32 = 1;
+
+/// The one table of error statuses. Each entry is a response: its
+/// [`ApiError`] variant, its status, the [`can`] bit that documents it on an
+/// operation (none for the statuses no operation lists), optionally the
+/// Retry-After it carries, and the [`ErrorCode`]s it answers for. The
+/// codes, the variants, `ErrorCode::status`, `ApiError::new` and
+/// `can::bit` all come from here, so a status is written once.
+///
+/// Docs are matched as `tt` so they reach the derives as plain literals:
+/// the first block documents the response (and so the spec), the ones
+/// inside the braces each code.
+macro_rules! error_table {
+    ($(
+        $(#[doc = $rdoc:tt])*
+        $variant:ident = $status:tt $(can $bit:ident)? $(retry_after: $hty:ident = $secs:tt)? {
+            $( $(#[doc = $cdoc:tt])* $code:ident, )+
+        }
+    )*) => {
+        /// What went wrong, for programs: stable, one per kind of failure.
+        #[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+        #[oai(rename_all = "SCREAMING_SNAKE_CASE")]
+        pub enum ErrorCode {
+            $($( $(#[doc = $cdoc])* $code, )+)*
+        }
+
+        impl ErrorCode {
+            /// Every code, in the table's order.
+            #[cfg(test)]
+            const ALL: &[ErrorCode] = &[$($(ErrorCode::$code,)+)*];
+
+            pub fn status(self) -> StatusCode {
+                let status: u16 = match self {
+                    $( $(ErrorCode::$code)|+ => $status, )*
+                };
+                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            }
+        }
+
+        /// Every error an operation can answer with. Handlers return
+        /// `OpError<S>`, which documents the subset `S` of these responses.
+        #[derive(ApiResponse, Debug)]
+        pub enum ApiError {
+            $(
+                $(#[doc = $rdoc])*
+                #[oai(status = $status)]
+                $variant(Json<ErrorBody> $(, #[oai(header = "Retry-After")] $hty)?),
+            )*
+        }
+
+        impl ApiError {
+            pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+                let body = Json(ErrorBody {
+                    detail: ErrorDetail {
+                        code,
+                        message: message.into(),
+                    },
+                });
+                match code {
+                    $( $(ErrorCode::$code)|+ => ApiError::$variant(body $(, $secs)?), )*
+                }
+            }
+        }
+
+        /// Bits naming the error statuses an operation can answer with, for
+        /// [`OpError`].
+        pub mod can {
+            #[allow(non_camel_case_types, clippy::upper_case_acronyms)]
+            enum Bit {
+                $($( $bit, )?)*
+            }
+
+            $($(
+                #[doc = concat!(stringify!($status), ": see `ApiError::", stringify!($variant), "`.")]
+                pub const $bit: u16 = 1 << Bit::$bit as u16;
+            )?)*
+
+            /// What any operation with a JSON body can be refused for.
+            pub const BODY: u16 = BAD_JSON | TOO_LARGE | MEDIA_TYPE | INVALID;
+            /// What a write can be refused for before it is looked at.
+            pub const WRITE: u16 = UNAUTHORIZED | FORBIDDEN;
+            /// What a read can be refused for before it is looked at: a key
+            /// that was sent but is bad, or none where the server requires
+            /// one.
+            pub const READ: u16 = UNAUTHORIZED;
+
+            /// The bit of a status; 0 for one no operation documents.
+            pub(super) fn bit(status: u16) -> u16 {
+                match status {
+                    $($( $status => $bit, )?)*
+                    _ => 0,
+                }
+            }
+        }
+    };
 }
 
-impl ErrorCode {
-    pub fn status(self) -> StatusCode {
-        match self {
-            ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
-            ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
-            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
-            ErrorCode::NotFound => StatusCode::NOT_FOUND,
-            ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ErrorCode::InvalidTransition | ErrorCode::Conflict => StatusCode::CONFLICT,
-            ErrorCode::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
-            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ErrorCode::ValidationError => StatusCode::UNPROCESSABLE_ENTITY,
-            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+error_table! {
+    /// The body is not valid JSON.
+    BadRequest = 400 can BAD_JSON {
+        /// 400: the body is not valid JSON.
+        BadRequest,
+    }
+    /// No API key was sent, or it is malformed, unknown or revoked.
+    Unauthorized = 401 can UNAUTHORIZED {
+        /// 401: no API key, or one that is malformed, unknown or revoked.
+        Unauthorized,
+    }
+    /// The API key's scope does not allow this operation.
+    Forbidden = 403 can FORBIDDEN {
+        /// 403: the key is valid but its scope does not allow this (a read key
+        /// on a write).
+        Forbidden,
+    }
+    /// The run or validation does not exist.
+    NotFound = 404 can NOT_FOUND {
+        /// 404: no such run, validation or endpoint.
+        NotFound,
+    }
+    /// The endpoint exists but not with this method. No operation lists it:
+    /// it is the router's answer, not an operation's.
+    MethodNotAllowed = 405 {
+        /// 405: the endpoint exists but not with this method.
+        MethodNotAllowed,
+    }
+    /// The change conflicts with the current state (a final run's status).
+    Conflict = 409 can CONFLICT {
+        /// 409: the run's status cannot change as asked (it is final, or a
+        /// running run was sent back to pending).
+        InvalidTransition,
+        /// 409: the thing being created already exists.
+        Conflict,
+    }
+    /// The If-Match header names a version the run has left.
+    PreconditionFailed = 412 can PRECONDITION_FAILED {
+        /// 412: the If-Match header names a version the run has left.
+        PreconditionFailed,
+    }
+    /// The body is larger than the server's limit.
+    PayloadTooLarge = 413 can TOO_LARGE {
+        /// 413: the body is larger than the server accepts.
+        PayloadTooLarge,
+    }
+    /// The body is not sent as application/json.
+    UnsupportedMediaType = 415 can MEDIA_TYPE {
+        /// 415: the body is not sent as `application/json`.
+        UnsupportedMediaType,
+    }
+    /// A field is missing, has the wrong type, or breaks a rule.
+    Unprocessable = 422 can INVALID {
+        /// 422: the request is well-formed but a field is missing, of the wrong
+        /// type, or breaks a rule; the message names the field.
+        ValidationError,
+    }
+    /// The server failed; retrying may help.
+    Internal = 500 can INTERNAL {
+        /// 500: the server failed; the cause is in its log, not in the answer.
+        Internal,
+    }
+    /// The server is too busy to answer now; retry after Retry-After
+    /// seconds. No operation lists it: any of them can meet it.
+    ServiceUnavailable = 503 retry_after: u32 = RETRY_AFTER_SECS {
+        /// 503: the server is too busy to answer now (no database connection
+        /// came free in time); retry after the Retry-After header's seconds.
+        ServiceUnavailable,
     }
 }
 
@@ -90,64 +204,7 @@ pub struct ErrorBody {
     pub detail: ErrorDetail,
 }
 
-/// Every error an operation can answer with. Handlers return
-/// `Result<_, ApiError>`, so each operation documents these responses.
-#[derive(ApiResponse, Debug)]
-pub enum ApiError {
-    /// The body is not valid JSON.
-    #[oai(status = 400)]
-    BadRequest(Json<ErrorBody>),
-    /// No API key was sent, or it is malformed, unknown or revoked.
-    #[oai(status = 401)]
-    Unauthorized(Json<ErrorBody>),
-    /// The API key's scope does not allow this operation.
-    #[oai(status = 403)]
-    Forbidden(Json<ErrorBody>),
-    /// The run or validation does not exist.
-    #[oai(status = 404)]
-    NotFound(Json<ErrorBody>),
-    /// The change conflicts with the current state (a final run's status).
-    #[oai(status = 409)]
-    Conflict(Json<ErrorBody>),
-    /// The If-Match header names a version the run has left.
-    #[oai(status = 412)]
-    PreconditionFailed(Json<ErrorBody>),
-    /// The body is larger than the server's limit.
-    #[oai(status = 413)]
-    PayloadTooLarge(Json<ErrorBody>),
-    /// The body is not sent as application/json.
-    #[oai(status = 415)]
-    UnsupportedMediaType(Json<ErrorBody>),
-    /// A field is missing, has the wrong type, or breaks a rule.
-    #[oai(status = 422)]
-    Unprocessable(Json<ErrorBody>),
-    /// The server failed; retrying may help.
-    #[oai(status = 500)]
-    Internal(Json<ErrorBody>),
-}
-
 impl ApiError {
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        let body = Json(ErrorBody {
-            detail: ErrorDetail {
-                code,
-                message: message.into(),
-            },
-        });
-        match code {
-            ErrorCode::BadRequest | ErrorCode::MethodNotAllowed => ApiError::BadRequest(body),
-            ErrorCode::Unauthorized => ApiError::Unauthorized(body),
-            ErrorCode::Forbidden => ApiError::Forbidden(body),
-            ErrorCode::NotFound => ApiError::NotFound(body),
-            ErrorCode::InvalidTransition | ErrorCode::Conflict => ApiError::Conflict(body),
-            ErrorCode::PreconditionFailed => ApiError::PreconditionFailed(body),
-            ErrorCode::PayloadTooLarge => ApiError::PayloadTooLarge(body),
-            ErrorCode::UnsupportedMediaType => ApiError::UnsupportedMediaType(body),
-            ErrorCode::ValidationError => ApiError::Unprocessable(body),
-            ErrorCode::Internal => ApiError::Internal(body),
-        }
-    }
-
     pub fn validation(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::ValidationError, message)
     }
@@ -163,6 +220,17 @@ impl ApiError {
         Self::new(
             ErrorCode::Internal,
             "the server failed to handle the request; the cause is in its log",
+        )
+    }
+
+    /// 503 with Retry-After, for a server too busy to take the request now
+    /// (every database connection stayed busy past the pool's timeout).
+    pub fn unavailable(cause: &dyn std::fmt::Display) -> Self {
+        warn!(error = %cause, "request refused: the server is busy");
+        Self::new(
+            ErrorCode::ServiceUnavailable,
+            "the server is too busy to handle the request now; retry after the seconds in the \
+             Retry-After header",
         )
     }
 }
@@ -202,15 +270,9 @@ impl From<AppError> for ApiError {
             AppError::KeyNameTaken(_) | AppError::BootstrapNameTaken(_) => {
                 ApiError::new(ErrorCode::Conflict, err.to_string())
             }
-            AppError::Store(e) => e.into(),
+            AppError::Busy(e) => ApiError::unavailable(&e),
+            AppError::Store(e) => ApiError::internal(&e),
         }
-    }
-}
-
-impl From<StoreError> for ApiError {
-    /// Storage failures are the server's: logged, never shown.
-    fn from(err: StoreError) -> Self {
-        ApiError::internal(&err)
     }
 }
 
@@ -222,33 +284,18 @@ pub async fn render(err: poem::Error) -> Response {
     if err.is_from_response() {
         return err.into_response();
     }
-    let api_error = api_error_for(&err);
-    let status = match &api_error {
-        ApiError::BadRequest(Json(body)) => body.detail.code.status(),
-        _ => StatusCode::OK,
-    };
-    let mut resp = api_error.into_response();
-    // 405 has no variant of its own (no operation answers it); it travels in
-    // BadRequest's body and gets its real status here.
-    if status == StatusCode::METHOD_NOT_ALLOWED {
-        resp.set_status(status);
-    }
-    resp
+    api_error_for(&err).into_response()
 }
 
+/// Classifies a framework error by its type (or, for the errors poem gives
+/// only a status, by that status); never by its English text.
+///
+/// `ParseRequestPayloadError` is not looked for: only poem-openapi's own
+/// payload types (`Json<T>` as a request body) raise it, and every request
+/// body here is a [`JsonBody`](crate::api::body::JsonBody), which refuses a
+/// bad body itself and tells a syntax error (400) from a schema mismatch
+/// (422) by serde_json's error category.
 fn api_error_for(err: &poem::Error) -> ApiError {
-    if let Some(e) = err.downcast_ref::<ParseRequestPayloadError>() {
-        // poem-openapi words a schema mismatch "failed to parse ..."; anything
-        // else comes from the JSON parser itself.
-        return if e.reason.starts_with("failed to parse") {
-            ApiError::validation(format!("invalid request body: {}", e.reason))
-        } else {
-            ApiError::new(
-                ErrorCode::BadRequest,
-                format!("the request body is not valid JSON: {}", e.reason),
-            )
-        };
-    }
     if let Some(e) = err.downcast_ref::<ParseParamError>() {
         return ApiError::validation(format!(
             "invalid parameter `{}`: {}",
@@ -297,6 +344,15 @@ fn api_error_for(err: &poem::Error) -> ApiError {
 
 /// Rewords poem-openapi's parameter messages ("verification failed.
 /// maximum(1000, exclusive: false)") for a person.
+///
+/// Text is the only thing poem-openapi offers here: `ParseParamError` and
+/// `ParsePathError` carry the parameter's name and a `reason: String`
+/// built from the validator's `Display` or the `ParseError` message, with
+/// no kind to match on. So the wording is read here and nowhere else, and
+/// the tests below build each form with poem-openapi's own code, so an
+/// upgrade that changes the wording fails them (the "verification failed."
+/// prefix comes from its derive and is covered by the limit tests in
+/// tests/runs.rs and tests/validations.rs).
 fn humanize(reason: &str) -> String {
     let reason = reason
         .split(" (occurred while parsing")
@@ -331,55 +387,6 @@ pub fn too_large() -> ApiError {
         ErrorCode::PayloadTooLarge,
         "the request body is larger than the server accepts (see --max-body-bytes)",
     )
-}
-
-/// Bits naming the error statuses an operation can answer with, for
-/// [`OpError`].
-pub mod can {
-    /// 400: the body is not JSON.
-    pub const BAD_JSON: u16 = 1 << 0;
-    /// 401: the key is missing (where needed), malformed, unknown or revoked.
-    pub const UNAUTHORIZED: u16 = 1 << 1;
-    /// 403: the key's scope does not allow the operation.
-    pub const FORBIDDEN: u16 = 1 << 2;
-    /// 404: the run or validation named in the path does not exist.
-    pub const NOT_FOUND: u16 = 1 << 3;
-    /// 409: the run's state does not allow the change.
-    pub const CONFLICT: u16 = 1 << 4;
-    /// 412: If-Match names a version the run has left.
-    pub const PRECONDITION_FAILED: u16 = 1 << 5;
-    /// 413: the body is over the size cap.
-    pub const TOO_LARGE: u16 = 1 << 6;
-    /// 415: the body is not sent as JSON.
-    pub const MEDIA_TYPE: u16 = 1 << 7;
-    /// 422: a parameter or field breaks a rule.
-    pub const INVALID: u16 = 1 << 8;
-    /// 500: the server failed.
-    pub const INTERNAL: u16 = 1 << 9;
-
-    /// What any operation with a JSON body can be refused for.
-    pub const BODY: u16 = BAD_JSON | TOO_LARGE | MEDIA_TYPE | INVALID;
-    /// What a write can be refused for before it is looked at.
-    pub const WRITE: u16 = UNAUTHORIZED | FORBIDDEN;
-    /// What a read can be refused for before it is looked at: a key that was
-    /// sent but is bad, or none where the server requires one.
-    pub const READ: u16 = UNAUTHORIZED;
-
-    pub(super) fn bit(status: u16) -> u16 {
-        match status {
-            400 => BAD_JSON,
-            401 => UNAUTHORIZED,
-            403 => FORBIDDEN,
-            404 => NOT_FOUND,
-            409 => CONFLICT,
-            412 => PRECONDITION_FAILED,
-            413 => TOO_LARGE,
-            415 => MEDIA_TYPE,
-            422 => INVALID,
-            500 => INTERNAL,
-            _ => 0,
-        }
-    }
 }
 
 /// The errors of one operation: an [`ApiError`] at run time, documented in
@@ -423,12 +430,6 @@ impl<const S: u16> From<ApiError> for OpError<S> {
     }
 }
 
-impl<const S: u16> From<StoreError> for OpError<S> {
-    fn from(err: StoreError) -> Self {
-        OpError(err.into())
-    }
-}
-
 impl<const S: u16> From<AppError> for OpError<S> {
     fn from(err: AppError) -> Self {
         OpError(err.into())
@@ -438,5 +439,90 @@ impl<const S: u16> From<AppError> for OpError<S> {
 impl<const S: u16> From<DomainError> for OpError<S> {
     fn from(err: DomainError) -> Self {
         OpError(err.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use poem::IntoResponse;
+    use poem_openapi::types::{ParseError, ParseFromParameter};
+
+    use super::*;
+
+    #[test]
+    fn every_code_answers_with_its_status_and_only_undocumented_ones_lack_a_bit() {
+        for &code in ErrorCode::ALL {
+            let resp = ApiError::new(code, "m").into_response();
+            assert_eq!(resp.status(), code.status(), "{code:?}");
+            let documented = can::bit(code.status().as_u16()) != 0;
+            let undocumented = matches!(
+                code,
+                ErrorCode::MethodNotAllowed | ErrorCode::ServiceUnavailable
+            );
+            assert_eq!(documented, !undocumented, "{code:?}");
+            assert_eq!(
+                resp.headers().contains_key("retry-after"),
+                code == ErrorCode::ServiceUnavailable,
+                "{code:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn operations_never_document_405_or_503() {
+        let every = OpError::<{ u16::MAX }>::meta();
+        let statuses: Vec<u16> = every.responses.iter().filter_map(|r| r.status).collect();
+        assert!(
+            statuses.contains(&400) && statuses.contains(&500),
+            "{statuses:?}"
+        );
+        assert!(
+            !statuses.contains(&405) && !statuses.contains(&503),
+            "{statuses:?}"
+        );
+    }
+
+    /// The reason poem-openapi's derive writes for a failed validator.
+    fn verification(validator: impl std::fmt::Display) -> String {
+        format!("verification failed. {validator}")
+    }
+
+    fn parse_failure<T: ParseFromParameter>(value: &str) -> String {
+        match T::parse_from_parameter(value) {
+            Err(e) => e.into_message(),
+            Ok(_) => panic!("'{value}' parsed"),
+        }
+    }
+
+    #[test]
+    fn humanize_reads_each_form_poem_openapi_writes() {
+        use poem_openapi::validation::{Maximum, Minimum};
+        assert_eq!(
+            humanize(&verification(Maximum::new(1000.0, false))),
+            "must be at most 1000"
+        );
+        assert_eq!(
+            humanize(&verification(Minimum::new(0.0, false))),
+            "must be at least 0"
+        );
+        assert_eq!(
+            humanize(&verification(poem_openapi::validation::MaxLength::new(3))),
+            "breaks the rule maxLength(3)"
+        );
+        assert_eq!(
+            humanize(&parse_failure::<i64>("abc")),
+            "must be a whole number"
+        );
+        // A parse failure of any other type keeps the parser's detail.
+        assert_eq!(
+            humanize(&parse_failure::<bool>("maybe")),
+            "provided string was not `true` or `false`"
+        );
+        // An error passed up from an inner type names that type at the end.
+        let inner = ParseError::<bool>::custom("no").propagate::<i64>();
+        assert_eq!(humanize(&inner.into_message()), "no");
+        // Anything else is passed on unchanged.
+        let missing = ParseError::<i64>::expected_input().into_message();
+        assert_eq!(humanize(&missing), missing);
     }
 }

@@ -105,9 +105,23 @@ pub enum AppError {
     )]
     BootstrapNameTaken(String),
 
+    /// The storage is too busy to take the request now (every connection
+    /// in use for the pool's timeout); retrying soon may work.
+    #[error(transparent)]
+    Busy(StoreError),
+
     /// The storage failed.
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(StoreError),
+}
+
+impl From<StoreError> for AppError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Pool(_) => AppError::Busy(err),
+            other => AppError::Store(other),
+        }
+    }
 }
 
 impl AppError {

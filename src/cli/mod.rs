@@ -8,18 +8,20 @@ pub mod telemetry;
 
 use std::{path::Path, process::ExitCode, time::Duration};
 
+use anyhow::{Context, bail};
 use tracing::{error, info, warn};
 
 use crate::{
     App, HttpOptions,
     api::server::{self, ServerOptions, Signals},
+    app::AppError,
     app::Settings,
     app::{keys, lifecycle},
     build_app,
     cli::args::{Cli, Command, KeysCommand, PruneArgs, ScopeArg, ServeArgs},
     domain::{keys::KeyScope, limits::Limits, time::Clock},
     openapi_json, openapi_yaml,
-    store::{self, Store, StoreOptions},
+    store::{self, Store, StoreError, StoreOptions},
 };
 
 pub fn run(cli: Cli) -> ExitCode {
@@ -44,42 +46,59 @@ pub fn run(cli: Cli) -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("error: {message}");
+        Err(err) => {
+            eprintln!("error: {}", message(&err));
             ExitCode::FAILURE
         }
     }
 }
 
-fn open_store(path: &Path, options: &StoreOptions) -> Result<Store, String> {
-    Store::open(path, options).map_err(|e| format!("cannot open {}: {e}", path.display()))
+/// The line printed for a failed command: the contexts added here ("cannot
+/// open r.db"), then the error that ended the command. A `StoreError`
+/// already says its cause in its own text ("database error: disk I/O
+/// error"), so the chain stops there rather than repeat the cause after it
+/// as anyhow's `{:#}` would.
+fn message(err: &anyhow::Error) -> String {
+    let mut parts = Vec::new();
+    for link in err.chain() {
+        parts.push(link.to_string());
+        // Both already say their cause: what follows would repeat it.
+        if link.is::<StoreError>() || link.is::<AppError>() {
+            break;
+        }
+    }
+    parts.join(": ")
+}
+
+fn open_store(path: &Path, options: &StoreOptions) -> anyhow::Result<Store> {
+    Store::open(path, options).with_context(|| format!("cannot open {}", path.display()))
 }
 
 /// For every command but `serve` (and `keys create --create`): a mistyped
 /// --db must be an error, not a new empty database.
-fn open_existing_store(path: &Path, options: &StoreOptions) -> Result<Store, String> {
+fn open_existing_store(path: &Path, options: &StoreOptions) -> anyhow::Result<Store> {
     if !path.is_file() {
-        return Err(format!(
+        bail!(
             "the database {} does not exist (check --db or GRIOT_DB); nothing was created. \
              `keys create --create` or `serve` creates a new one",
             path.display()
-        ));
+        );
     }
-    Store::open_existing(path, options).map_err(|e| format!("cannot open {}: {e}", path.display()))
+    Store::open_existing(path, options).with_context(|| format!("cannot open {}", path.display()))
 }
 
-fn backup(db: &Path, dest: &Path) -> Result<(), String> {
+fn backup(db: &Path, dest: &Path) -> anyhow::Result<()> {
     let options = StoreOptions {
         read_connections: 1,
         ..StoreOptions::default()
     };
     let store = open_existing_store(db, &options)?;
-    store.backup_to(dest).map_err(|e| e.to_string())?;
+    store.backup_to(dest)?;
     eprintln!("Backed up {} to {}.", db.display(), dest.display());
     Ok(())
 }
 
-fn prune(args: &PruneArgs) -> Result<(), String> {
+fn prune(args: &PruneArgs) -> anyhow::Result<()> {
     let options = StoreOptions {
         read_connections: 1,
         ..StoreOptions::default()
@@ -90,8 +109,7 @@ fn prune(args: &PruneArgs) -> Result<(), String> {
         args.older_than,
         i64::from(args.idempotency_retention_hours) * 3600,
     );
-    let counts = crate::app::retention::prune(&store, policy, args.dry_run, &|| false)
-        .map_err(|e| e.to_string())?;
+    let counts = crate::app::retention::prune(&store, policy, args.dry_run, &|| false)?;
     // On stdout, for scripts; the log line has the same counts.
     println!(
         "{} {} runs, {} events, {} validations, {} idempotency keys (finished before {}).",
@@ -109,22 +127,21 @@ fn prune(args: &PruneArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn serve(args: ServeArgs) -> Result<(), String> {
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let options = StoreOptions {
         durability: args.durability.into(),
         ..StoreOptions::default()
     };
     // Before the database is touched: a second server must not migrate or
     // bootstrap a file another one serves.
-    let lock = store::lock::acquire(&args.db.db).map_err(|e| e.to_string())?;
+    let lock = store::lock::acquire(&args.db.db)?;
     let store = open_store(&args.db.db, &options)?;
     keys::prepare_for_serving(
         &store,
         args.bootstrap_api_key.as_deref(),
         &args.bootstrap_api_key_name,
         &args.db.db,
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     let settings = Settings {
         require_auth_for_reads: args.require_auth_for_reads,
         idempotency_retention_secs: i64::from(args.idempotency_retention_hours) * 3600,
@@ -144,11 +161,11 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     );
     let interval = Duration::from_secs(args.reaper_interval_seconds.max(1));
     let server_options = server_options(&args);
-    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let listener =
-            server::bind(args.bind).map_err(|e| format!("cannot listen on {}: {e}", args.bind))?;
-        let mut signals = Signals::new().map_err(|e| format!("cannot watch signals: {e}"))?;
+            server::bind(args.bind).with_context(|| format!("cannot listen on {}", args.bind))?;
+        let mut signals = Signals::new().context("cannot watch signals")?;
         let (stop, stopped) = tokio::sync::watch::channel(());
         let watch = app.watch.clone();
         let retention = args.retention_days.map(|days| {
@@ -185,10 +202,8 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         }
         // Held until every request has finished.
         drop(lock);
-        served.map_err(|e| {
-            error!(error = %e, "server failed");
-            e.to_string()
-        })
+        served.inspect_err(|e| error!(error = %e, "server failed"))?;
+        Ok(())
     })
 }
 
@@ -213,7 +228,7 @@ fn server_options(args: &ServeArgs) -> ServerOptions {
     }
 }
 
-fn run_keys(cmd: KeysCommand) -> Result<(), String> {
+fn run_keys(cmd: KeysCommand) -> anyhow::Result<()> {
     let options = StoreOptions {
         read_connections: 1,
         ..StoreOptions::default()
@@ -234,7 +249,7 @@ fn run_keys(cmd: KeysCommand) -> Result<(), String> {
                 ScopeArg::Read => KeyScope::Read,
                 ScopeArg::Write => KeyScope::Write,
             };
-            let (key, secret) = keys::create(&store, &name, scope).map_err(|e| e.to_string())?;
+            let (key, secret) = keys::create(&store, &name, scope)?;
             eprintln!(
                 "Created API key '{}' with the {} scope. This is the only time its secret is \
                  shown; store it now:",
@@ -245,7 +260,7 @@ fn run_keys(cmd: KeysCommand) -> Result<(), String> {
         }
         KeysCommand::List { db } => {
             let store = open_existing_store(&db.db, &options)?;
-            let list = keys::list(&store).map_err(|e| e.to_string())?;
+            let list = keys::list(&store)?;
             println!(
                 "{:<24} {:<6} {:<28} {:<28} REVOKED",
                 "NAME", "SCOPE", "CREATED", "LAST USED"
@@ -264,11 +279,48 @@ fn run_keys(cmd: KeysCommand) -> Result<(), String> {
         }
         KeysCommand::Revoke { db, name } => {
             let store = open_existing_store(&db.db, &options)?;
-            let key = keys::revoke(&store, &name).map_err(|e| e.to_string())?;
+            let key = keys::revoke(&store, &name)?;
             if let Some(at) = key.revoked_at {
                 eprintln!("Revoked API key '{}' (at {at}).", key.name);
             }
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_error_is_printed_once_after_the_context() {
+        use r2d2_sqlite::rusqlite::{Error, ffi};
+        let full = || Error::SqliteFailure(ffi::Error::new(ffi::SQLITE_FULL), None);
+        let err = Err::<(), _>(StoreError::from(full()))
+            .context("cannot open r.db")
+            .unwrap_err();
+        // The error and its sources all say "database or disk is full".
+        assert!(err.chain().count() > 2);
+        assert_eq!(
+            message(&err),
+            format!("cannot open r.db: {}", StoreError::from(full()))
+        );
+        assert_eq!(
+            message(&err).matches("full").count(),
+            1,
+            "{}",
+            message(&err)
+        );
+    }
+
+    #[test]
+    fn other_errors_print_their_whole_chain() {
+        let err = Err::<(), _>(std::io::Error::other("address in use"))
+            .context("cannot listen on 127.0.0.1:1")
+            .unwrap_err();
+        assert_eq!(
+            message(&err),
+            "cannot listen on 127.0.0.1:1: address in use"
+        );
     }
 }

@@ -15,7 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{Store, StoreError};
+use super::{SetupError, Store, StoreError};
 
 /// How long a probe's answer is reused.
 const PROBE_EVERY: Duration = Duration::from_secs(1);
@@ -113,9 +113,7 @@ impl Store {
             Err(e) => Err(e),
         }
         .and_then(|()| match free_bytes(&self.probe.path) {
-            Some(free) if free < MIN_FREE_BYTES => Err(StoreError::Setup(format!(
-                "only {free} bytes are free on the disk that holds the database: the disk is full"
-            ))),
+            Some(free) if free < MIN_FREE_BYTES => Err(SetupError::DiskFull { free }.into()),
             _ => Ok(()),
         })
         .and_then(|()| match damage {
@@ -201,8 +199,9 @@ impl Store {
     }
 }
 
-/// Turns SQLite's error text (the commit's error reaches us as text) into
-/// a reason an operator can act on.
+/// Turns SQLite's error text into a reason an operator can act on. Read
+/// as text because one path has nothing else: a pool error (r2d2) carries
+/// only the text of the last connection error.
 fn classify(error: &str) -> NotReady {
     let reason = if error.contains("readonly database") || error.contains("read-only") {
         "the database file is read-only, so every write fails; check the file's owner and \

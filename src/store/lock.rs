@@ -10,7 +10,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use super::StoreError;
+use super::{SetupError, StoreError};
 
 /// Held while the server runs; the lock goes with the process (even on
 /// SIGKILL, since the kernel releases it), so a stale file never blocks a
@@ -41,11 +41,12 @@ pub fn lock_path(db: &Path) -> PathBuf {
 /// Takes the lock for serving `db`, or says which process holds it.
 pub fn acquire(db: &Path) -> Result<ServerLock, StoreError> {
     let path = lock_path(db);
-    let setup = |what: &str, e: std::io::Error| {
-        StoreError::Setup(format!(
-            "cannot {what} the lock file {}: {e}",
-            path.display()
-        ))
+    let setup = |action: &'static str, error: std::io::Error| {
+        StoreError::from(SetupError::LockFile {
+            action,
+            path: path.clone(),
+            error,
+        })
     };
     let mut file = OpenOptions::new()
         .read(true)
@@ -55,11 +56,13 @@ pub fn acquire(db: &Path) -> Result<ServerLock, StoreError> {
         .mode(0o600)
         .open(&path)
         .map_err(|e| match path.parent() {
-            Some(folder) if e.kind() == std::io::ErrorKind::NotFound => StoreError::Setup(format!(
-                "cannot serve {}: the folder {} does not exist",
-                db.display(),
-                folder.display()
-            )),
+            Some(folder) if e.kind() == std::io::ErrorKind::NotFound => {
+                SetupError::LockFolderMissing {
+                    db: db.to_owned(),
+                    folder: folder.to_owned(),
+                }
+                .into()
+            }
             _ => setup("open", e),
         })?;
     match file.try_lock() {
@@ -67,16 +70,12 @@ pub fn acquire(db: &Path) -> Result<ServerLock, StoreError> {
         Err(TryLockError::WouldBlock) => {
             let mut holder = String::new();
             let _ = file.read_to_string(&mut holder);
-            let holder = holder
-                .trim()
-                .parse::<u32>()
-                .map_or_else(|_| String::new(), |pid| format!(" (pid {pid})"));
-            return Err(StoreError::Setup(format!(
-                "another griot-registry server{holder} already serves {}; only one server may \
-                 use a database file at a time (it holds the lock on {})",
-                db.display(),
-                path.display()
-            )));
+            return Err(SetupError::AlreadyServed {
+                db: db.to_owned(),
+                lock: path.clone(),
+                pid: holder.trim().parse().ok(),
+            }
+            .into());
         }
         Err(TryLockError::Error(e)) => return Err(setup("lock", e)),
     }

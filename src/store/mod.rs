@@ -13,7 +13,11 @@ pub(crate) mod sql;
 pub mod validations;
 mod writer;
 
-use std::{os::unix::fs::OpenOptionsExt, path::Path, time::Duration};
+use std::{
+    os::unix::fs::OpenOptionsExt,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use r2d2::Pool;
 use r2d2_sqlite::{
@@ -50,11 +54,114 @@ pub enum StoreError {
     Corrupt(String),
 
     /// The file could not be opened, migrated or copied as asked.
-    #[error("{0}")]
-    Setup(String),
+    #[error(transparent)]
+    Setup(#[from] SetupError),
 
+    /// The thread that ran the work failed; its Display says how.
     #[error("database task failed: {0}")]
-    Task(String),
+    Task(TaskError),
+}
+
+/// Why the database file could not be opened, migrated, locked or copied
+/// (or, for readiness, why its disk cannot take writes). Each message
+/// names the file and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("the database {} does not exist", path.display())]
+    DatabaseMissing { path: PathBuf },
+
+    #[error(
+        "cannot create the database {}: the folder {} does not exist",
+        db.display(),
+        folder.display()
+    )]
+    MissingFolder { db: PathBuf, folder: PathBuf },
+
+    #[error("cannot create the database {}: {error}", path.display())]
+    CreateDatabase {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+
+    #[error("could not switch {} to WAL journal mode (got '{mode}')", path.display())]
+    WalUnavailable { path: PathBuf, mode: String },
+
+    #[error(
+        "the database was written by a newer griot-registry (schema version {found}; this \
+         binary knows up to {known}); upgrade the binary instead"
+    )]
+    NewerSchema { found: i64, known: i64 },
+
+    #[error("schema.sql is malformed: migration {found} found where {expected} was expected")]
+    MalformedSchema { found: i64, expected: i64 },
+
+    #[error(
+        "{} already exists; choose a new path so no file is overwritten",
+        path.display()
+    )]
+    BackupExists { path: PathBuf },
+
+    #[error("cannot create {}: {error}", path.display())]
+    CreateBackup {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+
+    /// `serve`'s lock file (see `lock`) could not be opened, locked or
+    /// written; `action` says which.
+    #[error("cannot {action} the lock file {}: {error}", path.display())]
+    LockFile {
+        action: &'static str,
+        path: PathBuf,
+        error: std::io::Error,
+    },
+
+    #[error(
+        "cannot serve {}: the folder {} does not exist",
+        db.display(),
+        folder.display()
+    )]
+    LockFolderMissing { db: PathBuf, folder: PathBuf },
+
+    #[error(
+        "another griot-registry server{} already serves {}; only one server may use a \
+         database file at a time (it holds the lock on {})",
+        pid.map_or_else(String::new, |pid| format!(" (pid {pid})")),
+        db.display(),
+        lock.display()
+    )]
+    AlreadyServed {
+        db: PathBuf,
+        lock: PathBuf,
+        pid: Option<u32>,
+    },
+
+    #[error("only {free} bytes are free on the disk that holds the database: the disk is full")]
+    DiskFull { free: u64 },
+}
+
+/// How the thread that ran a read or write failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    /// The blocking task of a read panicked or was cancelled.
+    #[error("{0}")]
+    Join(tokio::task::JoinError),
+
+    #[error("a database write panicked")]
+    WritePanicked,
+
+    /// Shared by every write of the batch the commit held.
+    #[error("the commit failed: {0}")]
+    Commit(std::sync::Arc<rusqlite::Error>),
+
+    #[error("the write was not run")]
+    NotRun,
+
+    #[error("cannot start a database thread: {0}")]
+    Spawn(std::io::Error),
+
+    #[error("the database writer stopped")]
+    WriterStopped,
 }
 
 /// True when `err` is a broken UNIQUE constraint.
@@ -88,6 +195,9 @@ impl Durability {
 pub struct StoreOptions {
     pub durability: Durability,
     pub read_connections: u32,
+    /// How long a read waits for a free reader connection before it fails
+    /// with `StoreError::Pool` (which the API answers with 503).
+    pub pool_timeout: Duration,
 }
 
 impl Default for StoreOptions {
@@ -95,6 +205,7 @@ impl Default for StoreOptions {
         Self {
             durability: Durability::Normal,
             read_connections: 8,
+            pool_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -123,10 +234,10 @@ impl Store {
     /// empty database.
     pub fn open_existing(path: &Path, options: &StoreOptions) -> Result<Self, StoreError> {
         if !path.is_file() {
-            return Err(StoreError::Setup(format!(
-                "the database {} does not exist",
-                path.display()
-            )));
+            return Err(SetupError::DatabaseMissing {
+                path: path.to_owned(),
+            }
+            .into());
         }
         Self::open_file(path, options)
     }
@@ -135,11 +246,11 @@ impl Store {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
             && !parent.exists()
         {
-            return Err(StoreError::Setup(format!(
-                "cannot create the database {}: the folder {} does not exist",
-                path.display(),
-                parent.display()
-            )));
+            return Err(SetupError::MissingFolder {
+                db: path.to_owned(),
+                folder: parent.to_owned(),
+            }
+            .into());
         }
         let sync = options.durability.pragma();
         let init = move |c: &mut Connection| {
@@ -156,10 +267,11 @@ impl Store {
         // file, so setting it once here covers every connection.
         let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Setup(format!(
-                "could not switch {} to WAL journal mode (got '{mode}')",
-                path.display()
-            )));
+            return Err(SetupError::WalUnavailable {
+                path: path.to_owned(),
+                mode,
+            }
+            .into());
         }
         migrate(&mut conn)?;
         let mut checkpointer = Connection::open(path)?;
@@ -169,7 +281,7 @@ impl Store {
         let readers = Pool::builder()
             .max_size(options.read_connections.max(1))
             .min_idle(Some(1))
-            .connection_timeout(Duration::from_secs(30))
+            .connection_timeout(options.pool_timeout)
             .build(SqliteConnectionManager::file(path).with_init(init))?;
         Ok(Self {
             readers,
@@ -189,7 +301,7 @@ impl Store {
         let store = self.clone();
         tokio::task::spawn_blocking(move || store.read_blocking(f))
             .await
-            .map_err(|e| E::from(StoreError::Task(e.to_string())))?
+            .map_err(|e| E::from(StoreError::Task(TaskError::Join(e))))?
     }
 
     /// Runs `f` in a write transaction and answers once it has committed.
@@ -236,16 +348,17 @@ impl Store {
         {
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                return Err(StoreError::Setup(format!(
-                    "{} already exists; choose a new path so no file is overwritten",
-                    dest.display()
-                )));
+                return Err(SetupError::BackupExists {
+                    path: dest.to_owned(),
+                }
+                .into());
             }
-            Err(e) => {
-                return Err(StoreError::Setup(format!(
-                    "cannot create {}: {e}",
-                    dest.display()
-                )));
+            Err(error) => {
+                return Err(SetupError::CreateBackup {
+                    path: dest.to_owned(),
+                    error,
+                }
+                .into());
             }
         }
         let conn = self.readers.get()?;
@@ -297,10 +410,11 @@ fn create_private(path: &Path) -> Result<(), StoreError> {
     {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(StoreError::Setup(format!(
-            "cannot create the database {}: {e}",
-            path.display()
-        ))),
+        Err(error) => Err(SetupError::CreateDatabase {
+            path: path.to_owned(),
+            error,
+        }
+        .into()),
     }
 }
 
@@ -350,17 +464,19 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let latest = latest_version();
     if current > latest {
-        return Err(StoreError::Setup(format!(
-            "the database was written by a newer griot-registry (schema version {current}; \
-             this binary knows up to {latest}); upgrade the binary instead"
-        )));
+        return Err(SetupError::NewerSchema {
+            found: current,
+            known: latest,
+        }
+        .into());
     }
     for (expected, m) in (1..).zip(migrations()) {
         if m.version != expected {
-            return Err(StoreError::Setup(format!(
-                "schema.sql is malformed: migration {} found where {expected} was expected",
-                m.version
-            )));
+            return Err(SetupError::MalformedSchema {
+                found: m.version,
+                expected,
+            }
+            .into());
         }
         if m.version <= current {
             continue;

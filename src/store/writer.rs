@@ -11,14 +11,14 @@
 
 use std::{
     panic::{AssertUnwindSafe, catch_unwind},
-    sync::mpsc,
+    sync::{Arc, mpsc},
     thread,
 };
 
-use r2d2_sqlite::rusqlite::Connection;
+use r2d2_sqlite::rusqlite::{self, Connection};
 use tracing::{error, info};
 
-use super::{StoreError, health::LogBackoff};
+use super::{StoreError, TaskError, health::LogBackoff};
 
 /// The most writes committed together.
 const MAX_BATCH: usize = 64;
@@ -29,7 +29,7 @@ trait Job: Send {
     /// Runs the write; true when it succeeded and should be kept.
     fn run(&mut self, conn: &Connection) -> bool;
     /// Answers the caller once the batch's transaction has ended.
-    fn finish(self: Box<Self>, commit: Result<(), String>);
+    fn finish(self: Box<Self>, commit: Result<(), Arc<rusqlite::Error>>);
 }
 
 /// A write whose closure fails with `E`: a store error, or a caller's own
@@ -53,18 +53,18 @@ where
         // A panicking write must not take the writer (and every later write)
         // down with it.
         let result = catch_unwind(AssertUnwindSafe(|| write(conn)))
-            .unwrap_or_else(|_| Err(StoreError::Task("a database write panicked".into()).into()));
+            .unwrap_or_else(|_| Err(StoreError::Task(TaskError::WritePanicked).into()));
         let ok = result.is_ok();
         self.result = Some(result);
         ok
     }
 
-    fn finish(self: Box<Self>, commit: Result<(), String>) {
+    fn finish(self: Box<Self>, commit: Result<(), Arc<rusqlite::Error>>) {
         let outcome = match (self.result, commit) {
             (Some(Err(e)), _) => Err(e),
             (Some(Ok(value)), Ok(())) => Ok(value),
-            (_, Err(e)) => Err(StoreError::Task(format!("the commit failed: {e}")).into()),
-            (None, Ok(())) => Err(StoreError::Task("the write was not run".into()).into()),
+            (_, Err(e)) => Err(StoreError::Task(TaskError::Commit(e)).into()),
+            (None, Ok(())) => Err(StoreError::Task(TaskError::NotRun).into()),
         };
         (self.reply)(outcome);
     }
@@ -95,8 +95,7 @@ impl Writer {
         ))?;
         let (jobs, queue) = mpsc::channel::<Box<dyn Job>>();
         let (done, finished) = mpsc::channel::<()>();
-        let spawn_failed =
-            |e: std::io::Error| StoreError::Task(format!("cannot start a database thread: {e}"));
+        let spawn_failed = |e: std::io::Error| StoreError::Task(TaskError::Spawn(e));
         thread::Builder::new()
             .name("griot-checkpoint".into())
             .spawn(move || checkpoint_until(&checkpointer, &finished))
@@ -196,7 +195,7 @@ fn checkpoint_until(conn: &Connection, finished: &mpsc::Receiver<()>) {
 }
 
 fn stopped() -> StoreError {
-    StoreError::Task("the database writer stopped".into())
+    StoreError::Task(TaskError::WriterStopped)
 }
 
 fn run(conn: &Connection, queue: &mpsc::Receiver<Box<dyn Job>>) {
@@ -213,8 +212,9 @@ fn run(conn: &Connection, queue: &mpsc::Receiver<Box<dyn Job>>) {
 }
 
 fn commit_batch(conn: &Connection, mut batch: Vec<Box<dyn Job>>) {
-    let fail_all = |batch: Vec<Box<dyn Job>>, e: String| {
+    let fail_all = |batch: Vec<Box<dyn Job>>, e: rusqlite::Error| {
         error!(error = %e, "a write transaction failed");
+        let e = Arc::new(e);
         for job in batch {
             job.finish(Err(e.clone()));
         }
@@ -222,7 +222,7 @@ fn commit_batch(conn: &Connection, mut batch: Vec<Box<dyn Job>>) {
     // IMMEDIATE takes the write lock up front, so a read-then-write job
     // cannot fail halfway on a lock upgrade.
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-        return fail_all(batch, e.to_string());
+        return fail_all(batch, e);
     }
     for job in &mut batch {
         let step = conn.execute_batch("SAVEPOINT job").and_then(|()| {
@@ -234,10 +234,10 @@ fn commit_batch(conn: &Connection, mut batch: Vec<Box<dyn Job>>) {
         });
         if let Err(e) = step {
             let _ = conn.execute_batch("ROLLBACK");
-            return fail_all(batch, e.to_string());
+            return fail_all(batch, e);
         }
     }
-    let commit = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+    let commit = conn.execute_batch("COMMIT").map_err(Arc::new);
     if commit.is_err() {
         let _ = conn.execute_batch("ROLLBACK");
     }
@@ -248,7 +248,7 @@ fn commit_batch(conn: &Connection, mut batch: Vec<Box<dyn Job>>) {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Barrier};
+    use std::sync::Barrier;
 
     use super::super::{Store, StoreOptions};
     use super::*;

@@ -187,6 +187,7 @@ pub fn fill(db: &Path, o: &FillOptions) -> Result<Filled, String> {
         &StoreOptions {
             durability: o.durability,
             read_connections: 1,
+            ..StoreOptions::default()
         },
     )
     .map_err(|e| format!("cannot create the database {}: {e}", db.display()))?;

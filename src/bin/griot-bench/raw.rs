@@ -86,6 +86,7 @@ pub fn insert_rate(
                 &StoreOptions {
                     durability,
                     read_connections: 1,
+                    ..StoreOptions::default()
                 },
             )
             .map_err(|e| format!("{}: {e}", path.display()))?;
