@@ -6,8 +6,8 @@
 //! (and writes it as JSON). See BENCHMARKS.md.
 //!
 //! ```sh
-//! cargo build --release --bin griot-registry
-//! cargo run --release --bin griot-bench -- --out /tmp/bench-results.json
+//! cargo build --release -p griot-registry -p griot-bench
+//! cargo run --release -p griot-bench -- --out /tmp/bench-results.json
 //! ```
 
 mod cleanup;
@@ -151,14 +151,15 @@ fn server_binary(args: &Args) -> Result<PathBuf, String> {
             });
             match from_exe {
                 Some(p) if p.is_file() => p,
-                _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/griot-registry"),
+                // The workspace's target dir, one level above this crate.
+                _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/griot-registry"),
             }
         }
     };
     if !path.is_file() {
         return Err(format!(
             "the server binary {} does not exist; build it first with\n\n    \
-             cargo build --release --bin griot-registry\n\nor point --server at one",
+             cargo build --release -p griot-registry\n\nor point --server at one",
             path.display()
         ));
     }
@@ -219,7 +220,7 @@ fn run(args: &Args) -> Result<(), String> {
     if cfg!(debug_assertions) {
         eprintln!(
             "griot-bench: warning: this is a debug build of the load generator; \
-             run it with `cargo run --release --bin griot-bench`"
+             run it with `cargo run --release -p griot-bench`"
         );
     }
     let base = args.tmp_dir.clone().unwrap_or_else(std::env::temp_dir);
