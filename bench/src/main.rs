@@ -152,8 +152,12 @@ fn server_binary(args: &Args) -> Result<PathBuf, String> {
             });
             match from_exe {
                 Some(p) if p.is_file() => p,
-                // The workspace's target dir, one level above this crate.
-                _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/griot-registry"),
+                // The workspace's target dir: the workspace is this crate's
+                // parent folder.
+                _ => Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .parent()
+                    .unwrap_or(Path::new(".."))
+                    .join("target/release/griot-registry"),
             }
         }
     };
