@@ -140,16 +140,15 @@ fn imports(
     // `use crate::{app::{self, App}}`) names that module's child.
     let resolve = |path: &str| -> Option<String> {
         if let Some(rest) = path.strip_prefix("crate::") {
-            Some(rest.to_owned())
-        } else if let Some(rest) = path.strip_prefix("super::") {
-            Some(if parent.is_empty() {
+            return Some(rest.to_owned());
+        }
+        path.strip_prefix("super::").map(|rest| {
+            if parent.is_empty() {
                 rest.to_owned()
             } else {
                 format!("{parent}::{rest}")
-            })
-        } else {
-            None
-        }
+            }
+        })
     };
     let aliases: BTreeMap<String, String> = paths
         .iter()
@@ -166,15 +165,7 @@ fn imports(
     }
     let mut out = BTreeSet::new();
     for path in paths {
-        let resolved = if let Some(rest) = path.strip_prefix("crate::") {
-            rest.to_owned()
-        } else if let Some(rest) = path.strip_prefix("super::") {
-            if parent.is_empty() {
-                rest.to_owned()
-            } else {
-                format!("{parent}::{rest}")
-            }
-        } else {
+        let Some(resolved) = resolve(&path) else {
             continue;
         };
         let segments: Vec<&str> = resolved.split("::").collect();

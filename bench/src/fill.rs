@@ -16,7 +16,9 @@ use griot_registry::{
         metadata::Metadata,
         run::{Run, RunStatus},
         time::Timestamp,
-        validation::{NewValidationInput, ValidationIssue, ValidationStatus, ValidationWarning},
+        validation::{
+            NewValidationInput, Validation, ValidationIssue, ValidationStatus, ValidationWarning,
+        },
     },
     store::{Durability, Store, StoreError, StoreOptions, events, runs, validations},
 };
@@ -118,6 +120,28 @@ fn run_status(rng: &mut Rng, recent: bool) -> RunStatus {
     statuses[rng.weighted(&weights)]
 }
 
+/// The issues of a failed validation of `rows` rows: one error, or two
+/// three times in ten; and how many rows they failed.
+fn failed_issues(rng: &mut Rng, rows: u64) -> (Vec<ValidationIssue>, u64) {
+    let n = 1 + usize::from(rng.chance(0.3));
+    let weights: Vec<u32> = ERROR_CODES.iter().map(|e| e.2).collect();
+    let mut errors = Vec::new();
+    let mut rows_failed = 0;
+    for _ in 0..n {
+        let (code, message, _) = ERROR_CODES[rng.weighted(&weights)];
+        let column = COLUMNS[rng.below(COLUMNS.len() as u64) as usize];
+        let failed = 1 + rng.below(rows / 100 + 1);
+        rows_failed += failed;
+        errors.push(ValidationIssue {
+            code: code.to_owned(),
+            message: format!("{column}: {message} ({failed} rows)"),
+            path: Some(column.to_owned()),
+            row_count: Some(failed),
+        });
+    }
+    (errors, rows_failed)
+}
+
 fn validation_input(
     rng: &mut Rng,
     run: &Run,
@@ -132,25 +156,12 @@ fn validation_input(
     };
     let status = [Passed, Failed, Warning, Skipped][rng.weighted(&weights)];
     let rows = 1_000 + rng.below(2_000_000);
-    let mut errors = Vec::new();
+    let (errors, rows_failed) = if status == Failed {
+        failed_issues(rng, rows)
+    } else {
+        (Vec::new(), 0)
+    };
     let mut warnings = Vec::new();
-    let mut rows_failed = 0;
-    if status == Failed {
-        let n = 1 + usize::from(rng.chance(0.3));
-        let weights: Vec<u32> = ERROR_CODES.iter().map(|e| e.2).collect();
-        for _ in 0..n {
-            let (code, message, _) = ERROR_CODES[rng.weighted(&weights)];
-            let column = COLUMNS[rng.below(COLUMNS.len() as u64) as usize];
-            let failed = 1 + rng.below(rows / 100 + 1);
-            rows_failed += failed;
-            errors.push(ValidationIssue {
-                code: code.to_owned(),
-                message: format!("{column}: {message} ({failed} rows)"),
-                path: Some(column.to_owned()),
-                row_count: Some(failed),
-            });
-        }
-    }
     if status == Warning {
         warnings.push(ValidationWarning {
             code: "row_count_low".to_owned(),
@@ -180,27 +191,151 @@ fn validation_input(
     }
 }
 
-pub fn fill(db: &Path, o: &FillOptions) -> Result<Filled, String> {
-    let started = Instant::now();
-    let store = Store::open(
-        db,
+/// Adds one to the count of `status`.
+fn tally<S: PartialEq>(counts: &mut [(S, u64)], status: &S) {
+    for (s, c) in counts {
+        if s == status {
+            *c += 1;
+        }
+    }
+}
+
+/// The seeded dataset, one run at a time in time order.
+struct Generator<'a> {
+    o: &'a FillOptions,
+    rng: Rng,
+    now: Timestamp,
+    now_micros: i64,
+    /// The earliest start, and the span of time each run starts in.
+    first: i64,
+    slot: i64,
+}
+
+impl<'a> Generator<'a> {
+    fn new(o: &'a FillOptions) -> Self {
+        let rng = Rng::new(o.seed);
+        let now = Timestamp::now();
+        let now_micros = now.unix_micros();
+        let span = i64::from(o.days) * DAY;
+        Generator {
+            o,
+            rng,
+            now,
+            now_micros,
+            first: now_micros - span,
+            slot: (span / o.runs as i64).max(1),
+        }
+    }
+
+    /// Run `n`, the contract it belongs to and its start in Unix
+    /// microseconds.
+    fn run(&mut self, n: u64) -> (Run, u32, i64) {
+        let rng = &mut self.rng;
+        // Runs arrive in time order, as they would in production: one per
+        // slot, at a random point inside it.
+        let start = self.first + n as i64 * self.slot + rng.below(self.slot as u64) as i64;
+        let start = start.min(self.now_micros - MICROS_PER_SEC);
+        let contract = rng.below(u64::from(self.o.contracts)) as u32;
+        let pipeline = pipeline_of(contract, self.o.pipelines);
+        let status = run_status(rng, self.now_micros - start < RECENT);
+        let duration = rng.range(30 * MICROS_PER_SEC, 2 * HOUR);
+        let completed_at = status
+            .is_final()
+            .then(|| ts((start + duration).min(self.now_micros)));
+        let mut metadata = Metadata::new();
+        metadata.insert("dag_id".into(), json!(pipeline_name(pipeline)));
+        let trigger = if rng.chance(0.9) {
+            "scheduled"
+        } else {
+            "manual"
+        };
+        metadata.insert("trigger".into(), json!(trigger));
+        if status == RunStatus::Completed {
+            metadata.insert("rows_processed".into(), json!(rng.below(5_000_000)));
+        }
+        let started_at = ts(start);
+        let run = Run {
+            id: ids::new_run_id(),
+            contract_id: contract_name(contract),
+            pipeline_name: Some(pipeline_name(pipeline)),
+            pipeline_id: Some(format!("{trigger}__{started_at}")),
+            status,
+            metadata,
+            started_at,
+            completed_at,
+            created_by: KEY_NAME.to_owned(),
+            updated_at: completed_at.unwrap_or(started_at),
+            version: 1,
+            heartbeat_timeout_seconds: None,
+            last_heartbeat_at: None,
+        };
+        (run, contract, start)
+    }
+
+    /// Runs `from..to` and their validations (runs 3 and 7 of every ten),
+    /// counted into `out`.
+    fn batch(
+        &mut self,
+        from: u64,
+        to: u64,
+        out: &mut Filled,
+    ) -> Result<(Vec<Run>, Vec<Validation>), String> {
+        let mut runs = Vec::with_capacity((to - from) as usize);
+        let mut vals = Vec::new();
+        for n in from..to {
+            let (run, contract, start) = self.run(n);
+            if n % 10 == 3 || n % 10 == 7 {
+                let v = validation_input(&mut self.rng, &run, contract, self.now_micros)
+                    .into_validation(KEY_NAME, self.now)
+                    .map_err(|e| format!("generated an invalid validation: {e}"))?;
+                vals.push(v);
+            }
+            out.window.0 = out.window.0.min(start);
+            out.window.1 = out.window.1.max(start);
+            tally(&mut out.run_status_counts, &run.status);
+            out.runs.push(RunRef {
+                id: run.id.clone(),
+                contract,
+            });
+            runs.push(run);
+        }
+        for v in &vals {
+            out.validation_errors += v.errors.len() as u64;
+            tally(&mut out.validation_status_counts, &v.status);
+        }
+        out.validations += vals.len() as u64;
+        Ok((runs, vals))
+    }
+}
+
+/// Opens (or creates, with the schema) the database at `path` through the
+/// library's store, with one reader.
+pub fn open_store(path: &Path, durability: Durability) -> Result<Store, String> {
+    Store::open(
+        path,
         &StoreOptions {
-            durability: o.durability,
+            durability,
             read_connections: 1,
             ..StoreOptions::default()
         },
     )
-    .map_err(|e| format!("cannot create the database {}: {e}", db.display()))?;
+    .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// A fresh database and the write key the load uses.
+fn create(db: &Path, durability: Durability) -> Result<(Store, String), String> {
+    let store =
+        open_store(db, durability).map_err(|e| format!("cannot create the database {e}"))?;
     let (_, secret) = keys::create(&store, KEY_NAME, KeyScope::Write)
         .map_err(|e| format!("cannot create the API key: {e}"))?;
+    let api_key = secret.expose().to_owned();
+    Ok((store, api_key))
+}
 
-    let mut rng = Rng::new(o.seed);
-    let now = Timestamp::now();
-    let now_micros = now.unix_micros();
-    let span = i64::from(o.days) * DAY;
-    let first = now_micros - span;
-    let slot = (span / o.runs as i64).max(1);
-
+pub fn fill(db: &Path, o: &FillOptions) -> Result<Filled, String> {
+    let started = Instant::now();
+    let (store, api_key) = create(db, o.durability)?;
+    let mut generator = Generator::new(o);
     let mut out = Filled {
         runs: Vec::with_capacity(o.runs as usize),
         validations: 0,
@@ -210,81 +345,13 @@ pub fn fill(db: &Path, o: &FillOptions) -> Result<Filled, String> {
         window: (i64::MAX, i64::MIN),
         elapsed: Duration::ZERO,
         db_bytes: 0,
-        api_key: secret.expose().to_owned(),
+        api_key,
     };
     let mut last_report = Instant::now();
     let mut i: u64 = 0;
     while i < o.runs {
         let end = (i + o.batch as u64).min(o.runs);
-        let mut batch_runs = Vec::with_capacity((end - i) as usize);
-        let mut batch_vals = Vec::new();
-        for n in i..end {
-            // Runs arrive in time order, as they would in production: one
-            // per slot, at a random point inside it.
-            let start = first + n as i64 * slot + rng.below(slot as u64) as i64;
-            let start = start.min(now_micros - MICROS_PER_SEC);
-            let contract = rng.below(u64::from(o.contracts)) as u32;
-            let pipeline = pipeline_of(contract, o.pipelines);
-            let status = run_status(&mut rng, now_micros - start < RECENT);
-            let duration = rng.range(30 * MICROS_PER_SEC, 2 * HOUR);
-            let completed_at = status
-                .is_final()
-                .then(|| ts((start + duration).min(now_micros)));
-            let mut metadata = Metadata::new();
-            metadata.insert("dag_id".into(), json!(pipeline_name(pipeline)));
-            let trigger = if rng.chance(0.9) {
-                "scheduled"
-            } else {
-                "manual"
-            };
-            metadata.insert("trigger".into(), json!(trigger));
-            if status == RunStatus::Completed {
-                metadata.insert("rows_processed".into(), json!(rng.below(5_000_000)));
-            }
-            let started_at = ts(start);
-            let run = Run {
-                id: ids::new_run_id(),
-                contract_id: contract_name(contract),
-                pipeline_name: Some(pipeline_name(pipeline)),
-                pipeline_id: Some(format!("{trigger}__{started_at}")),
-                status,
-                metadata,
-                started_at,
-                completed_at,
-                created_by: KEY_NAME.to_owned(),
-                updated_at: completed_at.unwrap_or(started_at),
-                version: 1,
-                heartbeat_timeout_seconds: None,
-                last_heartbeat_at: None,
-            };
-            if n % 10 == 3 || n % 10 == 7 {
-                let v = validation_input(&mut rng, &run, contract, now_micros)
-                    .into_validation(KEY_NAME, now)
-                    .map_err(|e| format!("generated an invalid validation: {e}"))?;
-                batch_vals.push(v);
-            }
-            out.window.0 = out.window.0.min(start);
-            out.window.1 = out.window.1.max(start);
-            for (s, c) in &mut out.run_status_counts {
-                if *s == status {
-                    *c += 1;
-                }
-            }
-            out.runs.push(RunRef {
-                id: run.id.clone(),
-                contract,
-            });
-            batch_runs.push(run);
-        }
-        for v in &batch_vals {
-            out.validation_errors += v.errors.len() as u64;
-            for (s, c) in &mut out.validation_status_counts {
-                if *s == v.status {
-                    *c += 1;
-                }
-            }
-        }
-        out.validations += batch_vals.len() as u64;
+        let (batch_runs, batch_vals) = generator.batch(i, end, &mut out)?;
         store
             .write_blocking(move |tx| {
                 for r in &batch_runs {

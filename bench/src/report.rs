@@ -208,72 +208,9 @@ impl Report {
 
     pub fn verdicts(&self) -> Vec<Verdict> {
         let mut v = Vec::new();
-        if let Some(r) = self.create_ratio() {
-            v.push(Verdict {
-                target: "create throughput >= 60% of raw one-row-per-commit rate".into(),
-                measured: format!(
-                    "{:.0}% ({:.0} vs {:.0} commits/s; {:.0}% of the PK-only table's {:.0}/s)",
-                    r * 100.0,
-                    self.scenario("create_run")
-                        .map_or(0.0, |s| s.result.per_sec()),
-                    self.raw_insert_schema.per_sec(),
-                    self.create_ratio_bare().unwrap_or(0.0) * 100.0,
-                    self.raw_insert_bare.per_sec(),
-                ),
-                met: Some(r >= 0.6),
-            });
-        }
-        let at16 = if self.connections == 16 {
-            String::new()
-        } else {
-            format!(" (measured at {} connections, not 16)", self.connections)
-        };
-        let worst = self.scenarios.iter().max_by(|a, b| {
-            quantile_ms(&a.result.latencies_us, 0.99)
-                .total_cmp(&quantile_ms(&b.result.latencies_us, 0.99))
-        });
-        if let Some(w) = worst {
-            let over: Vec<String> = self
-                .scenarios
-                .iter()
-                .filter(|s| quantile_ms(&s.result.latencies_us, 0.99) >= 20.0)
-                .map(|s| {
-                    format!(
-                        "{} {:.1} ms",
-                        s.result.name,
-                        quantile_ms(&s.result.latencies_us, 0.99)
-                    )
-                })
-                .collect();
-            v.push(Verdict {
-                target: "p99 < 20 ms for every scenario at 16 connections".into(),
-                measured: if over.is_empty() {
-                    format!(
-                        "worst p99 {:.1} ms ({}){at16}",
-                        quantile_ms(&w.result.latencies_us, 0.99),
-                        w.result.name
-                    )
-                } else {
-                    format!("over 20 ms: {}{at16}", over.join(", "))
-                },
-                met: Some(over.is_empty()),
-            });
-        }
-        let on = if self.fill.runs == 1_000_000 {
-            String::new()
-        } else {
-            format!(" (measured on {} runs, not 1M)", self.fill.runs)
-        };
-        for name in ["list_contract_status", "list_date_range"] {
-            if let Some(s) = self.scenario(name) {
-                let p50 = quantile_ms(&s.result.latencies_us, 0.5);
-                v.push(Verdict {
-                    target: format!("filtered list p50 < 5 ms on 1M runs: {name}"),
-                    measured: format!("p50 {p50:.2} ms{on}"),
-                    met: Some(p50 < 5.0),
-                });
-            }
-        }
+        v.extend(self.create_verdict());
+        v.extend(self.p99_verdict());
+        v.extend(self.list_verdicts());
         v.push(Verdict {
             target: "idle RSS < 30 MB".into(),
             measured: format!("{:.1} MiB VmRSS after ready", mib(self.idle_rss_kib)),
@@ -282,8 +219,93 @@ impl Report {
         v
     }
 
+    fn create_verdict(&self) -> Option<Verdict> {
+        let r = self.create_ratio()?;
+        Some(Verdict {
+            target: "create throughput >= 60% of raw one-row-per-commit rate".into(),
+            measured: format!(
+                "{:.0}% ({:.0} vs {:.0} commits/s; {:.0}% of the PK-only table's {:.0}/s)",
+                r * 100.0,
+                self.scenario("create_run")
+                    .map_or(0.0, |s| s.result.per_sec()),
+                self.raw_insert_schema.per_sec(),
+                self.create_ratio_bare().unwrap_or(0.0) * 100.0,
+                self.raw_insert_bare.per_sec(),
+            ),
+            met: Some(r >= 0.6),
+        })
+    }
+
+    fn p99_verdict(&self) -> Option<Verdict> {
+        let p99 = |s: &ScenarioRow| quantile_ms(&s.result.latencies_us, 0.99);
+        let at16 = if self.connections == 16 {
+            String::new()
+        } else {
+            format!(" (measured at {} connections, not 16)", self.connections)
+        };
+        let worst = self
+            .scenarios
+            .iter()
+            .max_by(|a, b| p99(a).total_cmp(&p99(b)))?;
+        let over: Vec<String> = self
+            .scenarios
+            .iter()
+            .filter(|s| p99(s) >= 20.0)
+            .map(|s| format!("{} {:.1} ms", s.result.name, p99(s)))
+            .collect();
+        Some(Verdict {
+            target: "p99 < 20 ms for every scenario at 16 connections".into(),
+            measured: if over.is_empty() {
+                format!(
+                    "worst p99 {:.1} ms ({}){at16}",
+                    p99(worst),
+                    worst.result.name
+                )
+            } else {
+                format!("over 20 ms: {}{at16}", over.join(", "))
+            },
+            met: Some(over.is_empty()),
+        })
+    }
+
+    fn list_verdicts(&self) -> Vec<Verdict> {
+        let on = if self.fill.runs == 1_000_000 {
+            String::new()
+        } else {
+            format!(" (measured on {} runs, not 1M)", self.fill.runs)
+        };
+        ["list_contract_status", "list_date_range"]
+            .into_iter()
+            .filter_map(|name| {
+                let s = self.scenario(name)?;
+                let p50 = quantile_ms(&s.result.latencies_us, 0.5);
+                Some(Verdict {
+                    target: format!("filtered list p50 < 5 ms on 1M runs: {name}"),
+                    measured: format!("p50 {p50:.2} ms{on}"),
+                    met: Some(p50 < 5.0),
+                })
+            })
+            .collect()
+    }
+
     pub fn markdown(&self) -> String {
         let mut o = String::new();
+        self.md_head(&mut o);
+        self.md_fill(&mut o);
+        self.md_server(&mut o);
+        self.md_raw(&mut o);
+        self.md_http(&mut o);
+        if let Some(mixed) = self.scenario("mixed") {
+            md_per_op(&mut o, mixed);
+        }
+        self.md_ratios(&mut o);
+        self.md_targets(&mut o);
+        self.md_errors(&mut o);
+        self.md_log(&mut o);
+        o
+    }
+
+    fn md_head(&self, o: &mut String) {
         let m = &self.machine;
         let _ = writeln!(o, "# griot-bench results ({})\n", self.when);
         let _ = writeln!(
@@ -299,18 +321,20 @@ impl Report {
         );
         let _ = writeln!(o, "Flags: `{}`\n", self.flags);
         let _ = writeln!(o, "Server: `{}`\n", self.server_bin);
+    }
 
+    fn md_fill(&self, o: &mut String) {
         let f = &self.fill;
         let _ = writeln!(
             o,
             "## Fill (through `Store::write_blocking`, {} runs per transaction)\n",
             f.batch
         );
-        let _ = writeln!(
+        md_table_head(
             o,
-            "| runs | validations | error rows | contracts | pipelines | days | fill time | runs/s | DB size |"
+            "| runs | validations | error rows | contracts | pipelines | days | fill time | runs/s | DB size |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         );
-        let _ = writeln!(o, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         let _ = writeln!(
             o,
             "| {} | {} | {} | {} | {} | {} | {:.1} s | {:.0} | {:.0} MiB |\n",
@@ -336,13 +360,15 @@ impl Report {
             list(&f.run_statuses),
             list(&f.validation_statuses)
         );
+    }
 
+    fn md_server(&self, o: &mut String) {
         let _ = writeln!(o, "## Server start and memory\n");
-        let _ = writeln!(
+        md_table_head(
             o,
-            "| spawn to 200 on /health/ready | idle VmRSS | VmHWM at the end | stop |"
+            "| spawn to 200 on /health/ready | idle VmRSS | VmHWM at the end | stop |",
+            "|---:|---:|---:|---|",
         );
-        let _ = writeln!(o, "|---:|---:|---:|---|");
         let _ = writeln!(
             o,
             "| {:.0} ms | {:.1} MiB | {:.1} MiB | {} |\n",
@@ -351,14 +377,19 @@ impl Report {
             mib(self.final_hwm_kib),
             self.stop
         );
+    }
 
+    fn md_raw(&self, o: &mut String) {
         let _ = writeln!(
             o,
             "## Physical limits (rusqlite directly, same pragmas, durability {})\n",
             self.durability
         );
-        let _ = writeln!(o, "| measurement | operations | per second |");
-        let _ = writeln!(o, "|---|---:|---:|");
+        md_table_head(
+            o,
+            "| measurement | operations | per second |",
+            "|---|---:|---:|",
+        );
         for (what, r) in [
             (
                 "one-row INSERT, own BEGIN IMMEDIATE/COMMIT, `runs` from schema.sql (its CHECKs and all its indexes; no run_events row), fresh file",
@@ -376,7 +407,9 @@ impl Report {
             let _ = writeln!(o, "| {what} | {} | {:.0} |", r.ops, r.per_sec());
         }
         let _ = writeln!(o);
+    }
 
+    fn md_http(&self, o: &mut String) {
         let _ = writeln!(
             o,
             "## HTTP load ({} keep-alive connections, {} s per scenario, client on {} thread{})\n",
@@ -385,17 +418,13 @@ impl Report {
             self.client_threads,
             if self.client_threads == 1 { "" } else { "s" }
         );
-        let _ = writeln!(
+        md_table_head(
             o,
-            "| scenario | requests | req/s | p50 ms | p90 ms | p99 ms | max ms | errors | server VmHWM after | server VmRSS after | server CPU (of it kernel) | client CPU |"
-        );
-        let _ = writeln!(
-            o,
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+            "| scenario | requests | req/s | p50 ms | p90 ms | p99 ms | max ms | errors | server VmHWM after | server VmRSS after | server CPU (of it kernel) | client CPU |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         );
         for s in &self.scenarios {
             let r = &s.result;
-            let l = &r.latencies_us;
             let errors = if r.counts.errors.is_empty() {
                 "0".to_owned()
             } else {
@@ -408,14 +437,11 @@ impl Report {
             };
             let _ = writeln!(
                 o,
-                "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {:.1} MiB | {:.1} MiB | {:.0}% ({:.0}%) | {:.0}% |",
+                "| {} | {} | {:.0} | {} | {} | {:.1} MiB | {:.1} MiB | {:.0}% ({:.0}%) | {:.0}% |",
                 r.name,
                 r.counts.answered,
                 r.per_sec(),
-                quantile_ms(l, 0.5),
-                quantile_ms(l, 0.9),
-                quantile_ms(l, 0.99),
-                quantile_ms(l, 1.0),
+                latency_cells(&r.latencies_us),
                 errors,
                 mib(s.hwm_after_kib),
                 mib(s.rss_after_kib),
@@ -428,30 +454,9 @@ impl Report {
             o,
             "\nCPU: 100% = one core busy for the whole scenario; in brackets the server's time in the kernel (syscalls: network, file reads, fsync). Latency is from writing the request to reading the last body byte, for every answered request. VmHWM is the server's peak RSS since it started, so it only grows.\n"
         );
-        if let Some(mixed) = self.scenario("mixed") {
-            let _ = writeln!(o, "### mixed, per operation\n");
-            let _ = writeln!(
-                o,
-                "| operation | requests | p50 ms | p90 ms | p99 ms | max ms | errors |"
-            );
-            let _ = writeln!(o, "|---|---:|---:|---:|---:|---:|---:|");
-            for p in &mixed.result.per_op {
-                let l = &p.latencies_us;
-                let _ = writeln!(
-                    o,
-                    "| {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
-                    p.op.name(),
-                    l.len(),
-                    quantile_ms(l, 0.5),
-                    quantile_ms(l, 0.9),
-                    quantile_ms(l, 0.99),
-                    quantile_ms(l, 1.0),
-                    p.errors
-                );
-            }
-            let _ = writeln!(o);
-        }
+    }
 
+    fn md_ratios(&self, o: &mut String) {
         let _ = writeln!(o, "## Ratios to the physical limits\n");
         if let Some(r) = self.create_ratio() {
             let _ = writeln!(
@@ -469,10 +474,11 @@ impl Report {
             );
         }
         let _ = writeln!(o);
+    }
 
+    fn md_targets(&self, o: &mut String) {
         let _ = writeln!(o, "## Targets\n");
-        let _ = writeln!(o, "| target | measured | verdict |");
-        let _ = writeln!(o, "|---|---|---|");
+        md_table_head(o, "| target | measured | verdict |", "|---|---|---|");
         for v in self.verdicts() {
             let verdict = match v.met {
                 Some(true) => "met",
@@ -482,7 +488,9 @@ impl Report {
             let _ = writeln!(o, "| {} | {} | {verdict} |", v.target, v.measured);
         }
         let _ = writeln!(o);
+    }
 
+    fn md_errors(&self, o: &mut String) {
         let samples: Vec<(String, String)> = self
             .scenarios
             .iter()
@@ -501,6 +509,9 @@ impl Report {
             }
             let _ = writeln!(o);
         }
+    }
+
+    fn md_log(&self, o: &mut String) {
         let l = &self.log;
         let _ = writeln!(
             o,
@@ -510,48 +521,12 @@ impl Report {
         for s in &l.samples {
             let _ = writeln!(o, "    {s}");
         }
-        o
     }
 
     pub fn json(&self) -> Value {
         let m = &self.machine;
         let rate = |r: &Rate| json!({"operations": r.ops, "seconds": r2(r.elapsed.as_secs_f64()), "per_sec": r1(r.per_sec())});
-        let lat = |l: &[u32]| {
-            json!({
-                "p50_ms": r2(quantile_ms(l, 0.5)),
-                "p90_ms": r2(quantile_ms(l, 0.9)),
-                "p99_ms": r2(quantile_ms(l, 0.99)),
-                "max_ms": r2(quantile_ms(l, 1.0)),
-            })
-        };
-        let scenarios: Vec<Value> = self
-            .scenarios
-            .iter()
-            .map(|s| {
-                let r = &s.result;
-                json!({
-                    "name": r.name,
-                    "requests": r.counts.answered,
-                    "seconds": r2(r.elapsed.as_secs_f64()),
-                    "requests_per_sec": r1(r.per_sec()),
-                    "latency": lat(&r.latencies_us),
-                    "errors": r.counts.errors,
-                    "error_samples": r.counts.samples,
-                    "server_vmhwm_mib_after": r1(mib(s.hwm_after_kib)),
-                    "server_vmrss_mib_after": r1(mib(s.rss_after_kib)),
-                    "server_cpu_pct": r1(s.server_cpu_pct),
-                    "server_sys_cpu_pct": r1(s.server_sys_pct),
-                    "client_cpu_pct": r1(s.client_cpu_pct),
-                    "per_operation": r.per_op.iter().map(|p| json!({
-                        "operation": p.op.name(),
-                        "requests": p.latencies_us.len(),
-                        "errors": p.errors,
-                        "latency": lat(&p.latencies_us),
-                    })).collect::<Vec<_>>(),
-                })
-            })
-            .collect();
-        let f = &self.fill;
+        let ratio = |r: Option<f64>| r.map(|r| (r * 1000.0).round() / 1000.0);
         json!({
             "when": self.when,
             "machine": {
@@ -568,48 +543,128 @@ impl Report {
             "durability": self.durability,
             "client_threads": self.client_threads,
             "server_binary": self.server_bin,
-            "fill": {
-                "runs": f.runs,
-                "validations": f.validations,
-                "validation_error_rows": f.validation_errors,
-                "contracts": f.contracts,
-                "pipelines": f.pipelines,
-                "days": f.days,
-                "runs_per_transaction": f.batch,
-                "seconds": r2(f.seconds),
-                "runs_per_sec": r1(f.runs as f64 / f.seconds.max(1e-9)),
-                "db_bytes": f.db_bytes,
-                "run_statuses": f.run_statuses.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
-                "validation_statuses": f.validation_statuses.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
-            },
-            "server": {
-                "ready_ms": r1(self.ready_ms),
-                "idle_vmrss_mib": r1(mib(self.idle_rss_kib)),
-                "idle_vmhwm_mib": r1(mib(self.idle_hwm_kib)),
-                "final_vmhwm_mib": r1(mib(self.final_hwm_kib)),
-                "stop": self.stop,
-                "log": {
-                    "request_lines": self.log.request_lines,
-                    "status_5xx_lines": self.log.status_5xx,
-                    "warn_lines": self.log.warn,
-                    "error_lines": self.log.error,
-                    "samples": self.log.samples,
-                },
-            },
+            "fill": self.fill_json(),
+            "server": self.server_json(),
             "raw": {
                 "insert_one_row_per_commit_schema_runs": rate(&self.raw_insert_schema),
                 "insert_one_row_per_commit_bare_runs": rate(&self.raw_insert_bare),
                 "select_run_by_pk": rate(&self.raw_pk_read),
             },
-            "scenarios": scenarios,
+            "scenarios": self.scenarios.iter().map(scenario_json).collect::<Vec<_>>(),
             "ratios": {
-                "create_run_vs_raw_commit": self.create_ratio().map(|r| (r * 1000.0).round() / 1000.0),
-                "create_run_vs_raw_commit_bare": self.create_ratio_bare().map(|r| (r * 1000.0).round() / 1000.0),
-                "get_run_vs_raw_pk_read": self.get_ratio().map(|r| (r * 1000.0).round() / 1000.0),
+                "create_run_vs_raw_commit": ratio(self.create_ratio()),
+                "create_run_vs_raw_commit_bare": ratio(self.create_ratio_bare()),
+                "get_run_vs_raw_pk_read": ratio(self.get_ratio()),
             },
             "targets": self.verdicts().iter().map(|v| json!({
                 "target": v.target, "measured": v.measured, "met": v.met,
             })).collect::<Vec<_>>(),
         })
     }
+
+    fn fill_json(&self) -> Value {
+        let f = &self.fill;
+        let counts = |v: &[(String, u64)]| {
+            v.iter()
+                .map(|(k, v)| (k.clone(), json!(v)))
+                .collect::<serde_json::Map<_, _>>()
+        };
+        json!({
+            "runs": f.runs,
+            "validations": f.validations,
+            "validation_error_rows": f.validation_errors,
+            "contracts": f.contracts,
+            "pipelines": f.pipelines,
+            "days": f.days,
+            "runs_per_transaction": f.batch,
+            "seconds": r2(f.seconds),
+            "runs_per_sec": r1(f.runs as f64 / f.seconds.max(1e-9)),
+            "db_bytes": f.db_bytes,
+            "run_statuses": counts(&f.run_statuses),
+            "validation_statuses": counts(&f.validation_statuses),
+        })
+    }
+
+    fn server_json(&self) -> Value {
+        json!({
+            "ready_ms": r1(self.ready_ms),
+            "idle_vmrss_mib": r1(mib(self.idle_rss_kib)),
+            "idle_vmhwm_mib": r1(mib(self.idle_hwm_kib)),
+            "final_vmhwm_mib": r1(mib(self.final_hwm_kib)),
+            "stop": self.stop,
+            "log": {
+                "request_lines": self.log.request_lines,
+                "status_5xx_lines": self.log.status_5xx,
+                "warn_lines": self.log.warn,
+                "error_lines": self.log.error,
+                "samples": self.log.samples,
+            },
+        })
+    }
+}
+
+/// A markdown table's header row and alignment row.
+fn md_table_head(o: &mut String, header: &str, align: &str) {
+    let _ = writeln!(o, "{header}");
+    let _ = writeln!(o, "{align}");
+}
+
+/// The p50, p90, p99 and max cells of a table row, in milliseconds.
+fn latency_cells(sorted_us: &[u32]) -> String {
+    [0.5, 0.9, 0.99, 1.0]
+        .map(|q| format!("{:.2}", quantile_ms(sorted_us, q)))
+        .join(" | ")
+}
+
+fn md_per_op(o: &mut String, mixed: &ScenarioRow) {
+    let _ = writeln!(o, "### mixed, per operation\n");
+    md_table_head(
+        o,
+        "| operation | requests | p50 ms | p90 ms | p99 ms | max ms | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    );
+    for p in &mixed.result.per_op {
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} |",
+            p.op.name(),
+            p.latencies_us.len(),
+            latency_cells(&p.latencies_us),
+            p.errors
+        );
+    }
+    let _ = writeln!(o);
+}
+
+fn latency_json(sorted_us: &[u32]) -> Value {
+    json!({
+        "p50_ms": r2(quantile_ms(sorted_us, 0.5)),
+        "p90_ms": r2(quantile_ms(sorted_us, 0.9)),
+        "p99_ms": r2(quantile_ms(sorted_us, 0.99)),
+        "max_ms": r2(quantile_ms(sorted_us, 1.0)),
+    })
+}
+
+fn scenario_json(s: &ScenarioRow) -> Value {
+    let r = &s.result;
+    json!({
+        "name": r.name,
+        "requests": r.counts.answered,
+        "seconds": r2(r.elapsed.as_secs_f64()),
+        "requests_per_sec": r1(r.per_sec()),
+        "latency": latency_json(&r.latencies_us),
+        "errors": r.counts.errors,
+        "error_samples": r.counts.samples,
+        "server_vmhwm_mib_after": r1(mib(s.hwm_after_kib)),
+        "server_vmrss_mib_after": r1(mib(s.rss_after_kib)),
+        "server_cpu_pct": r1(s.server_cpu_pct),
+        "server_sys_cpu_pct": r1(s.server_sys_pct),
+        "client_cpu_pct": r1(s.client_cpu_pct),
+        "per_operation": r.per_op.iter().map(|p| json!({
+            "operation": p.op.name(),
+            "requests": p.latencies_us.len(),
+            "errors": p.errors,
+            "latency": latency_json(&p.latencies_us),
+        })).collect::<Vec<_>>(),
+    })
 }

@@ -6,8 +6,8 @@
 //! (and writes it as JSON). See BENCHMARKS.md.
 //!
 //! ```sh
-//! cargo build --release --bin griot-registry
-//! cargo run --release --bin griot-bench -- --out /tmp/bench-results.json
+//! cargo build --release -p griot-registry -p griot-bench
+//! cargo run --release -p griot-bench -- --out /tmp/bench-results.json
 //! ```
 
 mod cleanup;
@@ -20,6 +20,7 @@ mod rng;
 mod server;
 
 use std::{
+    net::SocketAddr,
     path::{Path, PathBuf},
     process::ExitCode,
     sync::{Arc, Mutex},
@@ -151,14 +152,19 @@ fn server_binary(args: &Args) -> Result<PathBuf, String> {
             });
             match from_exe {
                 Some(p) if p.is_file() => p,
-                _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/griot-registry"),
+                // The workspace's target dir: the workspace is this crate's
+                // parent folder.
+                _ => Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .parent()
+                    .unwrap_or(Path::new(".."))
+                    .join("target/release/griot-registry"),
             }
         }
     };
     if !path.is_file() {
         return Err(format!(
             "the server binary {} does not exist; build it first with\n\n    \
-             cargo build --release --bin griot-registry\n\nor point --server at one",
+             cargo build --release -p griot-registry\n\nor point --server at one",
             path.display()
         ));
     }
@@ -219,11 +225,55 @@ fn run(args: &Args) -> Result<(), String> {
     if cfg!(debug_assertions) {
         eprintln!(
             "griot-bench: warning: this is a debug build of the load generator; \
-             run it with `cargo run --release --bin griot-bench`"
+             run it with `cargo run --release -p griot-bench`"
         );
     }
     let base = args.tmp_dir.clone().unwrap_or_else(std::env::temp_dir);
     let machine = report::Machine::probe(&base);
+    announce(args, &machine);
+    cleanup::install_signal_handler();
+    let dir = cleanup::TempDir::create(&base)?;
+    let db = dir.path().join("bench.db");
+    let filled = fill_db(args, &db)?;
+    let fill = fill_summary(args, &filled);
+    let raw = measure_raw(args, dir.path(), &db, &filled.runs)?;
+    let mut srv = start_server(args, &server_bin, &db, dir.path())?;
+    let target = load_target(args, srv.server.addr, filled);
+    let scenarios = run_scenarios(args, srv.server.pid, &target)?;
+    let (_, final_hwm) = server::memory_kib(srv.server.pid);
+    let stop = srv.server.stop(Duration::from_secs(10));
+    let log = report::scan_log(&srv.server.log);
+
+    let when = Timestamp::now().to_string();
+    let rep = report::Report {
+        when: when.get(..19).unwrap_or(&when).replace('T', " ") + " UTC",
+        machine,
+        flags: args.as_flags(),
+        connections: args.connections,
+        seconds: args.seconds,
+        durability: args.durability.name().to_owned(),
+        client_threads: args.client_threads,
+        fill,
+        raw_insert_schema: raw.insert_schema,
+        raw_insert_bare: raw.insert_bare,
+        raw_pk_read: raw.pk_read,
+        server_bin: describe_binary(&server_bin),
+        ready_ms: srv.ready.as_secs_f64() * 1000.0,
+        idle_rss_kib: srv.idle_rss_kib,
+        idle_hwm_kib: srv.idle_hwm_kib,
+        final_hwm_kib: final_hwm,
+        stop,
+        log,
+        scenarios,
+    };
+    write_results(&rep, &args.out)?;
+    drop(srv);
+    drop(dir);
+    Ok(())
+}
+
+/// The machine and the flags, before anything starts.
+fn announce(args: &Args, machine: &report::Machine) {
     eprintln!(
         "griot-bench: {} × {}, {:.1} GiB; temp in {} ({})",
         machine.nproc,
@@ -233,25 +283,23 @@ fn run(args: &Args) -> Result<(), String> {
         machine.tmp_fs
     );
     eprintln!("griot-bench: flags: {}", args.as_flags());
-    cleanup::install_signal_handler();
-    let dir = cleanup::TempDir::create(&base)?;
-    let db = dir.path().join("bench.db");
-    let durability = args.durability.store();
+}
 
+fn fill_db(args: &Args, db: &Path) -> Result<fill::Filled, String> {
     eprintln!(
         "griot-bench: filling {} with {} runs through the store...",
         db.display(),
         args.runs
     );
     let filled = fill::fill(
-        &db,
+        db,
         &fill::FillOptions {
             runs: args.runs,
             contracts: args.contracts,
             pipelines: args.pipelines,
             days: args.days,
             batch: args.batch,
-            durability,
+            durability: args.durability.store(),
             seed: args.seed,
         },
     )?;
@@ -263,166 +311,197 @@ fn run(args: &Args) -> Result<(), String> {
         filled.runs.len() as f64 / filled.elapsed.as_secs_f64(),
         filled.db_bytes as f64 / 1024.0 / 1024.0
     );
+    Ok(filled)
+}
 
+/// The fill as the report shows it.
+fn fill_summary(args: &Args, filled: &fill::Filled) -> report::Fill {
+    report::Fill {
+        runs: args.runs,
+        validations: filled.validations,
+        validation_errors: filled.validation_errors,
+        contracts: args.contracts,
+        pipelines: args.pipelines,
+        days: args.days,
+        batch: args.batch,
+        seconds: filled.elapsed.as_secs_f64(),
+        db_bytes: filled.db_bytes,
+        run_statuses: filled
+            .run_status_counts
+            .iter()
+            .map(|(s, n)| (s.as_str().to_owned(), *n))
+            .collect(),
+        validation_statuses: filled
+            .validation_status_counts
+            .iter()
+            .map(|(s, n)| (s.as_str().to_owned(), *n))
+            .collect(),
+    }
+}
+
+/// The raw SQLite rates the HTTP numbers are compared with.
+struct RawRates {
+    insert_schema: raw::Rate,
+    insert_bare: raw::Rate,
+    pk_read: raw::Rate,
+}
+
+fn measure_raw(
+    args: &Args,
+    dir: &Path,
+    db: &Path,
+    runs: &[fill::RunRef],
+) -> Result<RawRates, String> {
     eprintln!(
         "griot-bench: raw SQLite limits ({} s each)...",
         args.raw_seconds
     );
-    let raw_pk_read =
-        raw::pk_read_rate(&db, &filled.runs, durability, args.raw_seconds, args.seed)?;
-    let raw_insert_schema = raw::insert_rate(
-        dir.path(),
-        raw::InsertTable::Schema,
-        durability,
-        args.raw_seconds,
-        args.seed,
-    )?;
-    let raw_insert_bare = raw::insert_rate(
-        dir.path(),
-        raw::InsertTable::Bare,
-        durability,
-        args.raw_seconds,
-        args.seed,
-    )?;
+    let durability = args.durability.store();
+    let insert = |table| raw::insert_rate(dir, table, durability, args.raw_seconds, args.seed);
+    // In the order they always ran: the reads on the filled file first.
+    let rates = RawRates {
+        pk_read: raw::pk_read_rate(db, runs, durability, args.raw_seconds, args.seed)?,
+        insert_schema: insert(raw::InsertTable::Schema)?,
+        insert_bare: insert(raw::InsertTable::Bare)?,
+    };
     eprintln!(
         "griot-bench: raw insert {:.0}/s (schema), {:.0}/s (bare); raw PK read {:.0}/s",
-        raw_insert_schema.per_sec(),
-        raw_insert_bare.per_sec(),
-        raw_pk_read.per_sec()
+        rates.insert_schema.per_sec(),
+        rates.insert_bare.per_sec(),
+        rates.pk_read.per_sec()
     );
+    Ok(rates)
+}
 
-    let (mut srv, ready) = server::Server::start(
-        &server_bin,
-        &db,
-        args.durability.name(),
-        dir.path().join("server.log"),
-    )?;
+/// The server under test, ready, with how long that took and its memory
+/// when idle.
+struct Running {
+    server: server::Server,
+    ready: Duration,
+    idle_rss_kib: u64,
+    idle_hwm_kib: u64,
+}
+
+fn start_server(args: &Args, bin: &Path, db: &Path, dir: &Path) -> Result<Running, String> {
+    let (server, ready) =
+        server::Server::start(bin, db, args.durability.name(), dir.join("server.log"))?;
     std::thread::sleep(Duration::from_millis(300));
-    let (idle_rss, idle_hwm) = server::memory_kib(srv.pid);
+    let (idle_rss_kib, idle_hwm_kib) = server::memory_kib(server.pid);
     eprintln!(
         "griot-bench: server pid {} ready on {} in {:.0} ms; idle VmRSS {:.1} MiB",
-        srv.pid,
-        srv.addr,
+        server.pid,
+        server.addr,
         ready.as_secs_f64() * 1000.0,
-        idle_rss as f64 / 1024.0
+        idle_rss_kib as f64 / 1024.0
     );
+    Ok(Running {
+        server,
+        ready,
+        idle_rss_kib,
+        idle_hwm_kib,
+    })
+}
 
-    let target = Arc::new(load::Target {
-        addr: srv.addr,
-        api_key: filled.api_key.clone(),
+/// What the load's connections share: the server and the filled runs.
+fn load_target(args: &Args, addr: SocketAddr, filled: fill::Filled) -> Arc<load::Target> {
+    Arc::new(load::Target {
+        addr,
+        api_key: filled.api_key,
         runs: Arc::new(filled.runs),
         contracts: args.contracts,
         pipelines: args.pipelines,
         window: filled.window,
         seed: args.seed,
         pending: Mutex::new(Vec::new()),
-    });
-    let rt = if args.client_threads == 1 {
+    })
+}
+
+/// The load generator's runtime: `threads` worker threads, or the current
+/// thread alone for one.
+fn client_runtime(threads: usize) -> Result<tokio::runtime::Runtime, String> {
+    if threads == 1 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
     } else {
         tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(args.client_threads)
+            .worker_threads(threads)
             .enable_all()
             .build()
     }
-    .map_err(|e| format!("cannot start the client runtime: {e}"))?;
+    .map_err(|e| format!("cannot start the client runtime: {e}"))
+}
+
+/// Every selected scenario in turn against the server `pid`.
+fn run_scenarios(
+    args: &Args,
+    pid: u32,
+    target: &Arc<load::Target>,
+) -> Result<Vec<report::ScenarioRow>, String> {
+    let rt = client_runtime(args.client_threads)?;
     let tps = server::ticks_per_sec() as f64;
-    let duration = Duration::from_secs_f64(args.seconds);
     let mut rows = Vec::new();
     for (i, scenario) in load::SCENARIOS.iter().enumerate() {
         if !args.scenarios.is_empty() && !args.scenarios.iter().any(|s| s == scenario.name) {
             continue;
         }
         eprintln!("griot-bench: {} ({})...", scenario.name, scenario.what);
-        let server_cpu = server::cpu_ticks(&srv.pid.to_string());
-        let client_cpu = server::cpu_ticks("self");
-        let t0 = Instant::now();
-        let result = rt.block_on(load::run_scenario(
-            &target,
-            scenario,
-            i,
-            args.connections,
-            duration,
-        ))?;
-        let wall = t0.elapsed().as_secs_f64();
-        let server_after = server::cpu_ticks(&srv.pid.to_string());
-        let client_after = server::cpu_ticks("self");
-        let pct = |ticks: u64| ticks as f64 / tps / wall * 100.0;
-        let (rss, hwm) = server::memory_kib(srv.pid);
-        eprintln!(
-            "    {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} errors, VmHWM {:.1} MiB",
-            result.per_sec(),
-            load::quantile_ms(&result.latencies_us, 0.5),
-            load::quantile_ms(&result.latencies_us, 0.99),
-            result.counts.error_total(),
-            hwm as f64 / 1024.0
-        );
-        rows.push(report::ScenarioRow {
-            result,
-            rss_after_kib: rss,
-            hwm_after_kib: hwm,
-            server_cpu_pct: pct(server_after.0 + server_after.1 - server_cpu.0 - server_cpu.1),
-            server_sys_pct: pct(server_after.1 - server_cpu.1),
-            client_cpu_pct: pct(client_after.0 + client_after.1 - client_cpu.0 - client_cpu.1),
-        });
+        rows.push(run_scenario(args, &rt, tps, pid, target, scenario, i)?);
         std::thread::sleep(Duration::from_millis(300));
     }
-    drop(rt);
-    let (_, final_hwm) = server::memory_kib(srv.pid);
-    let stop = srv.stop(Duration::from_secs(10));
-    let log = report::scan_log(&srv.log);
+    Ok(rows)
+}
 
-    let when = Timestamp::now().to_string();
-    let rep = report::Report {
-        when: when.get(..19).unwrap_or(&when).replace('T', " ") + " UTC",
-        machine,
-        flags: args.as_flags(),
-        connections: args.connections,
-        seconds: args.seconds,
-        durability: args.durability.name().to_owned(),
-        client_threads: args.client_threads,
-        fill: report::Fill {
-            runs: args.runs,
-            validations: filled.validations,
-            validation_errors: filled.validation_errors,
-            contracts: args.contracts,
-            pipelines: args.pipelines,
-            days: args.days,
-            batch: args.batch,
-            seconds: filled.elapsed.as_secs_f64(),
-            db_bytes: filled.db_bytes,
-            run_statuses: filled
-                .run_status_counts
-                .iter()
-                .map(|(s, n)| (s.as_str().to_owned(), *n))
-                .collect(),
-            validation_statuses: filled
-                .validation_status_counts
-                .iter()
-                .map(|(s, n)| (s.as_str().to_owned(), *n))
-                .collect(),
-        },
-        raw_insert_schema,
-        raw_insert_bare,
-        raw_pk_read,
-        server_bin: describe_binary(&server_bin),
-        ready_ms: ready.as_secs_f64() * 1000.0,
-        idle_rss_kib: idle_rss,
-        idle_hwm_kib: idle_hwm,
-        final_hwm_kib: final_hwm,
-        stop,
-        log,
-        scenarios: rows,
-    };
+/// One scenario, with the CPU the server and the load generator spent on it
+/// and the server's memory after it.
+fn run_scenario(
+    args: &Args,
+    rt: &tokio::runtime::Runtime,
+    ticks_per_sec: f64,
+    pid: u32,
+    target: &Arc<load::Target>,
+    scenario: &'static load::Scenario,
+    index: usize,
+) -> Result<report::ScenarioRow, String> {
+    let server_cpu = server::cpu_ticks(&pid.to_string());
+    let client_cpu = server::cpu_ticks("self");
+    let t0 = Instant::now();
+    let result = rt.block_on(load::run_scenario(
+        target,
+        scenario,
+        index,
+        args.connections,
+        Duration::from_secs_f64(args.seconds),
+    ))?;
+    let wall = t0.elapsed().as_secs_f64();
+    let server_after = server::cpu_ticks(&pid.to_string());
+    let client_after = server::cpu_ticks("self");
+    let pct = |ticks: u64| ticks as f64 / ticks_per_sec / wall * 100.0;
+    let (rss, hwm) = server::memory_kib(pid);
+    eprintln!(
+        "    {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} errors, VmHWM {:.1} MiB",
+        result.per_sec(),
+        load::quantile_ms(&result.latencies_us, 0.5),
+        load::quantile_ms(&result.latencies_us, 0.99),
+        result.counts.error_total(),
+        hwm as f64 / 1024.0
+    );
+    Ok(report::ScenarioRow {
+        result,
+        rss_after_kib: rss,
+        hwm_after_kib: hwm,
+        server_cpu_pct: pct(server_after.0 + server_after.1 - server_cpu.0 - server_cpu.1),
+        server_sys_pct: pct(server_after.1 - server_cpu.1),
+        client_cpu_pct: pct(client_after.0 + client_after.1 - client_cpu.0 - client_cpu.1),
+    })
+}
+
+/// The markdown report to stdout, the JSON to `out`.
+fn write_results(rep: &report::Report, out: &Path) -> Result<(), String> {
     println!("{}", rep.markdown());
     let text = serde_json::to_string_pretty(&rep.json())
         .map_err(|e| format!("cannot encode the results: {e}"))?;
-    std::fs::write(&args.out, text + "\n")
-        .map_err(|e| format!("cannot write {}: {e}", args.out.display()))?;
-    eprintln!("griot-bench: results written to {}", args.out.display());
-    drop(srv);
-    drop(dir);
+    std::fs::write(out, text + "\n").map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    eprintln!("griot-bench: results written to {}", out.display());
     Ok(())
 }

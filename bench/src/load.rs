@@ -221,157 +221,194 @@ fn weights(mix: &[(Op, u32)]) -> Vec<u32> {
 const RUN_STATUSES: [&str; 5] = ["completed", "failed", "running", "pending", "cancelled"];
 
 impl Worker {
+    fn new(n: usize, target: &Arc<Target>, index: usize, conn: Conn) -> Self {
+        Worker {
+            n,
+            target: Arc::clone(target),
+            rng: Rng::fork(target.seed, (index * 1_000 + n) as u64 + 1),
+            conn: Some(conn),
+            current: None,
+            metadata_next: false,
+            seq: 0,
+            latencies: vec![Vec::new(); Op::ALL.len()],
+            op_errors: vec![0; Op::ALL.len()],
+            counts: Counts::default(),
+        }
+    }
+
     /// Builds and sends one request of kind `op`.
     async fn send(&mut self, op: Op) -> io::Result<Response> {
         let t = Arc::clone(&self.target);
-        let key = Some(t.api_key.as_str());
         self.seq += 1;
-        let seq = self.seq;
-        let n = self.n;
         if self.conn.as_ref().is_none_or(|c| c.closed) {
             self.conn = None;
             self.conn = Some(Conn::connect(t.addr).await?);
         }
-        let conn = self.conn.as_mut().expect("connected above");
         match op {
-            Op::CreateRun => {
-                let c = self.rng.below(u64::from(t.contracts)) as u32;
-                let p = pipeline_name(pipeline_of(c, t.pipelines));
-                let body = format!(
-                    r#"{{"contract_id":"{}","pipeline_name":"{p}","pipeline_id":"bench-{n}-{seq}","status":"pending","metadata":{{"dag_id":"{p}","trigger":"scheduled","attempt":1}}}}"#,
-                    contract_name(c)
-                );
-                let resp = conn
-                    .request("POST", "/api/v1/runs", key, Some(&body))
-                    .await?;
-                if resp.status == 201
-                    && let Some(id) = json_id(&resp.body)
-                {
-                    t.pending().push(id);
-                }
-                Ok(resp)
-            }
-            Op::UpdateRun => {
-                let (id, body, moves) = match (self.current.take(), self.metadata_next) {
-                    (Some(id), true) => {
-                        let body = format!(
-                            r#"{{"metadata":{{"progress_pct":{},"rows_processed":{}}}}}"#,
-                            self.rng.below(100),
-                            self.rng.below(10_000_000)
-                        );
-                        (id, body, false)
-                    }
-                    (current, _) => match t.pending().pop() {
-                        Some(fresh) => (
-                            fresh,
-                            format!(
-                                r#"{{"status":"running","metadata":{{"worker":"bench-{n}","attempt":1}}}}"#
-                            ),
-                            true,
-                        ),
-                        // No pending run left: keep adding metadata to the
-                        // one this connection has.
-                        None => {
-                            let id = match current {
-                                Some(id) => id,
-                                None => {
-                                    let runs = &t.runs;
-                                    runs[self.rng.below(runs.len() as u64) as usize].id.clone()
-                                }
-                            };
-                            (
-                                id,
-                                format!(r#"{{"metadata":{{"progress_pct":{seq}}}}}"#),
-                                false,
-                            )
-                        }
-                    },
-                };
-                let resp = conn
-                    .request("PATCH", &format!("/api/v1/runs/{id}"), key, Some(&body))
-                    .await?;
-                self.metadata_next = moves;
-                self.current = Some(id);
-                Ok(resp)
-            }
+            Op::CreateRun => self.create_run(&t).await,
+            Op::UpdateRun => self.update_run(&t).await,
             Op::GetRun => {
-                let runs = &t.runs;
-                let id = &runs[self.rng.below(runs.len() as u64) as usize].id;
-                conn.request("GET", &format!("/api/v1/runs/{id}"), None, None)
-                    .await
+                let id = &self.random_run(&t).id;
+                self.get(&format!("/api/v1/runs/{id}")).await
             }
             Op::ListByContractStatus => {
-                let c = contract_name(self.rng.below(u64::from(t.contracts)) as u32);
+                let c = contract_name(self.random_contract(&t));
                 let s = RUN_STATUSES[self.rng.below(RUN_STATUSES.len() as u64) as usize];
-                conn.request(
-                    "GET",
-                    &format!("/api/v1/runs?contract_id={c}&status={s}"),
-                    None,
-                    None,
-                )
-                .await
+                self.get(&format!("/api/v1/runs?contract_id={c}&status={s}"))
+                    .await
             }
             Op::ListByDateRange => {
-                const WIDTH: i64 = 3 * 3_600 * 1_000_000;
-                let (lo, hi) = t.window;
-                let start = if hi - WIDTH > lo {
-                    self.rng.range(lo, hi - WIDTH)
-                } else {
-                    lo
-                };
-                let start = start - start % 60_000_000;
-                let fmt = |m: i64| Timestamp::from_unix_micros(m).map(|t| t.to_string());
-                let (Some(a), Some(b)) = (fmt(start), fmt(start + WIDTH)) else {
-                    return Err(io::Error::other("timestamp out of range"));
-                };
-                conn.request(
-                    "GET",
-                    &format!("/api/v1/runs?start_date={a}&end_date={b}"),
-                    None,
-                    None,
-                )
-                .await
+                let path = self.date_range_path(&t)?;
+                self.get(&path).await
             }
             Op::RecordValidation => {
-                let runs = &t.runs;
-                let r = &runs[self.rng.below(runs.len() as u64) as usize];
-                let rows = 1_000 + self.rng.below(1_000_000);
-                let dur = 50 + self.rng.below(20_000);
-                let roll = self.rng.below(100);
-                let body = if roll < 85 {
-                    format!(
-                        r#"{{"contract_id":"{}","run_id":"{}","status":"passed","metrics":{{"rows_validated":{rows},"rows_passed":{rows},"rows_failed":0,"duration_ms":{dur}}}}}"#,
-                        contract_name(r.contract),
-                        r.id
-                    )
-                } else if roll < 97 {
-                    let bad = 1 + rows / 200;
-                    format!(
-                        r#"{{"contract_id":"{}","run_id":"{}","status":"failed","errors":[{{"code":"null_values","message":"email has {bad} nulls","path":"email","row_count":{bad}}}],"metrics":{{"rows_validated":{rows},"rows_passed":{},"rows_failed":{bad},"duration_ms":{dur}}}}}"#,
-                        contract_name(r.contract),
-                        r.id,
-                        rows - bad
-                    )
-                } else {
-                    format!(
-                        r#"{{"contract_id":"{}","run_id":"{}","status":"warning","warnings":[{{"code":"row_count_low","message":"row count below the 7-day average"}}],"metrics":{{"rows_validated":{rows},"duration_ms":{dur}}}}}"#,
-                        contract_name(r.contract),
-                        r.id
-                    )
-                };
-                conn.request("POST", "/api/v1/validations", key, Some(&body))
+                let body = self.validation_body(&t);
+                self.conn()
+                    .request("POST", "/api/v1/validations", Some(&t.api_key), Some(&body))
                     .await
             }
             Op::Stats => {
-                let c = contract_name(self.rng.below(u64::from(t.contracts)) as u32);
-                conn.request(
-                    "GET",
-                    &format!("/api/v1/validations/stats/{c}?days=30"),
-                    None,
-                    None,
-                )
-                .await
+                let c = contract_name(self.random_contract(&t));
+                self.get(&format!("/api/v1/validations/stats/{c}?days=30"))
+                    .await
             }
+        }
+    }
+
+    /// The open connection (`send` opens it first).
+    fn conn(&mut self) -> &mut Conn {
+        self.conn.as_mut().expect("send connects first")
+    }
+
+    /// A GET without an API key.
+    async fn get(&mut self, path: &str) -> io::Result<Response> {
+        self.conn().request("GET", path, None, None).await
+    }
+
+    fn random_contract(&mut self, t: &Target) -> u32 {
+        self.rng.below(u64::from(t.contracts)) as u32
+    }
+
+    fn random_run<'t>(&mut self, t: &'t Target) -> &'t RunRef {
+        &t.runs[self.rng.below(t.runs.len() as u64) as usize]
+    }
+
+    /// A pending run with small metadata, kept for a later patch.
+    async fn create_run(&mut self, t: &Target) -> io::Result<Response> {
+        let (n, seq) = (self.n, self.seq);
+        let c = self.random_contract(t);
+        let p = pipeline_name(pipeline_of(c, t.pipelines));
+        let body = format!(
+            r#"{{"contract_id":"{}","pipeline_name":"{p}","pipeline_id":"bench-{n}-{seq}","status":"pending","metadata":{{"dag_id":"{p}","trigger":"scheduled","attempt":1}}}}"#,
+            contract_name(c)
+        );
+        let resp = self
+            .conn()
+            .request("POST", "/api/v1/runs", Some(&t.api_key), Some(&body))
+            .await?;
+        if resp.status == 201
+            && let Some(id) = json_id(&resp.body)
+        {
+            t.pending().push(id);
+        }
+        Ok(resp)
+    }
+
+    /// Moves a pending run to running, then patches its metadata.
+    async fn update_run(&mut self, t: &Target) -> io::Result<Response> {
+        let (id, body, moves) = self.next_patch(t);
+        let resp = self
+            .conn()
+            .request(
+                "PATCH",
+                &format!("/api/v1/runs/{id}"),
+                Some(&t.api_key),
+                Some(&body),
+            )
+            .await?;
+        self.metadata_next = moves;
+        self.current = Some(id);
+        Ok(resp)
+    }
+
+    /// The run to patch, the patch, and whether it moves the run to running
+    /// (so that the next patch is the metadata-only one).
+    fn next_patch(&mut self, t: &Target) -> (String, String, bool) {
+        let (n, seq) = (self.n, self.seq);
+        match (self.current.take(), self.metadata_next) {
+            (Some(id), true) => {
+                let body = format!(
+                    r#"{{"metadata":{{"progress_pct":{},"rows_processed":{}}}}}"#,
+                    self.rng.below(100),
+                    self.rng.below(10_000_000)
+                );
+                (id, body, false)
+            }
+            (current, _) => match t.pending().pop() {
+                Some(fresh) => (
+                    fresh,
+                    format!(
+                        r#"{{"status":"running","metadata":{{"worker":"bench-{n}","attempt":1}}}}"#
+                    ),
+                    true,
+                ),
+                // No pending run left: keep adding metadata to the one this
+                // connection has.
+                None => {
+                    let id = match current {
+                        Some(id) => id,
+                        None => self.random_run(t).id.clone(),
+                    };
+                    (
+                        id,
+                        format!(r#"{{"metadata":{{"progress_pct":{seq}}}}}"#),
+                        false,
+                    )
+                }
+            },
+        }
+    }
+
+    /// A 3-hour window of `started_at`, on whole minutes, inside the
+    /// filled runs' window.
+    fn date_range_path(&mut self, t: &Target) -> io::Result<String> {
+        const WIDTH: i64 = 3 * 3_600 * 1_000_000;
+        let (lo, hi) = t.window;
+        let start = if hi - WIDTH > lo {
+            self.rng.range(lo, hi - WIDTH)
+        } else {
+            lo
+        };
+        let start = start - start % 60_000_000;
+        let fmt = |m: i64| Timestamp::from_unix_micros(m).map(|t| t.to_string());
+        let (Some(a), Some(b)) = (fmt(start), fmt(start + WIDTH)) else {
+            return Err(io::Error::other("timestamp out of range"));
+        };
+        Ok(format!("/api/v1/runs?start_date={a}&end_date={b}"))
+    }
+
+    /// A validation of a random filled run: 85% passed, 12% failed, 3%
+    /// warning.
+    fn validation_body(&mut self, t: &Target) -> String {
+        let r = self.random_run(t);
+        let rows = 1_000 + self.rng.below(1_000_000);
+        let dur = 50 + self.rng.below(20_000);
+        let roll = self.rng.below(100);
+        let (contract, run) = (contract_name(r.contract), &r.id);
+        if roll < 85 {
+            format!(
+                r#"{{"contract_id":"{contract}","run_id":"{run}","status":"passed","metrics":{{"rows_validated":{rows},"rows_passed":{rows},"rows_failed":0,"duration_ms":{dur}}}}}"#
+            )
+        } else if roll < 97 {
+            let bad = 1 + rows / 200;
+            format!(
+                r#"{{"contract_id":"{contract}","run_id":"{run}","status":"failed","errors":[{{"code":"null_values","message":"email has {bad} nulls","path":"email","row_count":{bad}}}],"metrics":{{"rows_validated":{rows},"rows_passed":{},"rows_failed":{bad},"duration_ms":{dur}}}}}"#,
+                rows - bad
+            )
+        } else {
+            format!(
+                r#"{{"contract_id":"{contract}","run_id":"{run}","status":"warning","warnings":[{{"code":"row_count_low","message":"row count below the 7-day average"}}],"metrics":{{"rows_validated":{rows},"duration_ms":{dur}}}}}"#
+            )
         }
     }
 
@@ -450,32 +487,17 @@ pub async fn run_scenario(
     if scenario.mix.iter().any(|m| m.0 == Op::UpdateRun) {
         top_up_pending(target, connections * 4).await?;
     }
-    let mut conns = Vec::with_capacity(connections);
-    for _ in 0..connections {
-        conns.push(
-            Conn::connect(target.addr)
-                .await
-                .map_err(|e| format!("cannot connect to the server: {e}"))?,
-        );
-    }
+    let conns = connect_all(target.addr, connections).await?;
     let started = Instant::now();
     let deadline = started + duration;
-    let mut tasks = Vec::with_capacity(connections);
-    for (n, conn) in conns.into_iter().enumerate() {
-        let worker = Worker {
-            n,
-            target: Arc::clone(target),
-            rng: Rng::fork(target.seed, (index * 1_000 + n) as u64 + 1),
-            conn: Some(conn),
-            current: None,
-            metadata_next: false,
-            seq: 0,
-            latencies: vec![Vec::new(); Op::ALL.len()],
-            op_errors: vec![0; Op::ALL.len()],
-            counts: Counts::default(),
-        };
-        tasks.push(tokio::spawn(worker.run(scenario.mix, deadline)));
-    }
+    let tasks: Vec<_> = conns
+        .into_iter()
+        .enumerate()
+        .map(|(n, conn)| {
+            let worker = Worker::new(n, target, index, conn);
+            tokio::spawn(worker.run(scenario.mix, deadline))
+        })
+        .collect();
     let mut counts = Counts::default();
     let mut per_op: Vec<(Vec<u32>, u64)> = vec![(Vec::new(), 0); Op::ALL.len()];
     for t in tasks {
@@ -489,7 +511,32 @@ pub async fn run_scenario(
     let elapsed = started.elapsed();
     let mut all: Vec<u32> = per_op.iter().flat_map(|p| p.0.iter().copied()).collect();
     all.sort_unstable();
-    let per_op = Op::ALL
+    Ok(ScenarioResult {
+        name: scenario.name,
+        elapsed,
+        counts,
+        latencies_us: all,
+        per_op: op_results(scenario, per_op),
+    })
+}
+
+/// Opens every connection before the clock starts.
+async fn connect_all(addr: SocketAddr, connections: usize) -> Result<Vec<Conn>, String> {
+    let mut conns = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        conns.push(
+            Conn::connect(addr)
+                .await
+                .map_err(|e| format!("cannot connect to the server: {e}"))?,
+        );
+    }
+    Ok(conns)
+}
+
+/// The sorted latencies and error counts of the operations in the
+/// scenario's mix, in `Op::ALL` order.
+fn op_results(scenario: &Scenario, per_op: Vec<(Vec<u32>, u64)>) -> Vec<OpResult> {
+    Op::ALL
         .iter()
         .zip(per_op)
         .filter(|(op, _)| scenario.mix.iter().any(|m| m.0 == **op))
@@ -501,12 +548,5 @@ pub async fn run_scenario(
                 errors,
             }
         })
-        .collect();
-    Ok(ScenarioResult {
-        name: scenario.name,
-        elapsed,
-        counts,
-        latencies_us: all,
-        per_op,
-    })
+        .collect()
 }

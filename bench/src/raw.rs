@@ -2,14 +2,17 @@
 //! and primary-key reads straight through rusqlite, no server in between.
 
 use std::{
-    path::Path,
+    path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
-use griot_registry::store::{Durability, Store, StoreOptions};
+use griot_registry::store::Durability;
 use r2d2_sqlite::rusqlite::{Connection, params};
 
-use crate::{fill::RunRef, rng::Rng};
+use crate::{
+    fill::{RunRef, open_store},
+    rng::Rng,
+};
 
 pub struct Rate {
     pub ops: u64,
@@ -65,6 +68,29 @@ pub enum InsertTable {
     Bare,
 }
 
+/// A fresh file in `dir` with the `runs` table `table`.
+fn create_insert_db(
+    dir: &Path,
+    table: InsertTable,
+    durability: Durability,
+) -> Result<PathBuf, String> {
+    let name = match table {
+        InsertTable::Schema => "raw-insert-schema.db",
+        InsertTable::Bare => "raw-insert-bare.db",
+    };
+    let path = dir.join(name);
+    match table {
+        InsertTable::Schema => {
+            drop(open_store(&path, durability)?);
+        }
+        InsertTable::Bare => {
+            let c = open_like_store(&path, durability)?;
+            c.execute_batch(BARE_RUNS).map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(path)
+}
+
 /// One-row INSERT transactions, each its own BEGIN IMMEDIATE ... COMMIT,
 /// for `seconds`, into a fresh file in `dir`.
 pub fn insert_rate(
@@ -74,29 +100,7 @@ pub fn insert_rate(
     seconds: f64,
     seed: u64,
 ) -> Result<Rate, String> {
-    let name = match table {
-        InsertTable::Schema => "raw-insert-schema.db",
-        InsertTable::Bare => "raw-insert-bare.db",
-    };
-    let path = dir.join(name);
-    match table {
-        InsertTable::Schema => {
-            let store = Store::open(
-                &path,
-                &StoreOptions {
-                    durability,
-                    read_connections: 1,
-                    ..StoreOptions::default()
-                },
-            )
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-            drop(store);
-        }
-        InsertTable::Bare => {
-            let c = open_like_store(&path, durability)?;
-            c.execute_batch(BARE_RUNS).map_err(|e| e.to_string())?;
-        }
-    }
+    let path = create_insert_db(dir, table, durability)?;
     let conn = open_like_store(&path, durability)?;
     let mut begin = conn.prepare("BEGIN IMMEDIATE").map_err(|e| e.to_string())?;
     let mut commit = conn.prepare("COMMIT").map_err(|e| e.to_string())?;

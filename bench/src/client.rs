@@ -104,60 +104,49 @@ impl Conn {
         Ok(n)
     }
 
+    /// Reads more into the buffer; an error of `kind` saying `what` if the
+    /// server has closed the connection.
+    async fn more(&mut self, kind: io::ErrorKind, what: &'static str) -> io::Result<()> {
+        if self.fill().await? == 0 {
+            self.closed = true;
+            return Err(io::Error::new(kind, what));
+        }
+        Ok(())
+    }
+
+    /// Where the next `\r\n` after `from` starts in the buffer, reading
+    /// until there is one.
+    async fn line_end(&mut self, from: usize, what: &'static str) -> io::Result<usize> {
+        loop {
+            if let Some(i) = find(&self.buf[from..], b"\r\n") {
+                return Ok(from + i);
+            }
+            self.more(io::ErrorKind::InvalidData, what).await?;
+        }
+    }
+
     async fn read_response(&mut self) -> io::Result<Response> {
         let head_end = loop {
             if let Some(i) = find(&self.buf, b"\r\n\r\n") {
                 break i;
             }
-            if self.fill().await? == 0 {
-                self.closed = true;
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the server closed the connection before answering",
-                ));
-            }
+            self.more(
+                io::ErrorKind::UnexpectedEof,
+                "the server closed the connection before answering",
+            )
+            .await?;
         };
-        let head = std::str::from_utf8(&self.buf[..head_end])
-            .map_err(|_| bad("response head is not UTF-8"))?;
-        let mut lines = head.split("\r\n");
-        let status_line = lines.next().unwrap_or_default();
-        let status: u16 = status_line
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| bad(format!("bad status line '{status_line}'")))?;
-        let mut framing = Framing::UntilClose;
-        let mut close = false;
-        for line in lines {
-            let Some((name, value)) = line.split_once(':') else {
-                continue;
-            };
-            let value = value.trim();
-            if name.eq_ignore_ascii_case("content-length") {
-                let n = value
-                    .parse()
-                    .map_err(|_| bad(format!("bad Content-Length '{value}'")))?;
-                framing = Framing::Length(n);
-            } else if name.eq_ignore_ascii_case("transfer-encoding")
-                && value.to_ascii_lowercase().contains("chunked")
-            {
-                framing = Framing::Chunked;
-            } else if name.eq_ignore_ascii_case("connection") && value.eq_ignore_ascii_case("close")
-            {
-                close = true;
-            }
-        }
+        let head = parse_head(&self.buf[..head_end])?;
+        let mut close = head.close;
         let start = head_end + 4;
-        let (body, consumed) = match framing {
+        let (body, consumed) = match head.framing {
             Framing::Length(n) => {
                 while self.buf.len() < start + n {
-                    if self.fill().await? == 0 {
-                        self.closed = true;
-                        return Err(io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            "the server closed the connection mid-body",
-                        ));
-                    }
+                    self.more(
+                        io::ErrorKind::UnexpectedEof,
+                        "the server closed the connection mid-body",
+                    )
+                    .await?;
                 }
                 (self.buf[start..start + n].to_vec(), start + n)
             }
@@ -172,21 +161,18 @@ impl Conn {
         if close {
             self.closed = true;
         }
-        Ok(Response { status, body })
+        Ok(Response {
+            status: head.status,
+            body,
+        })
     }
 
     async fn read_chunked(&mut self, mut at: usize) -> io::Result<(Vec<u8>, usize)> {
         let mut body = Vec::new();
         loop {
-            let line_end = loop {
-                if let Some(i) = find(&self.buf[at..], b"\r\n") {
-                    break at + i;
-                }
-                if self.fill().await? == 0 {
-                    self.closed = true;
-                    return Err(bad("the connection closed inside a chunked body"));
-                }
-            };
+            let line_end = self
+                .line_end(at, "the connection closed inside a chunked body")
+                .await?;
             let size_text =
                 std::str::from_utf8(&self.buf[at..line_end]).map_err(|_| bad("bad chunk size"))?;
             let size_text = size_text.split(';').next().unwrap_or_default().trim();
@@ -194,31 +180,77 @@ impl Conn {
                 .map_err(|_| bad(format!("bad chunk size '{size_text}'")))?;
             at = line_end + 2;
             if size == 0 {
-                // Trailers, if any, end with an empty line.
-                loop {
-                    if let Some(i) = find(&self.buf[at..], b"\r\n") {
-                        if i == 0 {
-                            return Ok((body, at + 2));
-                        }
-                        at += i + 2;
-                        continue;
-                    }
-                    if self.fill().await? == 0 {
-                        self.closed = true;
-                        return Err(bad("the connection closed inside chunk trailers"));
-                    }
-                }
+                return Ok((body, self.skip_trailers(at).await?));
             }
             while self.buf.len() < at + size + 2 {
-                if self.fill().await? == 0 {
-                    self.closed = true;
-                    return Err(bad("the connection closed inside a chunk"));
-                }
+                self.more(
+                    io::ErrorKind::InvalidData,
+                    "the connection closed inside a chunk",
+                )
+                .await?;
             }
             body.extend_from_slice(&self.buf[at..at + size]);
             at += size + 2;
         }
     }
+
+    /// Skips the trailers after the last chunk, if any, up to the empty line
+    /// that ends them; where the response ends.
+    async fn skip_trailers(&mut self, mut at: usize) -> io::Result<usize> {
+        loop {
+            let end = self
+                .line_end(at, "the connection closed inside chunk trailers")
+                .await?;
+            if end == at {
+                return Ok(at + 2);
+            }
+            at = end + 2;
+        }
+    }
+}
+
+/// What a response's head says: its status, how its body is framed and
+/// whether the server closes the connection after it.
+struct Head {
+    status: u16,
+    framing: Framing,
+    close: bool,
+}
+
+fn parse_head(head: &[u8]) -> io::Result<Head> {
+    let head = std::str::from_utf8(head).map_err(|_| bad("response head is not UTF-8"))?;
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status: u16 = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad(format!("bad status line '{status_line}'")))?;
+    let mut framing = Framing::UntilClose;
+    let mut close = false;
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("content-length") {
+            let n = value
+                .parse()
+                .map_err(|_| bad(format!("bad Content-Length '{value}'")))?;
+            framing = Framing::Length(n);
+        } else if name.eq_ignore_ascii_case("transfer-encoding")
+            && value.to_ascii_lowercase().contains("chunked")
+        {
+            framing = Framing::Chunked;
+        } else if name.eq_ignore_ascii_case("connection") && value.eq_ignore_ascii_case("close") {
+            close = true;
+        }
+    }
+    Ok(Head {
+        status,
+        framing,
+        close,
+    })
 }
 
 /// The `"id"` of a JSON object the server answered with, without parsing the
