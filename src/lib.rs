@@ -21,12 +21,15 @@ pub use app::App;
 #[derive(Debug, Clone)]
 pub struct HttpOptions {
     pub max_body_bytes: usize,
+    /// How long a request body may take to arrive, once its head has.
+    pub body_timeout: Duration,
 }
 
 impl Default for HttpOptions {
     fn default() -> Self {
         Self {
             max_body_bytes: 1024 * 1024,
+            body_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -37,7 +40,10 @@ pub fn build_app(
     app: App,
     options: &HttpOptions,
 ) -> impl Endpoint<Output = poem::Response> + use<> {
-    let max_body = options.max_body_bytes;
+    let body_limits = api::middleware::BodyLimits {
+        max_bytes: options.max_body_bytes,
+        timeout: options.body_timeout,
+    };
     let json = api::spec_json();
     let yaml = api::spec_yaml();
     let docs = api::swagger_html();
@@ -69,7 +75,7 @@ pub fn build_app(
         .at("/docs/", get(make_sync(move |_| Html(docs.clone()))))
         .at("/favicon.ico", get(make_sync(|_| api::favicon())))
         .nest("/", api::openapi_service())
-        .around(move |ep, req| api::middleware::limit_body(ep, req, max_body))
+        .around(move |ep, req| api::middleware::limit_body(ep, req, body_limits))
         .around(api::middleware::refuse_non_ascii_key)
         .data(app)
         .catch_all_error(api::error::render)

@@ -436,3 +436,59 @@ fn a_second_signal_during_a_slow_shutdown_exits_at_once() {
     );
     drop(slow);
 }
+
+#[test]
+fn a_body_that_trickles_in_is_cut_off_with_408() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Serve::start(
+        &dir.path().join("r.db"),
+        &["--body-timeout-seconds", "1"],
+        None,
+    );
+    let mut slow = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    // The head arrives at once; the body promises 100 bytes and sends 10,
+    // then a byte at a time, each before any idle timer would fire.
+    slow.write_all(
+        format!(
+            "POST /api/v1/runs HTTP/1.1\r\nHost: x\r\nX-API-Key: {}\r\n\
+             Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"contract",
+            bootstrap_key()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let _ = slow.write_all(b" ");
+        slow.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        match slow.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => break,
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the trickling body was never cut off"
+        );
+    }
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("\"REQUEST_TIMEOUT\""), "{text}");
+    assert!(text.contains("--body-timeout-seconds"), "{text}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(800),
+        "cut off too soon"
+    );
+    // Nothing was created, and the server still answers.
+    assert!(matches!(
+        http(server.port, "GET", "/api/v1/runs", None, None),
+        Ok((200, body)) if body["total"] == 0
+    ));
+}

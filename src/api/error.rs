@@ -146,6 +146,13 @@ error_table! {
         /// 405: the endpoint exists but not with this method.
         MethodNotAllowed,
     }
+    /// The body did not arrive in time. No operation lists it: it is the
+    /// connection's answer, before any operation runs.
+    RequestTimeout = 408 {
+        /// 408: the request body did not arrive within the server's time
+        /// limit (a stalled or very slow client).
+        RequestTimeout,
+    }
     /// The change conflicts with the current state (a final run's status).
     Conflict = 409 can CONFLICT {
         /// 409: the run's status cannot change as asked (it is final, or a

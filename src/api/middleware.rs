@@ -20,8 +20,19 @@ use crate::api::error::{self, ApiError};
 const DRAIN_MAX_BYTES: u64 = 64 * 1024 * 1024;
 const DRAIN_MAX_TIME: Duration = Duration::from_secs(5);
 
-/// Refuses bodies over `max` bytes with 413, whether or not the client
-/// declared a Content-Length (a chunked body is counted as it is read).
+/// What a request body may be.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    pub max_bytes: usize,
+    /// How long the whole body may take to arrive.
+    pub timeout: Duration,
+}
+
+/// Refuses bodies over `max_bytes` with 413, whether or not the client
+/// declared a Content-Length (a chunked body is counted as it is read), and
+/// bodies that do not arrive within `timeout` with 408: the header-read
+/// timeout ends at the head, so without this a client could hold a
+/// connection (and its slot under the connection cap) by trickling a body.
 ///
 /// The rest of a refused body is read and discarded (up to
 /// `DRAIN_MAX_BYTES`, for at most `DRAIN_MAX_TIME`) before the answer goes
@@ -32,8 +43,9 @@ const DRAIN_MAX_TIME: Duration = Duration::from_secs(5);
 pub async fn limit_body<E: Endpoint>(
     next: E,
     mut req: Request,
-    max: usize,
+    limits: BodyLimits,
 ) -> poem::Result<Response> {
+    let max = limits.max_bytes;
     // No operation reads a body on these methods; one sent anyway is left
     // unread (the server closes the connection after answering).
     if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
@@ -50,16 +62,31 @@ pub async fn limit_body<E: Endpoint>(
     let over = match declared {
         Some(n) if n > limit => true,
         _ => {
-            (&mut reader)
-                .take(limit.saturating_add(1))
-                .read_to_end(&mut bytes)
-                .await
-                .map_err(|e| {
-                    ApiError::new(
-                        error::ErrorCode::BadRequest,
-                        format!("the request body could not be read: {e}"),
+            let mut capped = (&mut reader).take(limit.saturating_add(1));
+            match tokio::time::timeout(limits.timeout, capped.read_to_end(&mut bytes)).await {
+                Ok(done) => {
+                    done.map_err(|e| {
+                        ApiError::new(
+                            error::ErrorCode::BadRequest,
+                            format!("the request body could not be read: {e}"),
+                        )
+                    })?;
+                }
+                Err(_) => {
+                    let mut resp = ApiError::new(
+                        error::ErrorCode::RequestTimeout,
+                        format!(
+                            "the request body did not arrive within {} s (see \
+                             --body-timeout-seconds); send it in one go",
+                            limits.timeout.as_secs()
+                        ),
                     )
-                })?;
+                    .into_response();
+                    resp.headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                    return Ok(resp);
+                }
+            }
             bytes.len() > max
         }
     };

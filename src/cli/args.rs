@@ -115,6 +115,16 @@ pub struct ServeArgs {
     #[arg(long, env = "GRIOT_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
 
+    /// Seconds a request body may take to arrive once its head has (1 to
+    /// 3600); a slower one gets 408 and the connection is closed.
+    #[arg(
+        long,
+        env = "GRIOT_BODY_TIMEOUT_SECONDS",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(1..=3600)
+    )]
+    pub body_timeout_seconds: u64,
+
     /// How hard commits are pushed to disk: `normal` survives a crash of
     /// the process, `full` also survives a power loss (slower writes).
     #[arg(long, env = "GRIOT_DURABILITY", value_enum, default_value_t = DurabilityArg::Normal)]

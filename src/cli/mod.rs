@@ -157,6 +157,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         app.clone(),
         &HttpOptions {
             max_body_bytes: args.max_body_bytes,
+            body_timeout: Duration::from_secs(args.body_timeout_seconds),
         },
     );
     let interval = Duration::from_secs(args.reaper_interval_seconds.max(1));

@@ -144,6 +144,7 @@ impl TestApp {
             state.clone(),
             &HttpOptions {
                 max_body_bytes: options.max_body_bytes,
+                ..HttpOptions::default()
             },
         );
         Self {
