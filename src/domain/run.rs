@@ -378,6 +378,38 @@ mod tests {
     use RunStatus::*;
 
     #[test]
+    fn live_statuses_are_exactly_the_ones_that_are_not_final() {
+        let live: Vec<RunStatus> = RunStatus::ALL
+            .into_iter()
+            .filter(|s| !s.is_final())
+            .collect();
+        assert_eq!(LIVE_STATUSES, live.as_slice());
+    }
+
+    #[test]
+    fn an_overdue_run_expires_once_and_says_why() {
+        let now = Timestamp::now();
+        let mut run = NewRunInput {
+            contract_id: "c".into(),
+            status: Some(Running),
+            heartbeat_timeout_seconds: Some(60),
+            ..NewRunInput::default()
+        }
+        .into_run("k", now.plus_seconds(-120))
+        .unwrap();
+        assert!(run.is_overdue(now));
+        assert_eq!(run.expire(now), Some(Running));
+        assert_eq!(run.status, Failed);
+        assert_eq!(run.version, 2);
+        assert_eq!(run.completed_at, Some(now));
+        assert_eq!(run.metadata[FAILURE_REASON], HEARTBEAT_TIMEOUT);
+        assert_eq!(run.heartbeat_deadline(), None);
+        // Final now: nothing more to expire.
+        assert_eq!(run.expire(now.plus_seconds(3600)), None);
+        assert_eq!(run.version, 2);
+    }
+
+    #[test]
     fn transitions_follow_the_state_machine() {
         let allowed = [
             (Pending, Running),
