@@ -6,7 +6,7 @@ use std::{ffi::OsString, net::SocketAddr, path::PathBuf};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::{Map, Value};
 
-use crate::store::Durability;
+use crate::{domain::keys::KeyScope, store::Durability};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -368,8 +368,8 @@ pub enum KeysCommand {
         #[arg(long)]
         name: String,
         /// `write` may read and write; `read` may only read.
-        #[arg(long, value_enum, default_value_t = ScopeArg::Write)]
-        scope: ScopeArg,
+        #[arg(long, value_parser = scope_parser(), default_value = "write")]
+        scope: KeyScope,
         /// Create the database file if it does not exist yet (the first
         /// key of a new deployment); without it a missing file is refused.
         #[arg(long)]
@@ -411,10 +411,11 @@ pub struct PruneArgs {
     pub idempotency_retention_hours: u32,
 }
 
-#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ScopeArg {
-    Read,
-    Write,
+/// Key scopes as the domain names them: a new scope needs no change here.
+fn scope_parser() -> impl clap::builder::TypedValueParser<Value = KeyScope> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(KeyScope::ALL.map(KeyScope::as_str))
+        .try_map(|s| KeyScope::parse(&s).ok_or("not a key scope"))
 }
 
 #[cfg(test)]

@@ -18,8 +18,8 @@ use crate::{
     app::Settings,
     app::{keys, lifecycle},
     build_app,
-    cli::args::{Cli, Command, KeysCommand, PruneArgs, ScopeArg, ServeArgs},
-    domain::{keys::KeyScope, limits::Limits, time::Clock},
+    cli::args::{Cli, Command, KeysCommand, PruneArgs, ServeArgs},
+    domain::{limits::Limits, time::Clock},
     openapi_json, openapi_yaml,
     store::{self, Store, StoreError, StoreOptions},
 };
@@ -245,10 +245,6 @@ fn run_keys(cmd: KeysCommand) -> anyhow::Result<()> {
                 open_store(&db.db, &options)?
             } else {
                 open_existing_store(&db.db, &options)?
-            };
-            let scope = match scope {
-                ScopeArg::Read => KeyScope::Read,
-                ScopeArg::Write => KeyScope::Write,
             };
             let (key, secret) = keys::create(&store, &name, scope)?;
             eprintln!(
