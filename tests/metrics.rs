@@ -127,6 +127,15 @@ async fn scrape(app: &TestApp) -> Vec<Sample> {
     parse(&body)
 }
 
+/// An app whose clock stands still at 2024-01-15T10:00:00Z.
+async fn app_in_2024() -> TestApp {
+    TestApp::with(Options {
+        clock: Clock::fixed(ts("2024-01-15T10:00:00Z")),
+        ..Default::default()
+    })
+    .await
+}
+
 fn requests(samples: &[Sample], route: &str, method: &str, status: &str) -> f64 {
     let labels = [("route", route), ("method", method), ("status", status)];
     value(samples, "griot_http_requests_total", &labels)
@@ -332,11 +341,7 @@ async fn runs_by_status_match_the_data() {
 
 #[tokio::test]
 async fn reaper_sweeps_and_the_runs_they_fail_are_counted() {
-    let app = TestApp::with(Options {
-        clock: Clock::fixed(ts("2024-01-15T10:00:00Z")),
-        ..Default::default()
-    })
-    .await;
+    let app = app_in_2024().await;
     let run = app
         .create_run(json!({"contract_id": "c", "heartbeat_timeout_seconds": 60}))
         .await;
@@ -366,11 +371,7 @@ async fn reaper_sweeps_and_the_runs_they_fail_are_counted() {
 async fn retention_deletions_are_counted_by_kind() {
     // Runs made and finished in 2024 are old by the real clock the prune
     // uses.
-    let app = TestApp::with(Options {
-        clock: Clock::fixed(ts("2024-01-15T10:00:00Z")),
-        ..Default::default()
-    })
-    .await;
+    let app = app_in_2024().await;
     for contract in ["a", "b"] {
         let id = app.create_run_for(contract).await["id"]
             .as_str()

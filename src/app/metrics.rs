@@ -26,6 +26,9 @@ use prometheus_client::{
     registry::{Registry, Unit},
 };
 
+use tracing::error;
+
+use super::AppError;
 use crate::{
     domain::{enums::StringEnum, run::RunStatus},
     store::{Store, StoreError, runs, stats::HistogramSnapshot},
@@ -151,22 +154,26 @@ impl Metrics {
     }
 
     /// Every metric in the OpenMetrics text format, ending with `# EOF`.
-    pub async fn render(&self) -> Result<String, StoreError> {
+    pub async fn render(&self) -> Result<String, AppError> {
         self.runs_by_status.refresh(&self.store).await?;
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)
-            .map_err(|e| StoreError::Task(format!("the metrics could not be written: {e}")))?;
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            // Writing to a String cannot fail; only a metric's own encoder
+            // can. The text then lacks its `# EOF`, and Prometheus reports
+            // the scrape as failed.
+            error!(error = %e, "the metrics could not be written in full");
+        }
         Ok(out)
     }
 }
 
 /// Runs per status, as counted at one moment.
-type StatusCounts = Vec<(RunStatus, u64)>;
+type RunCounts = Vec<(RunStatus, u64)>;
 
 /// The last count of runs per status, and when it was taken.
 #[derive(Default)]
 struct RunsByStatus {
-    last: Mutex<Option<(Instant, StatusCounts)>>,
+    last: Mutex<Option<(Instant, RunCounts)>>,
     /// One count at a time; scrapes arriving meanwhile wait for it.
     counting: tokio::sync::Mutex<()>,
 }
