@@ -295,7 +295,9 @@ async fn writer_batches_and_commits_are_counted() {
     assert!(value(&after, "griot_writer_batch_size_count", &[]) > batches_before);
     assert!(value(&after, "griot_writer_commit_duration_seconds_count", &[]) >= 1.0);
     assert!(value(&after, "griot_writer_commit_duration_seconds_sum", &[]) > 0.0);
-    assert_eq!(value(&after, "griot_writer_queue_depth", &[]), 0.0);
+    // Every awaited write has left the queue; the key's last-use touch,
+    // written off the request path, may still be in it.
+    assert!(value(&after, "griot_writer_queue_depth", &[]) <= 1.0);
     assert_eq!(value(&after, "griot_writer_failed_batches_total", &[]), 0.0);
     // Reads went through the pool, and the WAL holds the writes.
     assert!(value(&after, "griot_db_pool_wait_duration_seconds_count", &[]) > 0.0);
