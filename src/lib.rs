@@ -35,7 +35,10 @@ impl Default for HttpOptions {
 }
 
 /// The whole application: the API, its spec at /openapi.json and
-/// /openapi.yaml, and Swagger UI at /docs.
+/// /openapi.yaml, Swagger UI at /docs, and Prometheus metrics at /metrics
+/// (outside the spec). A path served here beside the spec is listed in
+/// `api::middleware::OUTSIDE_SPEC` too, so its requests are counted under
+/// its own route.
 pub fn build_app(
     app: App,
     options: &HttpOptions,
@@ -47,6 +50,7 @@ pub fn build_app(
     let json = api::spec_json();
     let yaml = api::spec_yaml();
     let docs = api::swagger_html();
+    let metrics = app.metrics.clone();
     Route::new()
         .at(
             "/openapi.json",
@@ -74,12 +78,14 @@ pub fn build_app(
         )
         .at("/docs/", get(make_sync(move |_| Html(docs.clone()))))
         .at("/favicon.ico", get(make_sync(|_| api::favicon())))
+        .at("/metrics", get(api::metrics::scrape))
         .nest("/", api::openapi_service())
         .around(move |ep, req| api::middleware::limit_body(ep, req, body_limits))
         .around(api::middleware::refuse_non_ascii_key)
         .data(app)
         .catch_all_error(api::error::render)
         .around(api::middleware::allow_on_405)
+        .around(move |ep, req| api::metrics::count_request(ep, req, metrics.clone()))
         .around(api::middleware::log_request)
         .map_to_response()
 }

@@ -146,12 +146,18 @@ pub async fn allow_on_405<E: Endpoint>(next: E, req: Request) -> poem::Result<Re
     Ok(resp)
 }
 
-/// (path template split into segments, "GET, POST") for every spec path.
-type MethodTable = Vec<(Vec<String>, String)>;
+/// A spec path: its template, the template split into segments, and its
+/// methods ("GET, POST").
+struct SpecPath {
+    template: String,
+    segments: Vec<String>,
+    methods: String,
+}
 
-fn allowed_methods(path: &str) -> Option<HeaderValue> {
-    static TABLE: OnceLock<MethodTable> = OnceLock::new();
-    let table = TABLE.get_or_init(|| {
+/// Every path of the served spec, read once from it.
+fn spec_paths() -> &'static [SpecPath] {
+    static TABLE: OnceLock<Vec<SpecPath>> = OnceLock::new();
+    TABLE.get_or_init(|| {
         let spec: serde_json::Value =
             serde_json::from_str(&crate::openapi_json()).unwrap_or_default();
         spec["paths"]
@@ -159,27 +165,60 @@ fn allowed_methods(path: &str) -> Option<HeaderValue> {
             .into_iter()
             .flatten()
             .map(|(template, ops)| {
-                let segments = template.split('/').map(str::to_owned).collect();
                 let methods: Vec<String> = ops
                     .as_object()
                     .into_iter()
                     .flatten()
                     .map(|(m, _)| m.to_uppercase())
                     .collect();
-                (segments, methods.join(", "))
+                SpecPath {
+                    template: template.clone(),
+                    segments: template.split('/').map(str::to_owned).collect(),
+                    methods: methods.join(", "),
+                }
             })
             .collect()
-    });
+    })
+}
+
+/// The spec path `path` falls under, if any.
+fn spec_path(path: &str) -> Option<&'static SpecPath> {
     let wanted: Vec<&str> = path.split('/').collect();
-    table
-        .iter()
-        .find(|(segments, _)| {
-            segments.len() == wanted.len()
-                && segments.iter().zip(&wanted).all(|(t, w)| {
-                    t == w || (t.starts_with('{') && t.ends_with('}') && !w.is_empty())
-                })
-        })
-        .and_then(|(_, methods)| HeaderValue::from_str(methods).ok())
+    spec_paths().iter().find(|p| {
+        p.segments.len() == wanted.len()
+            && p.segments
+                .iter()
+                .zip(&wanted)
+                .all(|(t, w)| t == w || (t.starts_with('{') && t.ends_with('}') && !w.is_empty()))
+    })
+}
+
+fn allowed_methods(path: &str) -> Option<HeaderValue> {
+    spec_path(path).and_then(|p| HeaderValue::from_str(&p.methods).ok())
+}
+
+/// The paths `build_app` serves beside the spec's.
+pub const OUTSIDE_SPEC: [&str; 6] = [
+    "/openapi.json",
+    "/openapi.yaml",
+    "/docs",
+    "/docs/",
+    "/favicon.ico",
+    "/metrics",
+];
+
+/// The route a path is served by, as a fixed string: the spec's template
+/// (`/api/v1/runs/{run_id}`), one of the paths outside the spec, or
+/// `unmatched` for every other path, so that a client sending made-up
+/// paths cannot add label values to the metrics.
+pub fn route_template(path: &str) -> &'static str {
+    if let Some(p) = spec_path(path) {
+        return &p.template;
+    }
+    OUTSIDE_SPEC
+        .into_iter()
+        .find(|known| *known == path)
+        .unwrap_or("unmatched")
 }
 
 /// Answers 401 when the X-API-Key header holds bytes that are not visible

@@ -7,6 +7,7 @@ pub mod enums;
 pub mod error;
 pub mod examples;
 pub mod health;
+pub mod metrics;
 pub mod middleware;
 pub mod runs;
 pub mod samples;

@@ -72,7 +72,7 @@ impl RunWatch {
 pub async fn sweep(app: &App) -> Result<Vec<String>, AppError> {
     let now = app.clock.now();
     let forget_before = now.plus_seconds(-app.settings.idempotency_retention_secs);
-    let failed = app
+    let swept = app
         .store
         .write(move |tx| {
             let mut failed = Vec::new();
@@ -84,10 +84,17 @@ pub async fn sweep(app: &App) -> Result<Vec<String>, AppError> {
                 events::append(tx, &RunEvent::heartbeat_expired(&run, before))?;
                 failed.push(run.id);
             }
-            idempotency::purge(tx, forget_before)?;
-            Ok::<_, AppError>(failed)
+            let forgotten = idempotency::purge(tx, forget_before)?;
+            Ok::<_, AppError>((failed, forgotten))
         })
-        .await?;
+        .await;
+    app.metrics.record_sweep(
+        swept
+            .as_ref()
+            .ok()
+            .map(|(failed, forgotten)| (failed.len(), *forgotten)),
+    );
+    let (failed, _) = swept?;
     for id in &failed {
         info!(run_id = %id, "failed run: heartbeat timed out");
         app.watch.finished(id);

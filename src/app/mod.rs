@@ -5,6 +5,7 @@
 
 pub mod keys;
 pub mod lifecycle;
+pub mod metrics;
 pub mod retention;
 pub mod runs;
 pub mod validations;
@@ -18,6 +19,7 @@ use crate::{
 
 pub use keys::Authenticator;
 pub use lifecycle::RunWatch;
+pub use metrics::Metrics;
 
 /// Tunables the use cases read.
 #[derive(Debug, Clone)]
@@ -40,7 +42,8 @@ impl Default for Settings {
     }
 }
 
-/// The registry: its storage, its clock, the waiters and the settings.
+/// The registry: its storage, its clock, the waiters, the settings and
+/// the metrics.
 /// Cheap to clone; every clone is the same registry.
 #[derive(Clone)]
 pub struct App {
@@ -49,6 +52,7 @@ pub struct App {
     pub clock: Clock,
     pub watch: RunWatch,
     pub settings: Settings,
+    pub metrics: Arc<Metrics>,
 }
 
 impl App {
@@ -70,6 +74,7 @@ impl App {
             clock.clone(),
         ));
         Self {
+            metrics: Arc::new(Metrics::new(store.clone())),
             store,
             auth,
             clock,

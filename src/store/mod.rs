@@ -10,6 +10,7 @@ pub mod query;
 pub mod retention;
 pub mod runs;
 pub(crate) mod sql;
+pub mod stats;
 pub mod validations;
 mod writer;
 
@@ -219,6 +220,9 @@ pub struct Store {
     readers: Pool<SqliteConnectionManager>,
     writer: writer::Writer,
     probe: std::sync::Arc<health::ProbeCache>,
+    stats: std::sync::Arc<stats::StoreStats>,
+    /// The database file, whose `-wal` companion's size is reported.
+    path: std::sync::Arc<std::path::Path>,
 }
 
 impl Store {
@@ -276,7 +280,8 @@ impl Store {
         migrate(&mut conn)?;
         let mut checkpointer = Connection::open(path)?;
         init(&mut checkpointer)?;
-        let writer = writer::Writer::start(conn, checkpointer)?;
+        let stats = std::sync::Arc::new(stats::StoreStats::default());
+        let writer = writer::Writer::start(conn, checkpointer, stats.clone())?;
 
         let readers = Pool::builder()
             .max_size(options.read_connections.max(1))
@@ -287,7 +292,28 @@ impl Store {
             readers,
             writer,
             probe: std::sync::Arc::new(health::ProbeCache::new(path)),
+            stats,
+            path: path.into(),
         })
+    }
+
+    /// The store's own counters (writer, reader pool, retention).
+    pub fn stats(&self) -> &stats::StoreStats {
+        &self.stats
+    }
+
+    /// Reader connections (open, idle).
+    pub fn pool_state(&self) -> (u32, u32) {
+        let state = self.readers.state();
+        (state.connections, state.idle_connections)
+    }
+
+    /// The size of the write-ahead log file in bytes (0 when there is
+    /// none), read with one `stat`.
+    pub fn wal_bytes(&self) -> u64 {
+        let mut wal = self.path.as_os_str().to_owned();
+        wal.push("-wal");
+        std::fs::metadata(wal).map_or(0, |m| m.len())
     }
 
     /// Runs `f` on a reader connection, on the blocking thread pool. `f`
@@ -320,7 +346,10 @@ impl Store {
     where
         E: From<StoreError>,
     {
-        let conn = self.readers.get().map_err(StoreError::from)?;
+        let asked = std::time::Instant::now();
+        let conn = self.readers.get();
+        self.stats.record_pool_wait(asked.elapsed(), conn.is_ok());
+        let conn = conn.map_err(StoreError::from)?;
         f(&conn)
     }
 

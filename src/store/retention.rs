@@ -140,6 +140,7 @@ pub fn prune_blocking(
         }
         let cutoff = policy.cutoff;
         let batch = store.write_blocking(move |tx| delete_run_batch(tx, cutoff))?;
+        store.stats().record_pruned(&batch);
         total += batch;
         if batch.runs == 0 {
             break;
@@ -148,6 +149,10 @@ pub fn prune_blocking(
     loop {
         let cutoff = policy.cutoff;
         let n = store.write_blocking(move |tx| delete_runless_validation_batch(tx, cutoff))?;
+        store.stats().record_pruned(&Counts {
+            validations: n,
+            ..Counts::default()
+        });
         total.validations += n;
         if n == 0 || stopping() {
             break;
@@ -156,6 +161,10 @@ pub fn prune_blocking(
     loop {
         let before = policy.forget_keys_before;
         let n = store.write_blocking(move |tx| delete_key_batch(tx, before))?;
+        store.stats().record_pruned(&Counts {
+            idempotency_keys: n,
+            ..Counts::default()
+        });
         total.idempotency_keys += n;
         if n == 0 || stopping() {
             break;

@@ -112,6 +112,18 @@ pub fn contract_of(conn: &Connection, id: &str) -> Result<Option<String>, StoreE
         .optional()?)
 }
 
+/// How many runs have each status; statuses without runs are left out.
+/// SQLite answers it by walking the `runs_by_status` index (no table rows
+/// are read), which is still one step per run: callers cache it.
+#[instrument(skip_all)]
+pub fn count_by_status(conn: &Connection) -> Result<Vec<(RunStatus, u64)>, StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT status, count(*) FROM runs GROUP BY status")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((r.get(0)?, u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0)))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// Runs in one of `statuses` whose stored heartbeat deadline is before
 /// `now`. The deadline column is written from the domain's rule on every
 /// save, and indexed, so this finds candidates cheaply.

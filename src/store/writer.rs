@@ -11,14 +11,15 @@
 
 use std::{
     panic::{AssertUnwindSafe, catch_unwind},
-    sync::{Arc, mpsc},
+    sync::{Arc, atomic::Ordering::Relaxed, mpsc},
     thread,
+    time::Instant,
 };
 
 use r2d2_sqlite::rusqlite::{self, Connection};
 use tracing::{error, info};
 
-use super::{StoreError, TaskError, health::LogBackoff};
+use super::{StoreError, TaskError, health::LogBackoff, stats::StoreStats};
 
 /// The most writes committed together.
 const MAX_BATCH: usize = 64;
@@ -75,13 +76,18 @@ where
 #[derive(Clone)]
 pub struct Writer {
     jobs: mpsc::Sender<Box<dyn Job>>,
+    stats: Arc<StoreStats>,
 }
 
 impl Writer {
     /// Starts the writer on `conn`. `checkpointer` is a second connection to
     /// the same file: it copies the WAL back into the database in a thread
     /// of its own, so that work never stalls the writes queued here.
-    pub fn start(conn: Connection, checkpointer: Connection) -> Result<Self, StoreError> {
+    pub fn start(
+        conn: Connection,
+        checkpointer: Connection,
+        stats: Arc<StoreStats>,
+    ) -> Result<Self, StoreError> {
         // The checkpointer thread copies most of the WAL back while writes
         // go on, but it can never finish while the writer keeps appending,
         // and the WAL only starts over after a finished checkpoint: left
@@ -100,16 +106,17 @@ impl Writer {
             .name("griot-checkpoint".into())
             .spawn(move || checkpoint_until(&checkpointer, &finished))
             .map_err(spawn_failed)?;
+        let counted = stats.clone();
         thread::Builder::new()
             .name("griot-writer".into())
             .spawn(move || {
-                run(&conn, &queue);
+                run(&conn, &queue, &counted);
                 // The writer is gone: stop checkpointing; closing the last
                 // connection checkpoints what is left.
                 drop(done);
             })
             .map_err(spawn_failed)?;
-        Ok(Self { jobs })
+        Ok(Self { jobs, stats })
     }
 
     fn submit<T, E, F>(&self, write: F, reply: impl FnOnce(Result<T, E>) + Send + 'static)
@@ -125,7 +132,10 @@ impl Writer {
         });
         // If the thread is gone the job is dropped with its reply channel,
         // and the caller sees that as "the writer stopped".
-        let _ = self.jobs.send(job);
+        self.stats.queued.fetch_add(1, Relaxed);
+        if self.jobs.send(job).is_err() {
+            self.stats.queued.fetch_sub(1, Relaxed);
+        }
     }
 
     /// Runs `write` in the next batch and waits, without blocking a thread,
@@ -198,7 +208,7 @@ fn stopped() -> StoreError {
     StoreError::Task(TaskError::WriterStopped)
 }
 
-fn run(conn: &Connection, queue: &mpsc::Receiver<Box<dyn Job>>) {
+fn run(conn: &Connection, queue: &mpsc::Receiver<Box<dyn Job>>, stats: &StoreStats) {
     while let Ok(first) = queue.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -207,17 +217,23 @@ fn run(conn: &Connection, queue: &mpsc::Receiver<Box<dyn Job>>) {
                 Err(_) => break,
             }
         }
-        commit_batch(conn, batch);
+        let size = batch.len();
+        stats.queued.fetch_sub(size as i64, Relaxed);
+        let began = Instant::now();
+        let committed = commit_batch(conn, batch);
+        stats.record_batch(size, began.elapsed(), committed);
     }
 }
 
-fn commit_batch(conn: &Connection, mut batch: Vec<Box<dyn Job>>) {
+/// Runs and commits one batch; false when its transaction failed.
+fn commit_batch(conn: &Connection, mut batch: Vec<Box<dyn Job>>) -> bool {
     let fail_all = |batch: Vec<Box<dyn Job>>, e: rusqlite::Error| {
         error!(error = %e, "a write transaction failed");
         let e = Arc::new(e);
         for job in batch {
             job.finish(Err(e.clone()));
         }
+        false
     };
     // IMMEDIATE takes the write lock up front, so a read-then-write job
     // cannot fail halfway on a lock upgrade.
@@ -241,9 +257,11 @@ fn commit_batch(conn: &Connection, mut batch: Vec<Box<dyn Job>>) {
     if commit.is_err() {
         let _ = conn.execute_batch("ROLLBACK");
     }
+    let committed = commit.is_ok();
     for job in batch {
         job.finish(commit.clone());
     }
+    committed
 }
 
 #[cfg(test)]
