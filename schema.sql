@@ -116,3 +116,127 @@ CREATE TABLE idempotency_keys (
     PRIMARY KEY (api_key_id, idempotency_key)
 ) STRICT;
 CREATE INDEX idempotency_keys_by_created ON idempotency_keys (created_at);
+
+-- migration: 4
+-- List totals without counting: how many runs (and validations) match each
+-- combination of equality filters, kept by triggers in the transaction of
+-- every write, so no writer (create, update, the reaper, retention, a
+-- future one) can forget it. `dims` says which columns are part of the key
+-- (bit 1 contract_id, 2 pipeline_name, 4 status); a column outside the key
+-- holds ''. A run without a pipeline_name counts only under keys without
+-- bit 2, as `pipeline_name = X` never matches it. Rows may reach n = 0 and
+-- stay: their number is bounded by the combinations that ever existed.
+-- Every change is an upsert on the primary key (a decrement's row always
+-- exists), so a write costs a few B-tree lookups, never a scan.
+CREATE TABLE run_counts (
+    dims          INTEGER NOT NULL,
+    contract_id   TEXT NOT NULL,
+    pipeline_name TEXT NOT NULL,
+    status        TEXT NOT NULL,
+    n             INTEGER NOT NULL,
+    PRIMARY KEY (dims, contract_id, pipeline_name, status)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE count_dims (dims INTEGER PRIMARY KEY) STRICT;
+INSERT INTO count_dims (dims) VALUES (0), (1), (2), (3), (4), (5), (6), (7);
+
+INSERT INTO run_counts (dims, contract_id, pipeline_name, status, n)
+    SELECT d.dims,
+           iif(d.dims & 1, r.contract_id, ''),
+           iif(d.dims & 2, r.pipeline_name, ''),
+           iif(d.dims & 4, r.status, ''),
+           count(*)
+    FROM count_dims AS d CROSS JOIN runs AS r
+    WHERE NOT (d.dims & 2 AND r.pipeline_name IS NULL)
+    GROUP BY 1, 2, 3, 4;
+
+CREATE TRIGGER run_counts_on_insert AFTER INSERT ON runs BEGIN
+    INSERT INTO run_counts (dims, contract_id, pipeline_name, status, n)
+        SELECT dims, iif(dims & 1, NEW.contract_id, ''), iif(dims & 2, NEW.pipeline_name, ''),
+               iif(dims & 4, NEW.status, ''), 1
+        FROM count_dims WHERE NOT (dims & 2 AND NEW.pipeline_name IS NULL)
+        ON CONFLICT DO UPDATE SET n = n + 1;
+END;
+
+CREATE TRIGGER run_counts_on_delete AFTER DELETE ON runs BEGIN
+    INSERT INTO run_counts (dims, contract_id, pipeline_name, status, n)
+        SELECT dims, iif(dims & 1, OLD.contract_id, ''), iif(dims & 2, OLD.pipeline_name, ''),
+               iif(dims & 4, OLD.status, ''), -1
+        FROM count_dims WHERE NOT (dims & 2 AND OLD.pipeline_name IS NULL)
+        ON CONFLICT DO UPDATE SET n = n - 1;
+END;
+
+-- Only the keys whose value changed move: a status change leaves the four
+-- keys without a status alone.
+CREATE TRIGGER run_counts_on_update AFTER UPDATE OF contract_id, pipeline_name, status ON runs
+WHEN OLD.contract_id IS NOT NEW.contract_id OR OLD.pipeline_name IS NOT NEW.pipeline_name
+     OR OLD.status IS NOT NEW.status
+BEGIN
+    INSERT INTO run_counts (dims, contract_id, pipeline_name, status, n)
+        SELECT dims, iif(dims & 1, OLD.contract_id, ''), iif(dims & 2, OLD.pipeline_name, ''),
+               iif(dims & 4, OLD.status, ''), -1
+        FROM count_dims
+        WHERE NOT (dims & 2 AND OLD.pipeline_name IS NULL)
+          AND NOT ((dims & 1 = 0 OR OLD.contract_id IS NEW.contract_id)
+               AND (dims & 2 = 0 OR OLD.pipeline_name IS NEW.pipeline_name)
+               AND (dims & 4 = 0 OR OLD.status IS NEW.status))
+        ON CONFLICT DO UPDATE SET n = n - 1;
+    INSERT INTO run_counts (dims, contract_id, pipeline_name, status, n)
+        SELECT dims, iif(dims & 1, NEW.contract_id, ''), iif(dims & 2, NEW.pipeline_name, ''),
+               iif(dims & 4, NEW.status, ''), 1
+        FROM count_dims
+        WHERE NOT (dims & 2 AND NEW.pipeline_name IS NULL)
+          AND NOT ((dims & 1 = 0 OR OLD.contract_id IS NEW.contract_id)
+               AND (dims & 2 = 0 OR OLD.pipeline_name IS NEW.pipeline_name)
+               AND (dims & 4 = 0 OR OLD.status IS NEW.status))
+        ON CONFLICT DO UPDATE SET n = n + 1;
+END;
+
+-- The same for validations, keyed by contract_id (bit 1) and status (bit
+-- 4); a list by run_id counts the run's few rows through its index.
+CREATE TABLE validation_counts (
+    dims        INTEGER NOT NULL,
+    contract_id TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    n           INTEGER NOT NULL,
+    PRIMARY KEY (dims, contract_id, status)
+) STRICT, WITHOUT ROWID;
+
+INSERT INTO validation_counts (dims, contract_id, status, n)
+    SELECT d.dims, iif(d.dims & 1, v.contract_id, ''), iif(d.dims & 4, v.status, ''), count(*)
+    FROM count_dims AS d CROSS JOIN validations AS v
+    WHERE d.dims IN (0, 1, 4, 5)
+    GROUP BY 1, 2, 3;
+
+CREATE TRIGGER validation_counts_on_insert AFTER INSERT ON validations BEGIN
+    INSERT INTO validation_counts (dims, contract_id, status, n)
+        SELECT dims, iif(dims & 1, NEW.contract_id, ''), iif(dims & 4, NEW.status, ''), 1
+        FROM count_dims WHERE dims IN (0, 1, 4, 5)
+        ON CONFLICT DO UPDATE SET n = n + 1;
+END;
+
+CREATE TRIGGER validation_counts_on_delete AFTER DELETE ON validations BEGIN
+    INSERT INTO validation_counts (dims, contract_id, status, n)
+        SELECT dims, iif(dims & 1, OLD.contract_id, ''), iif(dims & 4, OLD.status, ''), -1
+        FROM count_dims WHERE dims IN (0, 1, 4, 5)
+        ON CONFLICT DO UPDATE SET n = n - 1;
+END;
+
+CREATE TRIGGER validation_counts_on_update AFTER UPDATE OF contract_id, status ON validations
+WHEN OLD.contract_id IS NOT NEW.contract_id OR OLD.status IS NOT NEW.status
+BEGIN
+    INSERT INTO validation_counts (dims, contract_id, status, n)
+        SELECT dims, iif(dims & 1, OLD.contract_id, ''), iif(dims & 4, OLD.status, ''), -1
+        FROM count_dims WHERE dims IN (0, 1, 4, 5)
+        ON CONFLICT DO UPDATE SET n = n - 1;
+    INSERT INTO validation_counts (dims, contract_id, status, n)
+        SELECT dims, iif(dims & 1, NEW.contract_id, ''), iif(dims & 4, NEW.status, ''), 1
+        FROM count_dims WHERE dims IN (0, 1, 4, 5)
+        ON CONFLICT DO UPDATE SET n = n + 1;
+END;
+
+-- Every pair of equality filters has an index that ends in the list order.
+CREATE INDEX runs_by_pipeline_status   ON runs (pipeline_name, status, started_at DESC, id DESC);
+CREATE INDEX runs_by_contract_pipeline ON runs (contract_id, pipeline_name, started_at DESC, id DESC);
+CREATE INDEX validations_by_contract_status
+    ON validations (contract_id, status, recorded_at DESC, id DESC);

@@ -26,10 +26,16 @@ pub enum Op {
     ListByDateRange,
     RecordValidation,
     Stats,
+    ListAll,
+    ListByStatus,
+    ListByPipelineStatus,
+    ListDeepOffset,
+    ListValidations,
+    ListValidationsByStatus,
 }
 
 impl Op {
-    pub const ALL: [Op; 7] = [
+    pub const ALL: [Op; 13] = [
         Op::CreateRun,
         Op::UpdateRun,
         Op::GetRun,
@@ -37,6 +43,12 @@ impl Op {
         Op::ListByDateRange,
         Op::RecordValidation,
         Op::Stats,
+        Op::ListAll,
+        Op::ListByStatus,
+        Op::ListByPipelineStatus,
+        Op::ListDeepOffset,
+        Op::ListValidations,
+        Op::ListValidationsByStatus,
     ];
 
     pub fn name(self) -> &'static str {
@@ -48,6 +60,12 @@ impl Op {
             Op::ListByDateRange => "list_date_range",
             Op::RecordValidation => "record_validation",
             Op::Stats => "contract_stats",
+            Op::ListAll => "list_all",
+            Op::ListByStatus => "list_status",
+            Op::ListByPipelineStatus => "list_pipeline_status",
+            Op::ListDeepOffset => "list_deep_offset",
+            Op::ListValidations => "list_validations",
+            Op::ListValidationsByStatus => "list_validations_status",
         }
     }
 
@@ -88,6 +106,36 @@ pub const SCENARIOS: &[Scenario] = &[
         name: "list_date_range",
         what: "GET /api/v1/runs?start_date=..&end_date=.. (3-hour window, page of 50 + total)",
         mix: &[(Op::ListByDateRange, 1)],
+    },
+    Scenario {
+        name: "list_all",
+        what: "GET /api/v1/runs?limit=50 (no filter, page of 50 + total)",
+        mix: &[(Op::ListAll, 1)],
+    },
+    Scenario {
+        name: "list_status",
+        what: "GET /api/v1/runs?status=.. (random status, page of 50 + total)",
+        mix: &[(Op::ListByStatus, 1)],
+    },
+    Scenario {
+        name: "list_pipeline_status",
+        what: "GET /api/v1/runs?pipeline_name=..&status=completed (random pipeline)",
+        mix: &[(Op::ListByPipelineStatus, 1)],
+    },
+    Scenario {
+        name: "list_deep_offset",
+        what: "GET /api/v1/runs?limit=50&offset=N/2 (half the filled runs deep)",
+        mix: &[(Op::ListDeepOffset, 1)],
+    },
+    Scenario {
+        name: "list_validations",
+        what: "GET /api/v1/validations?limit=50 (no filter, page of 50 + total)",
+        mix: &[(Op::ListValidations, 1)],
+    },
+    Scenario {
+        name: "list_validations_status",
+        what: "GET /api/v1/validations?status=.. (random status, page of 50 + total)",
+        mix: &[(Op::ListValidationsByStatus, 1)],
     },
     Scenario {
         name: "record_validation",
@@ -219,6 +267,7 @@ fn weights(mix: &[(Op, u32)]) -> Vec<u32> {
 }
 
 const RUN_STATUSES: [&str; 5] = ["completed", "failed", "running", "pending", "cancelled"];
+const VALIDATION_STATUSES: [&str; 4] = ["passed", "failed", "warning", "skipped"];
 
 impl Worker {
     fn new(n: usize, target: &Arc<Target>, index: usize, conn: Conn) -> Self {
@@ -271,6 +320,26 @@ impl Worker {
                 let c = contract_name(self.random_contract(&t));
                 self.get(&format!("/api/v1/validations/stats/{c}?days=30"))
                     .await
+            }
+            Op::ListAll => self.get("/api/v1/runs?limit=50").await,
+            Op::ListByStatus => {
+                let s = RUN_STATUSES[self.rng.below(RUN_STATUSES.len() as u64) as usize];
+                self.get(&format!("/api/v1/runs?status={s}")).await
+            }
+            Op::ListByPipelineStatus => {
+                let p = pipeline_name(self.rng.below(u64::from(t.pipelines)) as u32);
+                self.get(&format!("/api/v1/runs?pipeline_name={p}&status=completed"))
+                    .await
+            }
+            Op::ListDeepOffset => {
+                let offset = t.runs.len() / 2;
+                self.get(&format!("/api/v1/runs?limit=50&offset={offset}"))
+                    .await
+            }
+            Op::ListValidations => self.get("/api/v1/validations?limit=50").await,
+            Op::ListValidationsByStatus => {
+                let s = VALIDATION_STATUSES[self.rng.below(4) as usize];
+                self.get(&format!("/api/v1/validations?status={s}")).await
             }
         }
     }

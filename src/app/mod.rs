@@ -111,7 +111,8 @@ pub enum AppError {
     BootstrapNameTaken(String),
 
     /// The storage is too busy to take the request now (every connection
-    /// in use for the pool's timeout); retrying soon may work.
+    /// in use for the pool's timeout, or the query ran past its deadline);
+    /// retrying soon may work.
     #[error(transparent)]
     Busy(StoreError),
 
@@ -123,7 +124,7 @@ pub enum AppError {
 impl From<StoreError> for AppError {
     fn from(err: StoreError) -> Self {
         match err {
-            StoreError::Pool(_) => AppError::Busy(err),
+            StoreError::Pool(_) | StoreError::Deadline(_) => AppError::Busy(err),
             other => AppError::Store(other),
         }
     }

@@ -148,6 +148,17 @@ pub struct ServeArgs {
     #[arg(long, env = "GRIOT_REAPER_INTERVAL_SECONDS", default_value_t = 10)]
     pub reaper_interval_seconds: u64,
 
+    /// Longest a read may run, in milliseconds: past it SQLite stops the
+    /// query, its connection goes back to the pool and the client gets 503
+    /// with Retry-After. A read whose client disconnects stops at once.
+    #[arg(
+        long,
+        env = "GRIOT_QUERY_TIMEOUT_MS",
+        default_value_t = 5000,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub query_timeout_ms: u64,
+
     /// How long an Idempotency-Key is remembered, in hours.
     #[arg(long, env = "GRIOT_IDEMPOTENCY_RETENTION_HOURS", default_value_t = 24)]
     pub idempotency_retention_hours: u32,

@@ -130,6 +130,7 @@ fn prune(args: &PruneArgs) -> anyhow::Result<()> {
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let options = StoreOptions {
         durability: args.durability.into(),
+        query_timeout: Duration::from_millis(args.query_timeout_ms),
         ..StoreOptions::default()
     };
     // Before the database is touched: a second server must not migrate or

@@ -72,6 +72,7 @@ pub fn list(
         "run_events",
         COLUMNS,
         &filters,
+        None,
         "id",
         (limit, offset),
         (max_bytes, EVENT_WEIGHT),

@@ -4,6 +4,7 @@
 pub mod events;
 pub mod health;
 pub mod idempotency;
+mod interrupt;
 pub mod keys;
 pub mod lock;
 pub mod query;
@@ -61,6 +62,10 @@ pub enum StoreError {
     /// The thread that ran the work failed; its Display says how.
     #[error("database task failed: {0}")]
     Task(TaskError),
+
+    /// A read ran past the query deadline and was interrupted.
+    #[error("the query ran past its deadline of {} ms and was stopped", .0.as_millis())]
+    Deadline(Duration),
 }
 
 /// Why the database file could not be opened, migrated, locked or copied
@@ -199,6 +204,9 @@ pub struct StoreOptions {
     /// How long a read waits for a free reader connection before it fails
     /// with `StoreError::Pool` (which the API answers with 503).
     pub pool_timeout: Duration,
+    /// How long a read (`Store::read`) may run before SQLite interrupts it
+    /// and it fails with `StoreError::Deadline`.
+    pub query_timeout: Duration,
 }
 
 impl Default for StoreOptions {
@@ -207,6 +215,7 @@ impl Default for StoreOptions {
             durability: Durability::Normal,
             read_connections: 8,
             pool_timeout: Duration::from_secs(30),
+            query_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -223,6 +232,7 @@ pub struct Store {
     stats: std::sync::Arc<stats::StoreStats>,
     /// The database file, whose `-wal` companion's size is reported.
     path: std::sync::Arc<std::path::Path>,
+    query_timeout: Duration,
 }
 
 impl Store {
@@ -294,6 +304,7 @@ impl Store {
             probe: std::sync::Arc::new(health::ProbeCache::new(path)),
             stats,
             path: path.into(),
+            query_timeout: options.query_timeout,
         })
     }
 
@@ -318,6 +329,12 @@ impl Store {
 
     /// Runs `f` on a reader connection, on the blocking thread pool. `f`
     /// fails with a store error or with the caller's own error type.
+    ///
+    /// No work for the departed: if the returned future is dropped (the
+    /// client went away) or the read (its wait for a connection included)
+    /// runs past the query deadline, SQLite interrupts its statement, so the
+    /// connection goes back to the pool at once; past the deadline the read
+    /// fails with `StoreError::Deadline`.
     pub async fn read<T, E, F>(&self, f: F) -> Result<T, E>
     where
         F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
@@ -325,9 +342,34 @@ impl Store {
         T: Send + 'static,
     {
         let store = self.clone();
-        tokio::task::spawn_blocking(move || store.read_blocking(f))
-            .await
-            .map_err(|e| E::from(StoreError::Task(TaskError::Join(e))))?
+        let cancel = interrupt::Cancel::default();
+        let on_drop = cancel.on_drop();
+        let cancel_side = cancel.clone();
+        let mut task = tokio::task::spawn_blocking(move || {
+            let conn = store.reader()?;
+            let _armed = cancel.arm(&conn)?;
+            f(&conn)
+        });
+        let joined = match tokio::time::timeout(self.query_timeout, &mut task).await {
+            Ok(joined) => joined,
+            Err(_) => {
+                // A read that has its connection is waited for, so the
+                // connection is back in the pool before the answer goes
+                // out; one still waiting for a connection will not run.
+                if cancel_side.stop().await {
+                    let _ = task.await;
+                }
+                on_drop.disarm();
+                return Err(StoreError::Deadline(self.query_timeout).into());
+            }
+        };
+        on_drop.disarm();
+        joined.map_err(|e| E::from(StoreError::Task(TaskError::Join(e))))?
+    }
+
+    /// The reader connections idle in the pool (for tests and health).
+    pub fn idle_readers(&self) -> u32 {
+        self.readers.state().idle_connections
     }
 
     /// Runs `f` in a write transaction and answers once it has committed.
@@ -346,11 +388,16 @@ impl Store {
     where
         E: From<StoreError>,
     {
+        let conn = self.reader()?;
+        f(&conn)
+    }
+
+    /// A reader connection from the pool, its wait recorded for /metrics.
+    fn reader(&self) -> Result<r2d2::PooledConnection<SqliteConnectionManager>, StoreError> {
         let asked = std::time::Instant::now();
         let conn = self.readers.get();
         self.stats.record_pool_wait(asked.elapsed(), conn.is_ok());
-        let conn = conn.map_err(StoreError::from)?;
-        f(&conn)
+        Ok(conn?)
     }
 
     pub fn write_blocking<T, E, F>(&self, f: F) -> Result<T, E>

@@ -1,7 +1,7 @@
 //! Filtered, paged SELECTs: the WHERE clause built from optional filters,
 //! always with bound parameters, and the count that goes with a page.
 
-use r2d2_sqlite::rusqlite::{Connection, Row, params_from_iter, types::Value};
+use r2d2_sqlite::rusqlite::{Connection, OptionalExtension, Row, params_from_iter, types::Value};
 
 use super::StoreError;
 pub use crate::domain::Page;
@@ -74,8 +74,54 @@ impl Weight {
     }
 }
 
+/// The SELECT of one page, and its parameters.
+fn page_sql(
+    table: &str,
+    columns: &str,
+    filters: &Filters,
+    order: &str,
+    (limit, offset): (u32, u64),
+) -> (String, Vec<Value>) {
+    let n = filters.args.len();
+    let mut args = filters.args.clone();
+    args.push(Value::Integer(i64::from(limit)));
+    args.push(Value::Integer(i64::try_from(offset).unwrap_or(i64::MAX)));
+    let sql = format!(
+        "SELECT {columns} FROM {table} {} ORDER BY {order} LIMIT ?{} OFFSET ?{}",
+        filters.where_sql(),
+        n + 1,
+        n + 2
+    );
+    (sql, args)
+}
+
+/// SQLite's plan for a page (and, when `counted`, for its count), one line
+/// per step: for the tests that check every list shape uses an index.
+#[cfg(test)]
+pub(super) fn plans(
+    conn: &Connection,
+    table: &str,
+    filters: &Filters,
+    order: &str,
+) -> Result<Vec<String>, StoreError> {
+    let (page, args) = page_sql(table, "*", filters, order, (50, 0));
+    let count = format!("SELECT count(*) FROM {table} {}", filters.where_sql());
+    let mut out = Vec::new();
+    for (sql, args) in [(page, &args[..]), (count, &filters.args[..])] {
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+        let mut rows = stmt.query(params_from_iter(args.iter()))?;
+        let mut steps = Vec::new();
+        while let Some(row) = rows.next()? {
+            steps.push(row.get::<_, String>(3)?);
+        }
+        out.push(steps.join("; "));
+    }
+    Ok(out)
+}
+
 /// One page of `table` rows matching `filters` in `order`, read by `map`,
-/// and how many rows match in all. The page stops before the row that would
+/// and how many rows match in all: `known_total` when the caller read it
+/// from a counter, else counted here. The page stops before the row that would
 /// take it past `max_bytes` as `weight` counts it, so no list answer holds
 /// unbounded data. The first row is always kept, however large, so a client
 /// walking the list with `offset` always moves on.
@@ -85,25 +131,25 @@ pub fn page_within<T>(
     table: &str,
     columns: &str,
     filters: &Filters,
+    known_total: Option<u64>,
     order: &str,
     (limit, offset): (u32, u64),
     (max_bytes, weight): (usize, Weight),
     map: impl Fn(&Row<'_>) -> Result<T, StoreError>,
 ) -> Result<Page<T>, StoreError> {
     let where_sql = filters.where_sql();
-    let total: i64 = conn
-        .prepare_cached(&format!("SELECT count(*) FROM {table} {where_sql}"))?
-        .query_row(params_from_iter(filters.args.iter()), |r| r.get(0))?;
+    let total = match known_total {
+        Some(n) => n,
+        None => {
+            let n: i64 = conn
+                .prepare_cached(&format!("SELECT count(*) FROM {table} {where_sql}"))?
+                .query_row(params_from_iter(filters.args.iter()), |r| r.get(0))?;
+            u64::try_from(n).unwrap_or(0)
+        }
+    };
 
-    let n = filters.args.len();
-    let mut args = filters.args.clone();
-    args.push(Value::Integer(i64::from(limit)));
-    args.push(Value::Integer(i64::try_from(offset).unwrap_or(i64::MAX)));
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {columns} FROM {table} {where_sql} ORDER BY {order} LIMIT ?{} OFFSET ?{}",
-        n + 1,
-        n + 2
-    ))?;
+    let (sql, args) = page_sql(table, columns, filters, order, (limit, offset));
+    let mut stmt = conn.prepare_cached(&sql)?;
     let mut rows = stmt.query(params_from_iter(args.iter()))?;
     let mut out = Vec::new();
     let mut used = 0usize;
@@ -121,7 +167,42 @@ pub fn page_within<T>(
     }
     Ok(Page {
         items: out,
-        total: u64::try_from(total).unwrap_or(0),
+        total,
         truncated,
     })
+}
+
+/// The bit of a counter key's `dims` for each equality filter (see
+/// `run_counts` in schema.sql).
+pub const DIM_CONTRACT: i64 = 1;
+pub const DIM_PIPELINE: i64 = 2;
+pub const DIM_STATUS: i64 = 4;
+
+/// Reads `n` of the counter `table` for the key whose columns are `key`
+/// (name and value, `None` when the filter is absent). A key never seen
+/// counts zero.
+pub fn counter(
+    conn: &Connection,
+    table: &str,
+    key: &[(&str, i64, Option<&str>)],
+) -> Result<u64, StoreError> {
+    let dims: i64 = key
+        .iter()
+        .filter(|(_, _, v)| v.is_some())
+        .map(|(_, bit, _)| bit)
+        .sum();
+    let mut args = vec![Value::Integer(dims)];
+    let mut clauses = vec!["dims = ?1".to_owned()];
+    for (column, _, value) in key {
+        args.push(Value::Text(value.unwrap_or_default().to_owned()));
+        clauses.push(format!("{column} = ?{}", args.len()));
+    }
+    let n: Option<i64> = conn
+        .prepare_cached(&format!(
+            "SELECT n FROM {table} WHERE {}",
+            clauses.join(" AND ")
+        ))?
+        .query_row(params_from_iter(args.iter()), |r| r.get(0))
+        .optional()?;
+    Ok(n.map_or(0, |n| u64::try_from(n).unwrap_or(0)))
 }

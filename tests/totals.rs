@@ -1,0 +1,259 @@
+//! `total` in list answers comes from counters the triggers keep, not from
+//! counting rows: after every kind of write (create, status and pipeline
+//! changes, the reaper's expiries, validations, retention's deletes) it
+//! must equal a real count, for every combination of filters.
+
+mod common;
+
+use common::{Options, TestApp, ts};
+use griot_registry::{
+    app::{lifecycle, retention},
+    domain::{retention::Policy, time::Clock},
+};
+use poem::http::StatusCode;
+use r2d2_sqlite::rusqlite::{Connection, params};
+use serde_json::{Value, json};
+
+const CONTRACTS: [Option<&str>; 4] = [None, Some("c1"), Some("c2"), Some("nope")];
+const PIPELINES: [Option<&str>; 4] = [None, Some("p1"), Some("p2"), Some("nope")];
+const RUN_STATUSES: [Option<&str>; 6] = [
+    None,
+    Some("pending"),
+    Some("running"),
+    Some("completed"),
+    Some("failed"),
+    Some("cancelled"),
+];
+const VALIDATION_STATUSES: [Option<&str>; 5] = [
+    None,
+    Some("passed"),
+    Some("failed"),
+    Some("warning"),
+    Some("skipped"),
+];
+
+/// `?a=x&b=y` of the filters that are given, with `limit=1`.
+fn query(filters: &[(&str, Option<&str>)]) -> String {
+    filters
+        .iter()
+        .filter_map(|(k, v)| v.map(|v| format!("{k}={v}&")))
+        .collect::<String>()
+        + "limit=1"
+}
+
+/// A real count of `table`'s rows matching the given equality filters.
+fn real_count(conn: &Connection, table: &str, filters: &[(&str, Option<&str>)]) -> u64 {
+    let mut where_sql = String::from("WHERE 1");
+    let mut args: Vec<Option<&str>> = Vec::new();
+    for (k, v) in filters {
+        args.push(*v);
+        where_sql.push_str(&format!(
+            " AND (?{n} IS NULL OR {k} = ?{n})",
+            n = args.len()
+        ));
+    }
+    let n: i64 = conn
+        .query_row(
+            &format!("SELECT count(*) FROM {table} {where_sql}"),
+            r2d2_sqlite::rusqlite::params_from_iter(args.iter()),
+            |r| r.get(0),
+        )
+        .unwrap();
+    u64::try_from(n).unwrap()
+}
+
+async fn total(app: &TestApp, path: &str, filters: &[(&str, Option<&str>)]) -> u64 {
+    let page: Value = app
+        .get(&format!("{path}?{}", query(filters)))
+        .await
+        .expect(StatusCode::OK);
+    page["total"].as_u64().expect("total")
+}
+
+/// Every combination of run and validation filters answers the real count.
+async fn assert_totals_exact(app: &TestApp, stage: &str) {
+    let conn = Connection::open(app.db_path()).unwrap();
+    for contract in CONTRACTS {
+        for pipeline in PIPELINES {
+            for status in RUN_STATUSES {
+                let f = [
+                    ("contract_id", contract),
+                    ("pipeline_name", pipeline),
+                    ("status", status),
+                ];
+                assert_eq!(
+                    total(app, "/api/v1/runs", &f).await,
+                    real_count(&conn, "runs", &f),
+                    "runs total after {stage}, filters {f:?}"
+                );
+            }
+        }
+        for status in VALIDATION_STATUSES {
+            let f = [("contract_id", contract), ("status", status)];
+            assert_eq!(
+                total(app, "/api/v1/validations", &f).await,
+                real_count(&conn, "validations", &f),
+                "validations total after {stage}, filters {f:?}"
+            );
+        }
+    }
+    // Filters the counters do not serve still count exactly.
+    let runs: Value = app
+        .get("/api/v1/runs?start_date=2024-01-01T00:00:00Z&status=completed&limit=1")
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(
+        runs["total"].as_u64().unwrap(),
+        u64::try_from(
+            conn.query_row(
+                "SELECT count(*) FROM runs WHERE status = 'completed' AND started_at >= ?1",
+                params!["2024-01-01T00:00:00.000000Z"],
+                |r| r.get::<_, i64>(0),
+            )
+            .unwrap()
+        )
+        .unwrap(),
+        "a date range after {stage}"
+    );
+}
+
+fn id_of(v: &Value) -> String {
+    v["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn totals_equal_real_counts_after_every_kind_of_write() {
+    let app = TestApp::with(Options {
+        clock: Clock::fixed(ts("2024-01-15T10:00:00Z")),
+        ..Default::default()
+    })
+    .await;
+    assert_totals_exact(&app, "nothing").await;
+
+    // Creates: every status, with and without a pipeline.
+    let mut ids = Vec::new();
+    for (i, contract) in ["c1", "c2", "c1", "c3"].into_iter().enumerate() {
+        for (j, status) in ["pending", "running", "completed", "failed", "cancelled"]
+            .into_iter()
+            .enumerate()
+        {
+            let mut body = json!({"contract_id": contract, "status": status});
+            if (i + j) % 3 != 0 {
+                body["pipeline_name"] = json!(if j % 2 == 0 { "p1" } else { "p2" });
+            }
+            if status == "running" {
+                body["heartbeat_timeout_seconds"] = json!(60);
+            }
+            ids.push(id_of(&app.create_run(body).await));
+        }
+    }
+    assert_totals_exact(&app, "creates").await;
+
+    // Updates: a status change, a pipeline change, both, metadata only.
+    app.update_run(&ids[0], json!({"status": "running"}))
+        .await
+        .expect(StatusCode::OK);
+    app.update_run(&ids[5], json!({"pipeline_name": "p2"}))
+        .await
+        .expect(StatusCode::OK);
+    app.update_run(
+        &ids[10],
+        json!({"status": "completed", "pipeline_name": "p1"}),
+    )
+    .await
+    .expect(StatusCode::OK);
+    app.update_run(&ids[15], json!({"metadata": {"k": 1}}))
+        .await
+        .expect(StatusCode::OK);
+    assert_totals_exact(&app, "updates").await;
+
+    // Validations, linked and not.
+    for (i, status) in ["passed", "failed", "warning", "skipped", "passed"]
+        .into_iter()
+        .enumerate()
+    {
+        let mut body = json!({"contract_id": "c1", "status": status});
+        if i % 2 == 0 {
+            body["run_id"] = json!(ids[0]);
+        }
+        app.record_validation(body).await;
+        app.record_validation(json!({"contract_id": "c2", "status": status}))
+            .await;
+    }
+    assert_totals_exact(&app, "validations").await;
+
+    // The reaper fails the running runs whose heartbeat lapsed.
+    app.clock.set(ts("2024-01-15T10:05:00Z"));
+    let failed = lifecycle::sweep(&app.state()).await.unwrap();
+    assert!(!failed.is_empty());
+    assert_totals_exact(&app, "the reaper's expiries").await;
+
+    // Retention deletes the finished runs, with their validations, and the
+    // old validations without a run; newer runs stay.
+    app.clock.set(ts("2024-03-01T10:00:00Z"));
+    let late = id_of(
+        &app.create_run(json!({"contract_id": "c1", "pipeline_name": "p1"}))
+            .await,
+    );
+    app.update_run(&late, json!({"status": "completed"}))
+        .await
+        .expect(StatusCode::OK);
+    let counts = retention::prune(
+        &app.state().store,
+        Policy::new(ts("2024-03-01T00:00:00Z"), 30 * 86_400, 86_400),
+        false,
+        &|| false,
+    )
+    .unwrap();
+    assert!(counts.runs > 0 && counts.validations > 0, "{counts:?}");
+    assert_totals_exact(&app, "a prune").await;
+}
+
+#[tokio::test]
+async fn a_migrated_file_counts_its_existing_rows() {
+    // Rows written before the counters existed are counted by the
+    // migration that adds them.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("registry.db");
+    {
+        let schema = include_str!("../schema.sql");
+        let before = &schema[..schema.find("\n-- migration: 4\n").unwrap()];
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(before).unwrap();
+        conn.execute_batch("PRAGMA user_version = 3").unwrap();
+        for (i, (contract, pipeline, status)) in [
+            ("c1", Some("p1"), "completed"),
+            ("c1", None, "running"),
+            ("c2", Some("p1"), "failed"),
+            ("c2", Some("p2"), "completed"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            conn.execute(
+                "INSERT INTO runs (id, contract_id, pipeline_name, status, started_at, \
+                 created_by, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, 'old', ?5)",
+                params![
+                    format!("run_{i:026}"),
+                    contract,
+                    pipeline,
+                    status,
+                    "2024-01-15T10:00:00.000000Z"
+                ],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO validations (id, contract_id, status, recorded_at, recorded_by) \
+                 VALUES (?1, ?2, ?3, '2024-01-15T10:00:00.000000Z', 'old')",
+                params![
+                    format!("val_{i:026}"),
+                    contract,
+                    if i % 2 == 0 { "passed" } else { "failed" }
+                ],
+            )
+            .unwrap();
+        }
+    }
+    let app = TestApp::in_dir(dir, Options::default());
+    assert_totals_exact(&app, "the migration").await;
+}
