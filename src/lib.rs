@@ -9,6 +9,7 @@ pub mod app;
 pub mod cli;
 pub mod domain;
 pub mod store;
+pub mod ui;
 
 use std::{future::Future, time::Duration};
 
@@ -35,7 +36,8 @@ impl Default for HttpOptions {
 }
 
 /// The whole application: the API, its spec at /openapi.json and
-/// /openapi.yaml, and Swagger UI at /docs.
+/// /openapi.yaml, Swagger UI at /docs, and the dashboard at /ui (where `/`
+/// leads). The dashboard's pages are not part of the spec.
 pub fn build_app(
     app: App,
     options: &HttpOptions,
@@ -74,7 +76,11 @@ pub fn build_app(
         )
         .at("/docs/", get(make_sync(move |_| Html(docs.clone()))))
         .at("/favicon.ico", get(make_sync(|_| api::favicon())))
+        .nest("/ui", ui::routes())
         .nest("/", api::openapi_service())
+        // `/` itself is the API service's nest root, so the way to the
+        // dashboard is taken before routing.
+        .around(ui::front_page)
         .around(move |ep, req| api::middleware::limit_body(ep, req, body_limits))
         .around(api::middleware::refuse_non_ascii_key)
         .data(app)

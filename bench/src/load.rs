@@ -26,10 +26,13 @@ pub enum Op {
     ListByDateRange,
     RecordValidation,
     Stats,
+    UiRuns,
+    UiRun,
+    UiContract,
 }
 
 impl Op {
-    pub const ALL: [Op; 7] = [
+    pub const ALL: [Op; 10] = [
         Op::CreateRun,
         Op::UpdateRun,
         Op::GetRun,
@@ -37,6 +40,9 @@ impl Op {
         Op::ListByDateRange,
         Op::RecordValidation,
         Op::Stats,
+        Op::UiRuns,
+        Op::UiRun,
+        Op::UiContract,
     ];
 
     pub fn name(self) -> &'static str {
@@ -48,6 +54,9 @@ impl Op {
             Op::ListByDateRange => "list_date_range",
             Op::RecordValidation => "record_validation",
             Op::Stats => "contract_stats",
+            Op::UiRuns => "ui_runs",
+            Op::UiRun => "ui_run",
+            Op::UiContract => "ui_contract",
         }
     }
 
@@ -98,6 +107,21 @@ pub const SCENARIOS: &[Scenario] = &[
         name: "contract_stats",
         what: "GET /api/v1/validations/stats/{contract}?days=30",
         mix: &[(Op::Stats, 1)],
+    },
+    Scenario {
+        name: "ui_runs",
+        what: "GET /ui?contract_id=.. (the dashboard's runs list: HTML page of 50 + total)",
+        mix: &[(Op::UiRuns, 1)],
+    },
+    Scenario {
+        name: "ui_run",
+        what: "GET /ui/runs/{id} (a run's page: fields, history, validations)",
+        mix: &[(Op::UiRun, 1)],
+    },
+    Scenario {
+        name: "ui_contract",
+        what: "GET /ui/contracts/{contract} (30-day chart, counts per status, errors, latest)",
+        mix: &[(Op::UiContract, 1)],
     },
     Scenario {
         name: "mixed",
@@ -271,6 +295,18 @@ impl Worker {
                 let c = contract_name(self.random_contract(&t));
                 self.get(&format!("/api/v1/validations/stats/{c}?days=30"))
                     .await
+            }
+            Op::UiRuns => {
+                let c = contract_name(self.random_contract(&t));
+                self.get(&format!("/ui?contract_id={c}")).await
+            }
+            Op::UiRun => {
+                let id = &self.random_run(&t).id;
+                self.get(&format!("/ui/runs/{id}")).await
+            }
+            Op::UiContract => {
+                let c = contract_name(self.random_contract(&t));
+                self.get(&format!("/ui/contracts/{c}")).await
             }
         }
     }
