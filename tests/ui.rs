@@ -667,3 +667,58 @@ mod auth {
         assert!(page.contains("http-equiv=\"refresh\""), "{page}");
     }
 }
+
+#[tokio::test]
+async fn a_validation_has_a_page_of_its_own() {
+    let app = TestApp::spawn().await;
+    let v = app
+        .record_validation(json!({
+            "contract_id": "orders", "status": "failed",
+            "errors": [{"code": "dupes", "message": "12 duplicate ids", "row_count": 12}],
+            "metrics": {"rows_validated": 500},
+        }))
+        .await;
+    let id = v["id"].as_str().unwrap();
+    let list = app.page("/ui/validations").await.expect(StatusCode::OK);
+    assert!(
+        list.contains(&format!("href=\"/ui/validations/{id}\"")),
+        "{list}"
+    );
+    let page = app
+        .page(&format!("/ui/validations/{id}"))
+        .await
+        .expect(StatusCode::OK);
+    assert!(page.contains("<title>Validation of orders · griot-registry</title>"));
+    for text in [
+        "dupes",
+        "12 duplicate ids",
+        "rows_validated",
+        "recorded without a run",
+    ] {
+        assert!(page.contains(text), "{text} missing: {page}");
+    }
+    let missing = app.page("/ui/validations/val_nope").await;
+    let text = missing.expect(StatusCode::NOT_FOUND);
+    assert!(
+        text.contains("val_nope") && text.contains("not found"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_capped_count_stops_early_and_the_api_counts_all() {
+    use griot_registry::domain::run::RunFilter;
+    let app = TestApp::spawn().await;
+    for _ in 0..3 {
+        app.create_run_for("c").await;
+    }
+    let capped = RunFilter {
+        count_up_to: Some(2),
+        ..RunFilter::default()
+    };
+    let page = griot_registry::app::runs::list(&app.state(), capped, false, (1, 0))
+        .await
+        .unwrap();
+    assert_eq!((page.total, page.items.len()), (2, 1));
+    assert_eq!(app.list_runs("limit=1").await["total"], 3);
+}

@@ -26,13 +26,14 @@ pub enum Op {
     ListByDateRange,
     RecordValidation,
     Stats,
+    UiFront,
     UiRuns,
     UiRun,
     UiContract,
 }
 
 impl Op {
-    pub const ALL: [Op; 10] = [
+    pub const ALL: [Op; 11] = [
         Op::CreateRun,
         Op::UpdateRun,
         Op::GetRun,
@@ -40,6 +41,7 @@ impl Op {
         Op::ListByDateRange,
         Op::RecordValidation,
         Op::Stats,
+        Op::UiFront,
         Op::UiRuns,
         Op::UiRun,
         Op::UiContract,
@@ -54,6 +56,7 @@ impl Op {
             Op::ListByDateRange => "list_date_range",
             Op::RecordValidation => "record_validation",
             Op::Stats => "contract_stats",
+            Op::UiFront => "ui_front",
             Op::UiRuns => "ui_runs",
             Op::UiRun => "ui_run",
             Op::UiContract => "ui_contract",
@@ -107,6 +110,11 @@ pub const SCENARIOS: &[Scenario] = &[
         name: "contract_stats",
         what: "GET /api/v1/validations/stats/{contract}?days=30",
         mix: &[(Op::Stats, 1)],
+    },
+    Scenario {
+        name: "ui_front",
+        what: "GET /ui (the dashboard's front page: the newest 50 runs of all, and the total)",
+        mix: &[(Op::UiFront, 1)],
     },
     Scenario {
         name: "ui_runs",
@@ -296,6 +304,7 @@ impl Worker {
                 self.get(&format!("/api/v1/validations/stats/{c}?days=30"))
                     .await
             }
+            Op::UiFront => self.get("/ui").await,
             Op::UiRuns => {
                 let c = contract_name(self.random_contract(&t));
                 self.get(&format!("/ui?contract_id={c}")).await

@@ -278,7 +278,7 @@ impl Report {
         } else {
             format!(" (measured on {} runs, not 1M)", self.fill.runs)
         };
-        ["ui_runs", "ui_run", "ui_contract"]
+        ["ui_front", "ui_runs", "ui_run", "ui_contract"]
             .into_iter()
             .filter_map(|name| {
                 let s = self.scenario(name)?;

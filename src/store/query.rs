@@ -11,6 +11,8 @@ pub use crate::domain::Page;
 pub struct Filters {
     clauses: Vec<String>,
     args: Vec<Value>,
+    /// Count matching rows only up to this many.
+    count_cap: Option<u64>,
 }
 
 impl Filters {
@@ -37,6 +39,12 @@ impl Filters {
         }
         self.clauses
             .push(format!("{column} IN ({})", marks.join(", ")));
+    }
+
+    /// Counts matching rows only up to `cap`: the total is then
+    /// `min(matches, cap)`, and a count over a million rows stops early.
+    pub fn cap_count(&mut self, cap: Option<u64>) {
+        self.count_cap = cap;
     }
 
     fn where_sql(&self) -> String {
@@ -91,9 +99,20 @@ pub fn page_within<T>(
     map: impl Fn(&Row<'_>) -> Result<T, StoreError>,
 ) -> Result<Page<T>, StoreError> {
     let where_sql = filters.where_sql();
-    let total: i64 = conn
-        .prepare_cached(&format!("SELECT count(*) FROM {table} {where_sql}"))?
-        .query_row(params_from_iter(filters.args.iter()), |r| r.get(0))?;
+    let total: i64 = match filters.count_cap {
+        None => conn
+            .prepare_cached(&format!("SELECT count(*) FROM {table} {where_sql}"))?
+            .query_row(params_from_iter(filters.args.iter()), |r| r.get(0))?,
+        Some(cap) => {
+            let mut args = filters.args.clone();
+            args.push(Value::Integer(i64::try_from(cap).unwrap_or(i64::MAX)));
+            conn.prepare_cached(&format!(
+                "SELECT count(*) FROM (SELECT 1 FROM {table} {where_sql} LIMIT ?{})",
+                args.len()
+            ))?
+            .query_row(params_from_iter(args.iter()), |r| r.get(0))?
+        }
+    };
 
     let n = filters.args.len();
     let mut args = filters.args.clone();

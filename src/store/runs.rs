@@ -146,6 +146,7 @@ fn filters(filter: &RunFilter, live: &[RunStatus]) -> Filters {
         f.bind("heartbeat_deadline <", t.to_string());
         f.bind_any("status", live.iter().map(|s| s.as_str()));
     }
+    f.cap_count(filter.count_up_to);
     f
 }
 

@@ -212,6 +212,7 @@ fn filters(filter: &ValidationFilter) -> Filters {
     f.bind_some("status =", filter.status.map(ValidationStatus::as_str));
     f.bind_some("recorded_at >=", filter.start_date);
     f.bind_some("recorded_at <", filter.end_date);
+    f.cap_count(filter.count_up_to);
     f
 }
 

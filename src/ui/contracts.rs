@@ -234,7 +234,7 @@ async fn render(
                     @for v in &recent_validations.items {
                         li {
                             (format::validation_badge(v.status)) " "
-                            code.id { (v.id) }
+                            a href=(format::validation_href(&v.id)) { code.id { (v.id) } }
                             " · " (when(v.recorded_at, ctx.now))
                             @if let Some(r) = &v.run_id { " · run " a.id href={(run_href(r)) "#" (v.id)} { (r) } }
                             @if !v.errors.is_empty() { " · " (v.errors.len()) " errors" }

@@ -155,6 +155,10 @@ pub fn run_href(id: &str) -> String {
     format!("/ui/runs/{}", encode(id))
 }
 
+pub fn validation_href(id: &str) -> String {
+    format!("/ui/validations/{}", encode(id))
+}
+
 pub fn contract_href(id: &str) -> String {
     format!("/ui/contracts/{}", encode(id))
 }

@@ -49,6 +49,7 @@ pub fn routes() -> impl Endpoint<Output = Response> {
         .at("/", get(runs::list_page))
         .at("/runs/:run_id", get(runs::detail_page))
         .at("/validations", get(validations::list_page))
+        .at("/validations/:validation_id", get(validations::detail_page))
         .at("/contracts/:contract_id", get(contracts::page))
         .at("/sign-in", get(auth::sign_in_form).post(auth::sign_in))
         .at("/sign-out", poem::post(auth::sign_out))

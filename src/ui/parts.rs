@@ -61,7 +61,13 @@ pub fn problems(problems: &[String]) -> Markup {
     }
 }
 
-/// "Showing 1–50 of 1234" with links to the previous and next pages.
+/// Lists count their matches up to this many and say "more than" past it:
+/// counting a million runs costs more than rendering the page of fifty.
+pub const COUNT_UP_TO: u64 = 10_000;
+
+/// "Showing 1–50 of 1234" with links to the previous and next pages. A
+/// `total` past `COUNT_UP_TO` was cut short: the count reads "more than",
+/// and a full page always has a next one.
 pub fn pager(
     total: u64,
     offset: u64,
@@ -69,15 +75,22 @@ pub fn pager(
     limit: u32,
     href: impl Fn(u64) -> String,
 ) -> Markup {
+    let more = total > COUNT_UP_TO;
     let prev = (offset > 0).then(|| offset.saturating_sub(u64::from(limit)));
-    let next = (offset + shown < total && shown > 0).then_some(offset + shown);
+    let has_next = if more {
+        shown > 0 && shown >= u64::from(limit)
+    } else {
+        offset + shown < total && shown > 0
+    };
+    let next = has_next.then_some(offset + shown);
     html! {
         nav.pager aria-label="Pages" {
             p {
                 @if shown == 0 {
-                    (total) " matching"
+                    @if more { "More than " (COUNT_UP_TO) } @else { (total) } " matching"
                 } @else {
-                    "Showing " (offset + 1) "–" (offset + shown) " of " (total)
+                    "Showing " (offset + 1) "–" (offset + shown) " of "
+                    @if more { "more than " (COUNT_UP_TO) } @else { (total) }
                 }
             }
             @if let Some(p) = prev {
@@ -158,4 +171,37 @@ fn metric(value: &serde_json::Value) -> String {
 /// Metadata as indented JSON, for a `<pre>`; maud escapes it.
 pub fn pretty(value: &serde_json::Map<String, serde_json::Value>) -> String {
     serde_json::to_string_pretty(value).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pages(total: u64, offset: u64, shown: u64) -> String {
+        pager(total, offset, shown, 50, |o| format!("/ui?offset={o}")).into_string()
+    }
+
+    #[test]
+    fn the_pager_counts_and_links() {
+        let first = pages(120, 0, 50);
+        assert!(first.contains("Showing 1–50 of 120"), "{first}");
+        assert!(first.contains("href=\"/ui?offset=50\""));
+        assert!(!first.contains("rel=\"prev\""));
+        let last = pages(120, 100, 20);
+        assert!(last.contains("href=\"/ui?offset=50\""), "{last}");
+        assert!(!last.contains("rel=\"next\""));
+    }
+
+    #[test]
+    fn a_count_cut_short_reads_more_than() {
+        let page = pages(COUNT_UP_TO + 1, 0, 50);
+        assert!(page.contains("of more than 10000"), "{page}");
+        assert!(page.contains("rel=\"next\""));
+        let deep = pages(COUNT_UP_TO + 1, 20_000, 50);
+        assert!(
+            deep.contains("Showing 20001–20050 of more than 10000"),
+            "{deep}"
+        );
+        assert!(deep.contains("href=\"/ui?offset=20050\""));
+    }
 }

@@ -12,7 +12,10 @@ use super::{
     UiError,
     format::{self, contract_href, query, run_href, when},
     layout::{self, Context, Section, html_response},
-    parts::{DEFAULT_LIMIT, pager, parse_date, parse_paging, pretty, problems, validation_card},
+    parts::{
+        COUNT_UP_TO, DEFAULT_LIMIT, pager, parse_date, parse_paging, pretty, problems,
+        validation_card,
+    },
     reader, respond,
 };
 use crate::{
@@ -82,6 +85,7 @@ impl RunQuery {
                 start_date,
                 end_date,
                 stale_at: None,
+                count_up_to: Some(COUNT_UP_TO + 1),
             },
             stale: matches!(self.stale.as_deref(), Some("true" | "on" | "1")),
             limit,

@@ -5,15 +5,17 @@ use maud::{Markup, html};
 use poem::{
     Request, Response,
     http::StatusCode,
-    web::{Data, Query},
+    web::{Data, Path, Query},
 };
 use serde::Deserialize;
 
 use super::{
     UiError,
-    format::{self, contract_href, query, run_href, when},
+    format::{self, contract_href, query, run_href, validation_href, when},
     layout::{self, Context, Section, html_response},
-    parts::{DEFAULT_LIMIT, pager, parse_date, parse_paging, problems},
+    parts::{
+        COUNT_UP_TO, DEFAULT_LIMIT, pager, parse_date, parse_paging, problems, validation_card,
+    },
     reader, respond,
 };
 use crate::{
@@ -66,6 +68,7 @@ impl ValidationQuery {
             status,
             start_date,
             end_date,
+            count_up_to: Some(COUNT_UP_TO + 1),
         };
         (filter, limit, offset, problems)
     }
@@ -186,7 +189,7 @@ fn table(ctx: &Context, items: &[Validation]) -> Markup {
                     @for v in items {
                         tr {
                             td { (format::validation_badge(v.status)) }
-                            td { code.id { (v.id) } }
+                            td { a href=(validation_href(&v.id)) { code.id { (v.id) } } }
                             td { a href=(contract_href(&v.contract_id)) { (v.contract_id) } }
                             td {
                                 @if let Some(r) = &v.run_id {
@@ -216,4 +219,36 @@ fn table(ctx: &Context, items: &[Validation]) -> Markup {
             }
         }
     }
+}
+
+#[poem::handler]
+pub async fn detail_page(req: &Request, app: Data<&App>, validation_id: Path<String>) -> Response {
+    let ctx = match reader(&app, req).await {
+        Ok(ctx) => ctx,
+        Err(e) => return e.into_response(&Context::anonymous()),
+    };
+    let page = detail(&app, &ctx, validation_id.0).await;
+    respond(&ctx, page)
+}
+
+/// One validation on its own page: for those recorded without a run, whose
+/// errors no run page shows.
+async fn detail(app: &App, ctx: &Context, id: String) -> Result<Response, UiError> {
+    let v = app::validations::get(app, id).await?;
+    let title = format!("Validation of {}", v.contract_id);
+    let body = html! {
+        dl.fields {
+            dt { "Contract" } dd { a href=(contract_href(&v.contract_id)) { (v.contract_id) } }
+            dt { "Run" }
+            dd {
+                @if let Some(r) = &v.run_id { a.id href=(run_href(r)) { (r) } }
+                @else { span.muted { "recorded without a run" } }
+            }
+        }
+        (validation_card(ctx, &v))
+    };
+    Ok(html_response(
+        StatusCode::OK,
+        layout::page(ctx, Section::Validations, &title, body),
+    ))
 }
