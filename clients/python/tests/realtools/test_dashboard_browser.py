@@ -60,7 +60,7 @@ def seed(url: str, key: str) -> str:
     failed_run = ""
     with httpx.Client(base_url=url, headers=headers, timeout=10) as http:
         for i in range(36):
-            day = now - timedelta(days=i % 14, hours=i % 5)
+            day = now - timedelta(days=i % 14, hours=i % 5, minutes=10)
             contract = [CONTRACT, "billing", "customers"][(i // 2) % 3]
             status = ["completed", "failed", "completed", "running", "completed", "cancelled"][i % 6]
             body: Dict[str, Any] = {
@@ -139,13 +139,14 @@ def test_every_step_of_the_walk_was_possible(walk: Walk) -> None:
 
 def test_each_page_has_its_own_title(walk: Walk) -> None:
     titles = {name: walk.page(name)["title"] for name in
-              ("sign-in", "runs", "run", "validations", "contract", "not-found")}
+              ("sign-in", "runs", "run", "validations", "validation", "contract", "not-found")}
     assert titles["sign-in"] == "Sign in · griot-registry", titles
     assert titles["runs"] == "Runs · griot-registry", titles
     assert titles["validations"] == "Validations · griot-registry", titles
     assert titles["contract"] == f"Contract {CONTRACT} · griot-registry", titles
     assert titles["not-found"] == "Not found · griot-registry", titles
     assert titles["run"].startswith("Run of "), titles
+    assert titles["validation"].startswith("Validation of "), titles
     assert len(set(titles.values())) == len(titles), titles
 
 
@@ -220,6 +221,7 @@ def test_hostile_values_ran_no_script(walk: Walk) -> None:
 
 
 def test_a_screenshot_of_every_page(walk: Walk) -> None:
-    for name in ("sign-in", "runs", "runs-failed", "run", "validations", "contract", "not-found", "runs-phone"):
+    for name in ("sign-in", "runs", "runs-failed", "run", "validations", "validation", "contract",
+                 "not-found", "runs-phone"):
         shot = Path(walk.page(name)["screenshot"])
         assert shot.is_file() and shot.stat().st_size > 5000, shot

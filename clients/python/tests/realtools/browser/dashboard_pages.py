@@ -104,6 +104,14 @@ def run(url: str, api_key: str, run_id: str, contract: str, shots: Path,
             visit("validations", "/ui/validations", "table.validations tbody tr")
             pages["validations"]["rows"] = len(driver.find_elements(By.CSS_SELECTOR, "table.validations tbody tr"))
 
+            # Keyboard only: focus the first validation's link and press Enter.
+            link = driver.find_element(By.CSS_SELECTOR, "table.validations tbody tr a[href^='/ui/validations/']")
+            step("focus the first validation", lambda: driver.execute_script("arguments[0].focus()", link))
+            step("press Enter", lambda: driver.switch_to.active_element.send_keys("\ue007"))
+            step("wait for the validation page", lambda: wait.until(
+                ec.presence_of_element_located((By.CSS_SELECTOR, "article.validation"))))
+            record("validation")
+
             visit("contract", f"/ui/contracts/{contract}", "svg.chart")
             chart = driver.find_element(By.CSS_SELECTOR, "svg.chart")
             pages["contract"]["chart"] = {
