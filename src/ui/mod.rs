@@ -1,14 +1,14 @@
 //! The dashboard: server-rendered HTML pages over the same use cases the
 //! API calls (`app::runs`, `app::validations`), for a person with a browser.
 //!
-//! Templates are maud: the markup is Rust code checked at compile time, and
-//! every value spliced into it is HTML-escaped unless it is explicitly
-//! wrapped in `PreEscaped`, which only our own constants are. Askama would
-//! also escape by default, but keeps templates in separate files with their
-//! own syntax and compiles a second language's errors; maud's markup is
-//! plain Rust (loops, `match`, helper functions that return `Markup`), so
-//! rustfmt, clippy and the architecture test see it like the rest of the
-//! code, and it brings no runtime dependency besides `itoa`.
+//! Templates are maud: the markup is a Rust macro checked at compile time,
+//! and every value spliced into it is HTML-escaped (nothing here uses
+//! `PreEscaped`, maud's way out). Askama would also escape by default, but
+//! keeps templates in separate files with a syntax of their own; maud's
+//! markup holds plain Rust (`match`, `if let`, helper functions that return
+//! `Markup`), so the compiler, clippy and the architecture test check it
+//! like the rest of the code. It brings no runtime dependency besides
+//! `itoa`.
 //!
 //! The pages need no JavaScript and load nothing from elsewhere: the style
 //! sheet is embedded in the binary and served from /ui/static/, and charts
