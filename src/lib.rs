@@ -9,6 +9,7 @@ pub mod app;
 pub mod cli;
 pub mod domain;
 pub mod store;
+pub mod ui;
 
 use std::{future::Future, time::Duration};
 
@@ -35,8 +36,9 @@ impl Default for HttpOptions {
 }
 
 /// The whole application: the API, its spec at /openapi.json and
-/// /openapi.yaml, Swagger UI at /docs, and Prometheus metrics at /metrics
-/// (outside the spec). A path served here beside the spec is listed in
+/// /openapi.yaml, Swagger UI at /docs, Prometheus metrics at /metrics and
+/// the dashboard at /ui (where `/` leads), the last two outside the spec. A
+/// path served here beside the spec is listed in
 /// `api::middleware::OUTSIDE_SPEC` too, so its requests are counted under
 /// its own route.
 pub fn build_app(
@@ -79,7 +81,11 @@ pub fn build_app(
         .at("/docs/", get(make_sync(move |_| Html(docs.clone()))))
         .at("/favicon.ico", get(make_sync(|_| api::favicon())))
         .at("/metrics", get(api::metrics::scrape))
+        .nest("/ui", ui::routes())
         .nest("/", api::openapi_service())
+        // `/` itself is the API service's nest root, so the way to the
+        // dashboard is taken before routing.
+        .around(ui::front_page)
         .around(move |ep, req| api::middleware::limit_body(ep, req, body_limits))
         .around(api::middleware::refuse_non_ascii_key)
         .data(app)

@@ -14,8 +14,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("store", &["store", "domain"]),
     ("app", &["app", "store", "domain"]),
     ("api", &["api", "app", "domain"]),
+    // The dashboard: HTML over the same use cases as the API.
+    ("ui", &["ui", "app", "domain"]),
     ("cli", &["cli", "api", "app", "store", "domain", "lib"]),
-    ("lib", &["api", "app", "cli", "domain", "store"]),
+    ("lib", &["api", "app", "cli", "domain", "store", "ui"]),
 ];
 
 /// A module: its path below the crate, such as `store::runs`.

@@ -279,6 +279,37 @@ async fn unknown_paths_and_methods_share_one_label() {
 }
 
 #[tokio::test]
+async fn dashboard_pages_are_counted_under_their_route_template() {
+    let app = TestApp::spawn().await;
+    let run = app.create_run(json!({"contract_id": "c1"})).await;
+    let id = run["id"].as_str().unwrap();
+    for path in [
+        "/ui".to_owned(),
+        format!("/ui/runs/{id}"),
+        "/ui/runs/run_missing".to_owned(),
+        "/ui/contracts/c1".to_owned(),
+    ] {
+        app.page(&path).await;
+    }
+
+    let samples = scrape(&app).await;
+
+    assert_eq!(requests(&samples, "/ui", "GET", "200"), 1.0);
+    assert_eq!(requests(&samples, "/ui/runs/{run_id}", "GET", "200"), 1.0);
+    assert_eq!(requests(&samples, "/ui/runs/{run_id}", "GET", "404"), 1.0);
+    assert_eq!(
+        requests(&samples, "/ui/contracts/{contract_id}", "GET", "200"),
+        1.0
+    );
+    assert!(
+        samples
+            .iter()
+            .all(|s| !s.labels.values().any(|v| v.contains(id))),
+        "a run id became a label"
+    );
+}
+
+#[tokio::test]
 async fn writer_batches_and_commits_are_counted() {
     let app = TestApp::spawn().await;
     let before = scrape(&app).await;

@@ -32,10 +32,14 @@ pub enum Op {
     ListDeepOffset,
     ListValidations,
     ListValidationsByStatus,
+    UiFront,
+    UiRuns,
+    UiRun,
+    UiContract,
 }
 
 impl Op {
-    pub const ALL: [Op; 13] = [
+    pub const ALL: [Op; 17] = [
         Op::CreateRun,
         Op::UpdateRun,
         Op::GetRun,
@@ -49,6 +53,10 @@ impl Op {
         Op::ListDeepOffset,
         Op::ListValidations,
         Op::ListValidationsByStatus,
+        Op::UiFront,
+        Op::UiRuns,
+        Op::UiRun,
+        Op::UiContract,
     ];
 
     pub fn name(self) -> &'static str {
@@ -66,6 +74,10 @@ impl Op {
             Op::ListDeepOffset => "list_deep_offset",
             Op::ListValidations => "list_validations",
             Op::ListValidationsByStatus => "list_validations_status",
+            Op::UiFront => "ui_front",
+            Op::UiRuns => "ui_runs",
+            Op::UiRun => "ui_run",
+            Op::UiContract => "ui_contract",
         }
     }
 
@@ -146,6 +158,26 @@ pub const SCENARIOS: &[Scenario] = &[
         name: "contract_stats",
         what: "GET /api/v1/validations/stats/{contract}?days=30",
         mix: &[(Op::Stats, 1)],
+    },
+    Scenario {
+        name: "ui_front",
+        what: "GET /ui (the dashboard's front page: the newest 50 runs of all, and the total)",
+        mix: &[(Op::UiFront, 1)],
+    },
+    Scenario {
+        name: "ui_runs",
+        what: "GET /ui?contract_id=.. (the dashboard's runs list: HTML page of 50 + total)",
+        mix: &[(Op::UiRuns, 1)],
+    },
+    Scenario {
+        name: "ui_run",
+        what: "GET /ui/runs/{id} (a run's page: fields, history, validations)",
+        mix: &[(Op::UiRun, 1)],
+    },
+    Scenario {
+        name: "ui_contract",
+        what: "GET /ui/contracts/{contract} (30-day chart, counts per status, errors, latest)",
+        mix: &[(Op::UiContract, 1)],
     },
     Scenario {
         name: "mixed",
@@ -340,6 +372,19 @@ impl Worker {
             Op::ListValidationsByStatus => {
                 let s = VALIDATION_STATUSES[self.rng.below(4) as usize];
                 self.get(&format!("/api/v1/validations?status={s}")).await
+            }
+            Op::UiFront => self.get("/ui").await,
+            Op::UiRuns => {
+                let c = contract_name(self.random_contract(&t));
+                self.get(&format!("/ui?contract_id={c}")).await
+            }
+            Op::UiRun => {
+                let id = &self.random_run(&t).id;
+                self.get(&format!("/ui/runs/{id}")).await
+            }
+            Op::UiContract => {
+                let c = contract_name(self.random_contract(&t));
+                self.get(&format!("/ui/contracts/{c}")).await
             }
         }
     }

@@ -211,6 +211,7 @@ impl Report {
         v.extend(self.create_verdict());
         v.extend(self.p99_verdict());
         v.extend(self.list_verdicts());
+        v.extend(self.ui_verdicts());
         v.push(Verdict {
             target: "idle RSS < 30 MB".into(),
             measured: format!("{:.1} MiB VmRSS after ready", mib(self.idle_rss_kib)),
@@ -266,6 +267,29 @@ impl Report {
             },
             met: Some(over.is_empty()),
         })
+    }
+
+    /// Issue 13: dashboard pages render in under 50 ms at 1M runs; the
+    /// median is the page a person typically waits for, under the load of
+    /// every connection asking at once.
+    fn ui_verdicts(&self) -> Vec<Verdict> {
+        let on = if self.fill.runs == 1_000_000 {
+            String::new()
+        } else {
+            format!(" (measured on {} runs, not 1M)", self.fill.runs)
+        };
+        ["ui_front", "ui_runs", "ui_run", "ui_contract"]
+            .into_iter()
+            .filter_map(|name| {
+                let s = self.scenario(name)?;
+                let p50 = quantile_ms(&s.result.latencies_us, 0.5);
+                Some(Verdict {
+                    target: format!("dashboard page p50 < 50 ms on 1M runs: {name}"),
+                    measured: format!("p50 {p50:.2} ms{on}"),
+                    met: Some(p50 < 50.0),
+                })
+            })
+            .collect()
     }
 
     fn list_verdicts(&self) -> Vec<Verdict> {

@@ -146,11 +146,10 @@ pub async fn allow_on_405<E: Endpoint>(next: E, req: Request) -> poem::Result<Re
     Ok(resp)
 }
 
-/// A spec path: its template, the template split into segments, and its
+/// A spec path: its template and its
 /// methods ("GET, POST").
 struct SpecPath {
     template: String,
-    segments: Vec<String>,
     methods: String,
 }
 
@@ -173,7 +172,6 @@ fn spec_paths() -> &'static [SpecPath] {
                     .collect();
                 SpecPath {
                     template: template.clone(),
-                    segments: template.split('/').map(str::to_owned).collect(),
                     methods: methods.join(", "),
                 }
             })
@@ -183,28 +181,43 @@ fn spec_paths() -> &'static [SpecPath] {
 
 /// The spec path `path` falls under, if any.
 fn spec_path(path: &str) -> Option<&'static SpecPath> {
-    let wanted: Vec<&str> = path.split('/').collect();
-    spec_paths().iter().find(|p| {
-        p.segments.len() == wanted.len()
-            && p.segments
-                .iter()
-                .zip(&wanted)
-                .all(|(t, w)| t == w || (t.starts_with('{') && t.ends_with('}') && !w.is_empty()))
-    })
+    spec_paths()
+        .iter()
+        .find(|p| matches_template(&p.template, path))
+}
+
+/// True when `path` fits `template`, where a `{name}` segment stands for
+/// any one non-empty segment.
+fn matches_template(template: &str, path: &str) -> bool {
+    let (t, p): (Vec<&str>, Vec<&str>) = (template.split('/').collect(), path.split('/').collect());
+    t.len() == p.len()
+        && t.iter()
+            .zip(&p)
+            .all(|(t, w)| t == w || (t.starts_with('{') && t.ends_with('}') && !w.is_empty()))
 }
 
 fn allowed_methods(path: &str) -> Option<HeaderValue> {
     spec_path(path).and_then(|p| HeaderValue::from_str(&p.methods).ok())
 }
 
-/// The paths `build_app` serves beside the spec's.
-pub const OUTSIDE_SPEC: [&str; 6] = [
+/// The paths `build_app` serves beside the spec's: the spec and Swagger UI,
+/// /metrics, and the dashboard's pages (src/ui), as templates.
+pub const OUTSIDE_SPEC: [&str; 15] = [
     "/openapi.json",
     "/openapi.yaml",
     "/docs",
     "/docs/",
     "/favicon.ico",
     "/metrics",
+    "/",
+    "/ui",
+    "/ui/runs/{run_id}",
+    "/ui/validations",
+    "/ui/validations/{validation_id}",
+    "/ui/contracts/{contract_id}",
+    "/ui/sign-in",
+    "/ui/sign-out",
+    "/ui/static/style.css",
 ];
 
 /// The route a path is served by, as a fixed string: the spec's template
@@ -217,7 +230,7 @@ pub fn route_template(path: &str) -> &'static str {
     }
     OUTSIDE_SPEC
         .into_iter()
-        .find(|known| *known == path)
+        .find(|known| matches_template(known, path))
         .unwrap_or("unmatched")
 }
 

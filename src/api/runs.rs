@@ -684,6 +684,7 @@ impl RunsApi {
             start_date: start_date.0.map(|t| t.0),
             end_date: end_date.0.map(|t| t.0),
             stale_at: None,
+            count_up_to: None,
         };
         let page = app::runs::list(&app, filter, stale.0, (limit, offset)).await?;
         Ok(Json(RunPage {

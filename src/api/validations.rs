@@ -439,6 +439,7 @@ impl ValidationsApi {
             status: status.0.map(|s| s.0.into()),
             start_date: start_date.0.map(|t| t.0),
             end_date: end_date.0.map(|t| t.0),
+            count_up_to: None,
         };
         let page = app::validations::list(&app, filter, (limit, offset)).await?;
         Ok(Json(ValidationPage {

@@ -370,6 +370,10 @@ pub struct RunFilter {
     pub end_date: Option<Timestamp>,
     /// Only pending or running runs whose heartbeat is overdue at this time.
     pub stale_at: Option<Timestamp>,
+    /// Count the matches only up to this many: the page's total is then at
+    /// most this. The dashboard's front page asks so, since counting every
+    /// run of a million costs more than showing fifty; the API counts all.
+    pub count_up_to: Option<u64>,
 }
 
 #[cfg(test)]

@@ -221,6 +221,8 @@ pub struct ValidationFilter {
     pub status: Option<ValidationStatus>,
     pub start_date: Option<Timestamp>,
     pub end_date: Option<Timestamp>,
+    /// Count the matches only up to this many (see `RunFilter::count_up_to`).
+    pub count_up_to: Option<u64>,
 }
 
 string_enum! {

@@ -11,6 +11,8 @@ pub use crate::domain::Page;
 pub struct Filters {
     clauses: Vec<String>,
     args: Vec<Value>,
+    /// Count matching rows only up to this many.
+    count_cap: Option<u64>,
 }
 
 impl Filters {
@@ -37,6 +39,12 @@ impl Filters {
         }
         self.clauses
             .push(format!("{column} IN ({})", marks.join(", ")));
+    }
+
+    /// Counts matching rows only up to `cap`: the total is then
+    /// `min(matches, cap)`, and a count over a million rows stops early.
+    pub fn cap_count(&mut self, cap: Option<u64>) {
+        self.count_cap = cap;
     }
 
     fn where_sql(&self) -> String {
@@ -138,13 +146,30 @@ pub fn page_within<T>(
     map: impl Fn(&Row<'_>) -> Result<T, StoreError>,
 ) -> Result<Page<T>, StoreError> {
     let where_sql = filters.where_sql();
-    let total = match known_total {
-        Some(n) => n,
-        None => {
-            let n: i64 = conn
-                .prepare_cached(&format!("SELECT count(*) FROM {table} {where_sql}"))?
-                .query_row(params_from_iter(filters.args.iter()), |r| r.get(0))?;
-            u64::try_from(n).unwrap_or(0)
+    // A count kept by the writes is exact and free; otherwise count, up to
+    // the cap when the caller only needs to know "more than".
+    let count = |sql: String, args: &[Value]| -> Result<u64, StoreError> {
+        let n: i64 = conn
+            .prepare_cached(&sql)?
+            .query_row(params_from_iter(args.iter()), |r| r.get(0))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    };
+    let total = match (known_total, filters.count_cap) {
+        (Some(n), _) => n,
+        (None, None) => count(
+            format!("SELECT count(*) FROM {table} {where_sql}"),
+            &filters.args,
+        )?,
+        (None, Some(cap)) => {
+            let mut args = filters.args.clone();
+            args.push(Value::Integer(i64::try_from(cap).unwrap_or(i64::MAX)));
+            count(
+                format!(
+                    "SELECT count(*) FROM (SELECT 1 FROM {table} {where_sql} LIMIT ?{})",
+                    args.len()
+                ),
+                &args,
+            )?
         }
     };
 

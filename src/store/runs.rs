@@ -189,6 +189,7 @@ fn filters(filter: &RunFilter, live: &[RunStatus]) -> Filters {
         f.bind("heartbeat_deadline <", t.to_string());
         f.bind_any("status", live.iter().map(|s| s.as_str()));
     }
+    f.cap_count(filter.count_up_to);
     f
 }
 
@@ -252,6 +253,7 @@ mod tests {
                 start_date: on(3).then(|| t("2024-01-01T00:00:00Z")),
                 end_date: on(3).then(|| t("2024-02-01T00:00:00Z")),
                 stale_at: None,
+                count_up_to: None,
             };
             let [page, count] = plans(&conn, &filters(&filter, live));
             assert!(!page.contains("TEMP B-TREE"), "{bits:04b}: {page}");

@@ -238,6 +238,7 @@ fn filters(filter: &ValidationFilter) -> Filters {
     f.bind_some("status =", filter.status.map(ValidationStatus::as_str));
     f.bind_some("recorded_at >=", filter.start_date);
     f.bind_some("recorded_at <", filter.end_date);
+    f.cap_count(filter.count_up_to);
     f
 }
 
@@ -371,6 +372,7 @@ mod tests {
                 status: on(2).then_some(ValidationStatus::Failed),
                 start_date: on(3).then(|| t("2024-01-01T00:00:00Z")),
                 end_date: on(3).then(|| t("2024-02-01T00:00:00Z")),
+                count_up_to: None,
             };
             let plans = query::plans(
                 &conn,

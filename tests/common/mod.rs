@@ -277,6 +277,56 @@ impl TestApp {
     }
 }
 
+/// An HTML answer of the dashboard.
+#[derive(Debug)]
+pub struct Html {
+    pub status: StatusCode,
+    pub headers: poem::http::HeaderMap,
+    pub text: String,
+}
+
+impl Html {
+    #[track_caller]
+    pub fn expect(self, status: StatusCode) -> String {
+        assert_eq!(self.status, status, "unexpected page:\n{}", self.text);
+        self.text
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+impl TestApp {
+    /// A dashboard request: any method, headers and body, the answer as text.
+    pub async fn html(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<poem::Body>,
+    ) -> Html {
+        let mut req = self.client.request(method, path).body(body);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().await.0;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().into_vec().await.expect("body");
+        Html {
+            status,
+            headers,
+            text: String::from_utf8(bytes).expect("the page is UTF-8"),
+        }
+    }
+
+    /// GET of a dashboard page, with no key.
+    pub async fn page(&self, path: &str) -> Html {
+        self.html(Method::GET, path, &[], poem::Body::empty()).await
+    }
+}
+
 /// The ids of a list answer's items, in order.
 pub fn ids(page: &Value) -> Vec<String> {
     page["items"]
