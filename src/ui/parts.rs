@@ -9,6 +9,53 @@ use super::{
 };
 use crate::domain::{text::filter_value, time::Timestamp, validation::Validation};
 
+/// A labelled text input of a filter form; `placeholder` hints the format.
+pub fn text_field(
+    id: &str,
+    label: &str,
+    name: &str,
+    value: &Option<String>,
+    placeholder: Option<&str>,
+) -> Markup {
+    html! {
+        div.field {
+            label for=(id) { (label) }
+            input id=(id) type="text" name=(name) placeholder=[placeholder]
+                value=(value.as_deref().unwrap_or_default());
+        }
+    }
+}
+
+/// A labelled status select of a filter form: "any", then each of
+/// `statuses`, with the one asked for selected.
+pub fn status_select(id: &str, selected: &str, statuses: &[&str]) -> Markup {
+    html! {
+        div.field {
+            label for=(id) { "Status" }
+            select id=(id) name="status" {
+                option value="" selected[selected.is_empty()] { "any" }
+                @for s in statuses {
+                    option value=(s) selected[selected == *s] { (s) }
+                }
+            }
+        }
+    }
+}
+
+/// The date range of a filter form, `what` saying which time it bounds
+/// ("Started", "Recorded").
+pub fn date_fields(
+    prefix: &str,
+    what: &str,
+    start: &Option<String>,
+    end: &Option<String>,
+) -> Markup {
+    html! {
+        (text_field(&format!("{prefix}-start"), &format!("{what} on or after"), "start_date", start, Some("YYYY-MM-DD")))
+        (text_field(&format!("{prefix}-end"), &format!("{what} before"), "end_date", end, Some("YYYY-MM-DD")))
+    }
+}
+
 /// The page size when none is asked for, and the largest one (the API's).
 pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 1000;

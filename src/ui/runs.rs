@@ -13,7 +13,7 @@ use super::{
     format::{self, contract_href, query, run_href, when},
     layout::{self, Context, Section, html_response},
     parts::{
-        COUNT_UP_TO, DEFAULT_LIMIT, pager, parse_date, parse_paging, pretty, problems,
+        self, COUNT_UP_TO, DEFAULT_LIMIT, pager, parse_date, parse_paging, pretty, problems,
         validation_card,
     },
     reader, respond,
@@ -226,33 +226,10 @@ fn filter_form(q: &RunQuery) -> Markup {
     let stale = matches!(q.stale.as_deref(), Some("true" | "on" | "1"));
     html! {
         form.filters method="get" action="/ui" role="search" aria-label="Filter runs" {
-            div.field {
-                label for="f-contract" { "Contract" }
-                input #f-contract type="text" name="contract_id" value=(RunQuery::text(&q.contract_id));
-            }
-            div.field {
-                label for="f-pipeline" { "Pipeline" }
-                input #f-pipeline type="text" name="pipeline_name" value=(RunQuery::text(&q.pipeline_name));
-            }
-            div.field {
-                label for="f-status" { "Status" }
-                select #f-status name="status" {
-                    option value="" selected[status.is_empty()] { "any" }
-                    @for s in RunStatus::ALL {
-                        option value=(s.as_str()) selected[status == s.as_str()] { (s.as_str()) }
-                    }
-                }
-            }
-            div.field {
-                label for="f-start" { "Started on or after" }
-                input #f-start type="text" name="start_date" placeholder="YYYY-MM-DD"
-                    value=(RunQuery::text(&q.start_date));
-            }
-            div.field {
-                label for="f-end" { "Started before" }
-                input #f-end type="text" name="end_date" placeholder="YYYY-MM-DD"
-                    value=(RunQuery::text(&q.end_date));
-            }
+            (parts::text_field("f-contract", "Contract", "contract_id", &q.contract_id, None))
+            (parts::text_field("f-pipeline", "Pipeline", "pipeline_name", &q.pipeline_name, None))
+            (parts::status_select("f-status", status, &RunStatus::ALL.map(RunStatus::as_str)))
+            (parts::date_fields("f", "Started", &q.start_date, &q.end_date))
             div.field.check {
                 input #f-stale type="checkbox" name="stale" value="true" checked[stale];
                 label for="f-stale" { "Stale only (heartbeat overdue)" }

@@ -14,7 +14,8 @@ use super::{
     format::{self, contract_href, query, run_href, validation_href, when},
     layout::{self, Context, Section, html_response},
     parts::{
-        COUNT_UP_TO, DEFAULT_LIMIT, pager, parse_date, parse_paging, problems, validation_card,
+        self, COUNT_UP_TO, DEFAULT_LIMIT, pager, parse_date, parse_paging, problems,
+        validation_card,
     },
     reader, respond,
 };
@@ -132,33 +133,10 @@ fn filter_form(q: &ValidationQuery) -> Markup {
     let status = q.status.as_deref().unwrap_or_default();
     html! {
         form.filters method="get" action="/ui/validations" role="search" aria-label="Filter validations" {
-            div.field {
-                label for="v-contract" { "Contract" }
-                input #v-contract type="text" name="contract_id" value=(ValidationQuery::text(&q.contract_id));
-            }
-            div.field {
-                label for="v-run" { "Run id" }
-                input #v-run type="text" name="run_id" value=(ValidationQuery::text(&q.run_id));
-            }
-            div.field {
-                label for="v-status" { "Status" }
-                select #v-status name="status" {
-                    option value="" selected[status.is_empty()] { "any" }
-                    @for s in ValidationStatus::ALL {
-                        option value=(s.as_str()) selected[status == s.as_str()] { (s.as_str()) }
-                    }
-                }
-            }
-            div.field {
-                label for="v-start" { "Recorded on or after" }
-                input #v-start type="text" name="start_date" placeholder="YYYY-MM-DD"
-                    value=(ValidationQuery::text(&q.start_date));
-            }
-            div.field {
-                label for="v-end" { "Recorded before" }
-                input #v-end type="text" name="end_date" placeholder="YYYY-MM-DD"
-                    value=(ValidationQuery::text(&q.end_date));
-            }
+            (parts::text_field("v-contract", "Contract", "contract_id", &q.contract_id, None))
+            (parts::text_field("v-run", "Run id", "run_id", &q.run_id, None))
+            (parts::status_select("v-status", status, &ValidationStatus::ALL.map(ValidationStatus::as_str)))
+            (parts::date_fields("v", "Recorded", &q.start_date, &q.end_date))
             div.actions {
                 button type="submit" { "Filter" }
                 a href="/ui/validations" { "Clear" }
