@@ -196,14 +196,7 @@ impl TestApp {
         headers: &[(&str, &str)],
         body: impl Into<poem::Body>,
     ) -> Reply {
-        let mut req = self.client.request(method, path).body(body);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let resp = req.send().await.0;
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let bytes = resp.into_body().into_vec().await.expect("body");
+        let (status, headers, bytes) = self.send(method, path, headers, body).await;
         let body = if bytes.is_empty() {
             Value::Null
         } else {
@@ -306,6 +299,22 @@ impl TestApp {
         headers: &[(&str, &str)],
         body: impl Into<poem::Body>,
     ) -> Html {
+        let (status, headers, bytes) = self.send(method, path, headers, body).await;
+        Html {
+            status,
+            headers,
+            text: String::from_utf8(bytes).expect("the page is UTF-8"),
+        }
+    }
+
+    /// Sends a request; answers its status, headers and body bytes.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<poem::Body>,
+    ) -> (StatusCode, poem::http::HeaderMap, Vec<u8>) {
         let mut req = self.client.request(method, path).body(body);
         for (k, v) in headers {
             req = req.header(*k, *v);
@@ -314,11 +323,7 @@ impl TestApp {
         let status = resp.status();
         let headers = resp.headers().clone();
         let bytes = resp.into_body().into_vec().await.expect("body");
-        Html {
-            status,
-            headers,
-            text: String::from_utf8(bytes).expect("the page is UTF-8"),
-        }
+        (status, headers, bytes)
     }
 
     /// GET of a dashboard page, with no key.
