@@ -240,3 +240,75 @@ CREATE INDEX runs_by_pipeline_status   ON runs (pipeline_name, status, started_a
 CREATE INDEX runs_by_contract_pipeline ON runs (contract_id, pipeline_name, started_at DESC, id DESC);
 CREATE INDEX validations_by_contract_status
     ON validations (contract_id, status, recorded_at DESC, id DESC);
+
+-- migration: 5
+-- Webhooks, and the admin scope that manages them.
+--
+-- The admin scope: SQLite cannot change a CHECK in place, so api_keys is
+-- copied into a table with the wider one (nothing refers to it by key).
+CREATE TABLE api_keys_new (
+    id           INTEGER PRIMARY KEY,
+    name         TEXT NOT NULL UNIQUE,
+    scope        TEXT NOT NULL CHECK (scope IN ('read', 'write', 'admin')),
+    secret_hash  TEXT NOT NULL UNIQUE,         -- hex SHA-256 of the secret; never the secret
+    created_at   TEXT NOT NULL,
+    last_used_at TEXT,
+    revoked_at   TEXT
+) STRICT;
+INSERT INTO api_keys_new (id, name, scope, secret_hash, created_at, last_used_at, revoked_at)
+    SELECT id, name, scope, secret_hash, created_at, last_used_at, revoked_at FROM api_keys;
+DROP TABLE api_keys;
+ALTER TABLE api_keys_new RENAME TO api_keys;
+
+CREATE TABLE webhooks (
+    id              TEXT PRIMARY KEY NOT NULL,  -- "whk_" + ULID
+    url             TEXT NOT NULL,
+    events          TEXT NOT NULL CHECK (json_valid(events) AND json_type(events) = 'array'),
+    contract_id     TEXT,                       -- only this contract's events, when set
+    format          TEXT NOT NULL CHECK (format IN ('standard', 'slack')),
+    -- The signing secret itself: it must be usable to sign, so unlike an
+    -- API key it cannot be stored as a hash.
+    secret          TEXT NOT NULL,
+    created_at      TEXT NOT NULL,
+    created_by      TEXT NOT NULL,
+    disabled_at     TEXT,
+    disabled_reason TEXT
+) STRICT;
+
+-- The outbox: one row per event per subscription, written in the
+-- transaction of the change that caused it, so a committed change always
+-- has its messages and a refused one never does. `body` is what is sent
+-- and signed, fixed when the change is made; `seq` orders a
+-- subscription's messages, which are delivered one at a time in that
+-- order.
+CREATE TABLE webhook_messages (
+    seq             INTEGER PRIMARY KEY,
+    id              TEXT NOT NULL UNIQUE,       -- "msg_" + ULID: the webhook-id header
+    webhook_id      TEXT NOT NULL REFERENCES webhooks (id) ON DELETE CASCADE,
+    event_type      TEXT NOT NULL,
+    subject_id      TEXT NOT NULL,              -- the run or validation
+    body            TEXT NOT NULL,
+    created_at      TEXT NOT NULL,
+    state           TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'failed')),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at TEXT,                       -- set while pending
+    -- Retries stop this long (--webhook-retry-hours) after this: the
+    -- creation, or the last redeliver.
+    retry_from      TEXT NOT NULL,
+    delivered_at    TEXT
+) STRICT;
+CREATE INDEX webhook_messages_pending ON webhook_messages (webhook_id, seq)
+    WHERE state = 'pending';
+CREATE INDEX webhook_messages_by_webhook ON webhook_messages (webhook_id, seq DESC);
+
+-- Every attempt, for the delivery log.
+CREATE TABLE webhook_attempts (
+    id              INTEGER PRIMARY KEY,
+    message_id      TEXT NOT NULL REFERENCES webhook_messages (id) ON DELETE CASCADE,
+    attempt         INTEGER NOT NULL,
+    attempted_at    TEXT NOT NULL,
+    response_status INTEGER,                    -- null when no answer came
+    error           TEXT,                       -- why it failed, for a person
+    latency_ms      INTEGER NOT NULL
+) STRICT;
+CREATE INDEX webhook_attempts_by_message ON webhook_attempts (message_id, attempt);

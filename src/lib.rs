@@ -18,6 +18,18 @@ use tracing::info;
 
 pub use app::App;
 
+/// The registry's use cases over `store`, with webhook messages written as
+/// the API writes runs and validations: what the binary and the tests
+/// serve.
+pub fn new_app(store: store::Store, settings: app::Settings, clock: domain::time::Clock) -> App {
+    App::with_settings(
+        store,
+        settings,
+        clock,
+        std::sync::Arc::new(api::webhooks::WirePayloads),
+    )
+}
+
 /// Limits of the HTTP layer.
 #[derive(Debug, Clone)]
 pub struct HttpOptions {

@@ -4,7 +4,7 @@
 use std::{sync::mpsc, time::Duration};
 
 use griot_registry::{
-    App, HttpOptions, build_app,
+    HttpOptions, build_app,
     domain::time::Clock,
     store::{Store, StoreOptions},
 };
@@ -38,7 +38,7 @@ async fn an_exhausted_read_pool_answers_503_with_retry_after() {
     });
     held.recv().unwrap();
     let app = build_app(
-        App::new(store, false, Clock::System),
+        griot_registry::new_app(store, Default::default(), Clock::System),
         &HttpOptions::default(),
     );
     let client = TestClient::new(app.boxed());

@@ -18,6 +18,7 @@ use griot_registry::{
         run::{MAX_HEARTBEAT_TIMEOUT_SECS, MIN_HEARTBEAT_TIMEOUT_SECS, WAIT_SECS},
         text::{MAX_NAME_LEN, MIN_NAME_LEN},
         validation::{MAX_MESSAGE_LEN, MIN_MESSAGE_LEN, STATS_DAYS},
+        webhooks::MAX_URL_LEN,
     },
 };
 use serde_json::{Value, json};
@@ -94,6 +95,7 @@ fn expected() -> BTreeMap<String, Value> {
     };
     for at in [
         "CreateRunRequest.contract_id",
+        "CreateWebhookRequest.contract_id",
         "CreateRunRequest.pipeline_name",
         "CreateRunRequest.pipeline_id",
         "UpdateRunRequest.pipeline_name",
@@ -119,7 +121,14 @@ fn expected() -> BTreeMap<String, Value> {
     // An update may send 0, to remove the timeout.
     let heartbeat = "UpdateRunRequest.heartbeat_timeout_seconds";
     set(heartbeat, "maximum", json!(MAX_HEARTBEAT_TIMEOUT_SECS));
-    for op in ["list_runs", "list_run_events", "list_validations"] {
+    set("CreateWebhookRequest.url", "minLength", json!(1));
+    set("CreateWebhookRequest.url", "maxLength", json!(MAX_URL_LEN));
+    for op in [
+        "list_runs",
+        "list_run_events",
+        "list_validations",
+        "list_webhook_deliveries",
+    ] {
         set(
             &format!("{op}(limit)"),
             "minimum",
@@ -204,8 +213,8 @@ fn bounded_parameters_describe_their_bounds_and_default_within_them() {
         }
         checked += 1;
     }
-    // limit on three lists, the wait's timeout, the stats' days.
-    assert_eq!(checked, 5);
+    // limit on four lists, the wait's timeout, the stats' days.
+    assert_eq!(checked, 6);
 }
 
 /// Bounds the schema cannot state, or states only in part, are spelled out

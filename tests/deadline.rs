@@ -8,7 +8,7 @@ use std::{
 };
 
 use griot_registry::{
-    App, HttpOptions, build_app,
+    HttpOptions, build_app,
     domain::time::Clock,
     store::{Store, StoreError, StoreOptions},
 };
@@ -115,7 +115,7 @@ async fn a_list_past_the_deadline_answers_503_with_retry_after() {
     });
     held.recv().unwrap();
     let app = build_app(
-        App::new(store.clone(), false, Clock::System),
+        griot_registry::new_app(store.clone(), Default::default(), Clock::System),
         &HttpOptions::default(),
     );
     let client = TestClient::new(app.boxed());

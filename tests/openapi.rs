@@ -67,6 +67,22 @@ const RESPONSES: &[(&str, &[&str])] = &[
     ("list_validations", &["200", "401", "422", "500"]),
     ("get_validation", &["200", "401", "404", "500"]),
     ("get_validation_stats", &["200", "401", "422", "500"]),
+    (
+        "create_webhook",
+        &["201", "400", "401", "403", "413", "415", "422", "500"],
+    ),
+    ("list_webhooks", &["200", "401", "403", "500"]),
+    ("get_webhook", &["200", "401", "403", "404", "500"]),
+    ("delete_webhook", &["204", "401", "403", "404", "500"]),
+    ("test_webhook", &["200", "401", "403", "404", "500"]),
+    (
+        "list_webhook_deliveries",
+        &["200", "401", "403", "404", "422", "500"],
+    ),
+    (
+        "redeliver_webhook_message",
+        &["202", "401", "403", "404", "500"],
+    ),
 ];
 
 fn operations(spec: &serde_json::Value) -> Vec<(String, &serde_json::Value)> {

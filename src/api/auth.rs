@@ -15,8 +15,8 @@ pub const HEADER: &str = "X-API-Key";
 
 /// An API key, sent in the `X-API-Key` header. Create one with
 /// `griot-registry keys create --name NAME`. Writes need a key with the
-/// `write` scope; reads need a key only when the server runs with
-/// `--require-auth-for-reads`.
+/// `write` scope (or `admin`); managing webhooks needs `admin`; reads need
+/// a key only when the server runs with `--require-auth-for-reads`.
 #[derive(SecurityScheme)]
 #[oai(
     rename = "ApiKeyAuth",
@@ -50,6 +50,11 @@ impl ApiKeyAuth {
     /// Refuses a key whose scope does not allow writes.
     pub fn writer(self) -> Result<Caller, ApiError> {
         Ok(self.0.writer().map_err(AppError::from)?)
+    }
+
+    /// Refuses a key without the admin scope.
+    pub fn admin(self) -> Result<Caller, ApiError> {
+        Ok(self.0.admin().map_err(AppError::from)?)
     }
 }
 

@@ -5,6 +5,7 @@ use super::types::wire_enum;
 use crate::domain::{
     run::RunStatus,
     validation::{Granularity, ValidationStatus},
+    webhooks::{DeliveryState, EventType, WebhookFormat},
 };
 
 wire_enum! {
@@ -51,6 +52,64 @@ wire_enum! {
     }
 }
 
+wire_enum! {
+    /// What a webhook subscription can hear of.
+    #[oai(rename = "WebhookEvent")]
+    pub enum WebhookEventBody mirrors EventType {
+        /// A run was created.
+        #[oai(rename = "run.created")]
+        RunCreated,
+        /// A run reached `completed`.
+        #[oai(rename = "run.completed")]
+        RunCompleted,
+        /// A run reached `failed`; also a heartbeat expiry, for a
+        /// subscription that does not list `run.heartbeat_expired`.
+        #[oai(rename = "run.failed")]
+        RunFailed,
+        /// A run reached `cancelled`.
+        #[oai(rename = "run.cancelled")]
+        RunCancelled,
+        /// The server failed a run whose heartbeat lapsed.
+        #[oai(rename = "run.heartbeat_expired")]
+        RunHeartbeatExpired,
+        /// A validation was recorded as `failed`.
+        #[oai(rename = "validation.failed")]
+        ValidationFailed,
+        /// A validation was recorded as `warning`.
+        #[oai(rename = "validation.warning")]
+        ValidationWarning,
+        /// Sent by the test action only; a subscription cannot list it.
+        #[oai(rename = "webhook.test")]
+        WebhookTest,
+    }
+}
+
+wire_enum! {
+    /// How a webhook's messages are written.
+    #[oai(rename = "WebhookFormat", rename_all = "lowercase")]
+    pub enum WebhookFormatBody mirrors WebhookFormat {
+        /// Standard Webhooks: a JSON body `{"type", "timestamp", "data"}`,
+        /// signed in the `webhook-signature` header.
+        Standard,
+        /// A Slack incoming-webhook message (`{"text": ...}`): pipeline,
+        /// contract, status and a link to the run.
+        Slack,
+    }
+}
+
+wire_enum! {
+    /// Where a webhook message is in its delivery.
+    #[oai(rename = "DeliveryState", rename_all = "lowercase")]
+    pub enum DeliveryStateBody mirrors DeliveryState {
+        /// Waiting for its first or next attempt.
+        Pending,
+        /// The receiver answered with a 2xx status.
+        Delivered,
+        /// Every attempt failed until the retry window closed.
+        Failed,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use poem_openapi::types::{ParseFromParameter, ToJSON, Type};
@@ -90,5 +149,8 @@ mod tests {
         assert_mirrors::<RunStatus, RunStatusBody>();
         assert_mirrors::<ValidationStatus, ValidationStatusBody>();
         assert_mirrors::<Granularity, GranularityBody>();
+        assert_mirrors::<EventType, WebhookEventBody>();
+        assert_mirrors::<WebhookFormat, WebhookFormatBody>();
+        assert_mirrors::<DeliveryState, DeliveryStateBody>();
     }
 }

@@ -259,7 +259,9 @@ impl From<DomainError> for ApiError {
 impl From<AuthError> for ApiError {
     fn from(err: AuthError) -> Self {
         match err {
-            AuthError::ReadOnly { .. } => ApiError::new(ErrorCode::Forbidden, err.to_string()),
+            AuthError::ReadOnly { .. } | AuthError::NotAdmin { .. } => {
+                ApiError::new(ErrorCode::Forbidden, err.to_string())
+            }
             AuthError::Malformed
             | AuthError::Unknown
             | AuthError::Revoked { .. }

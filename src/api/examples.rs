@@ -9,18 +9,27 @@ use serde_json::{Value, json};
 use time::macros::datetime;
 
 use super::{
-    enums::{GranularityBody, RunStatusBody, ValidationStatusBody},
+    enums::{
+        DeliveryStateBody, GranularityBody, RunStatusBody, ValidationStatusBody, WebhookEventBody,
+        WebhookFormatBody,
+    },
     error::{ErrorBody, ErrorCode, ErrorDetail},
     health::Health,
     runs::{
         CreateRunRequest, RunBody, RunEventBody, RunEventPage, RunFields, RunListItemBody, RunPage,
         RunWaitBody, UpdateRunRequest,
     },
-    samples::{CONTRACT_ID, PIPELINE_ID, PIPELINE_NAME, RUN_ID, VALIDATION_ID},
+    samples::{
+        CONTRACT_ID, DELIVERY_ID, PIPELINE_ID, PIPELINE_NAME, RUN_ID, VALIDATION_ID, WEBHOOK_ID,
+    },
     types::{DateTime, JsonObject, Name},
     validations::{
         BucketBody, CommonErrorBody, CreateValidationRequest, IssueBody, ValidationBody,
         ValidationPage, ValidationRefBody, ValidationStatsBody, ValidationSummaryBody,
+    },
+    webhooks::{
+        AttemptBody, CreateWebhookRequest, CreatedWebhookBody, DeliveryBody, DeliveryPage,
+        WebhookBody, WebhookList,
     },
 };
 use crate::domain::time::Timestamp;
@@ -340,6 +349,102 @@ impl Example for Health {
         Health {
             status: "ok".into(),
             version: env!("CARGO_PKG_VERSION").into(),
+        }
+    }
+}
+
+/// A subscription's example target: a public name, so the example passes
+/// the private-address check (deliveries to it fail, which the log shows).
+const WEBHOOK_URL: &str = "https://hooks.example.com/griot";
+
+impl Example for CreateWebhookRequest {
+    fn example() -> Self {
+        CreateWebhookRequest {
+            url: WEBHOOK_URL.into(),
+            events: vec![
+                WebhookEventBody::RunFailed,
+                WebhookEventBody::ValidationFailed,
+            ],
+            contract_id: Some(Name(CONTRACT_ID.into())),
+            format: Some(WebhookFormatBody::Standard),
+        }
+    }
+}
+
+impl Example for WebhookBody {
+    fn example() -> Self {
+        WebhookBody {
+            id: WEBHOOK_ID.into(),
+            url: WEBHOOK_URL.into(),
+            events: vec![
+                WebhookEventBody::RunFailed,
+                WebhookEventBody::ValidationFailed,
+            ],
+            contract_id: Some(CONTRACT_ID.into()),
+            format: WebhookFormatBody::Standard,
+            created_at: at(datetime!(2024-01-14 09:00:00 UTC)),
+            created_by: "admin".into(),
+            enabled: true,
+            disabled_at: None,
+            disabled_reason: None,
+        }
+    }
+}
+
+impl Example for CreatedWebhookBody {
+    fn example() -> Self {
+        CreatedWebhookBody {
+            webhook: WebhookBody::example(),
+            secret: "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD1ve6cFv7PbU=".into(),
+        }
+    }
+}
+
+impl Example for WebhookList {
+    fn example() -> Self {
+        WebhookList {
+            items: vec![WebhookBody::example()],
+        }
+    }
+}
+
+impl Example for DeliveryBody {
+    fn example() -> Self {
+        DeliveryBody {
+            id: DELIVERY_ID.into(),
+            event: WebhookEventBody::RunFailed,
+            subject_id: RUN_ID.into(),
+            state: DeliveryStateBody::Delivered,
+            created_at: finished(),
+            next_attempt_at: None,
+            delivered_at: at(datetime!(2024-01-15 10:05:02 UTC)).into(),
+            attempts: vec![
+                AttemptBody {
+                    attempt: 1,
+                    attempted_at: finished(),
+                    response_status: Some(503),
+                    error: Some("answered 503".into()),
+                    latency_ms: 87,
+                },
+                AttemptBody {
+                    attempt: 2,
+                    attempted_at: at(datetime!(2024-01-15 10:05:01 UTC)),
+                    response_status: Some(200),
+                    error: None,
+                    latency_ms: 64,
+                },
+            ],
+        }
+    }
+}
+
+impl Example for DeliveryPage {
+    fn example() -> Self {
+        DeliveryPage {
+            items: vec![DeliveryBody::example()],
+            total: 1,
+            limit: 50,
+            offset: 0,
         }
     }
 }

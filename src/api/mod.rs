@@ -15,6 +15,7 @@ pub mod server;
 pub mod spec;
 pub mod types;
 pub mod validations;
+pub mod webhooks;
 
 use std::sync::OnceLock;
 
@@ -32,12 +33,16 @@ pub enum ApiTags {
     Validations,
     /// Liveness and readiness of the service.
     Health,
+    /// Signed messages to your endpoint or Slack when runs fail or
+    /// validations fail or warn. Needs an `admin` key.
+    Webhooks,
 }
 
 pub type Api = (
     health::HealthApi,
     runs::RunsApi,
     validations::ValidationsApi,
+    webhooks::WebhooksApi,
 );
 
 /// The OpenAPI service. Its title, version and server URL are fixed so the
@@ -49,6 +54,7 @@ pub fn openapi_service() -> OpenApiService<Api, ()> {
             health::HealthApi,
             runs::RunsApi,
             validations::ValidationsApi,
+            webhooks::WebhooksApi,
         ),
         "griot-registry",
         env!("CARGO_PKG_VERSION"),

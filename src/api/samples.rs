@@ -8,6 +8,8 @@ use super::{
     types::{DateFilter, OneOf},
 };
 
+pub const WEBHOOK_ID: &str = "whk_01HM7ZQ3D5F7H9K1M3P5R7T9V1";
+pub const DELIVERY_ID: &str = "msg_01HM7ZR4E6G8J0L2N4Q6S8U0W2";
 pub const RUN_ID: &str = "run_01HM7ZK2T1B8W3QX5V6Y9N4R2C";
 pub const VALIDATION_ID: &str = "val_01HM7ZMZ8E4J6KQ2N5P8R1T3V7";
 pub const CONTRACT_ID: &str = "contract-123";
@@ -76,4 +78,12 @@ pub fn zero() -> i64 {
 
 pub fn no() -> bool {
     false
+}
+
+pub fn webhook_id() -> String {
+    WEBHOOK_ID.into()
+}
+
+pub fn delivery_id() -> String {
+    DELIVERY_ID.into()
 }

@@ -7,10 +7,14 @@ use std::{sync::Arc, time::Duration};
 use tokio::sync::{broadcast, watch};
 use tracing::{info, warn};
 
-use super::{App, AppError};
+use super::{App, AppError, webhooks::Subject};
 use crate::{
-    domain::{event::RunEvent, run::LIVE_STATUSES},
-    store::{events, idempotency, runs},
+    domain::{
+        event::RunEvent,
+        run::{LIVE_STATUSES, RunDetail},
+        webhooks::run_status_event,
+    },
+    store::{events, idempotency, runs, validations},
 };
 
 /// Tells waiting requests that a run reached a final status, or that the
@@ -72,29 +76,40 @@ impl RunWatch {
 pub async fn sweep(app: &App) -> Result<Vec<String>, AppError> {
     let now = app.clock.now();
     let forget_before = now.plus_seconds(-app.settings.idempotency_retention_secs);
+    let outbox = app.outbox.clone();
     let swept = app
         .store
         .write(move |tx| {
             let mut failed = Vec::new();
+            let mut enqueued = 0;
             for mut run in runs::past_deadline(tx, now, LIVE_STATUSES)? {
                 let Some(before) = run.expire(now) else {
                     continue;
                 };
                 runs::save(tx, &run)?;
                 events::append(tx, &RunEvent::heartbeat_expired(&run, before))?;
-                failed.push(run.id);
+                let validations = validations::refs_for_run(tx, &run.id)?;
+                let detail = RunDetail { run, validations };
+                enqueued += outbox.enqueue(
+                    tx,
+                    Subject::Run(&detail),
+                    &[run_status_event(detail.run.status, true)],
+                    now,
+                )?;
+                failed.push(detail.run.id);
             }
             let forgotten = idempotency::purge(tx, forget_before)?;
-            Ok::<_, AppError>((failed, forgotten))
+            Ok::<_, AppError>((failed, forgotten, enqueued))
         })
         .await;
     app.metrics.record_sweep(
         swept
             .as_ref()
             .ok()
-            .map(|(failed, forgotten)| (failed.len(), *forgotten)),
+            .map(|(failed, forgotten, _)| (failed.len(), *forgotten)),
     );
-    let (failed, _) = swept?;
+    let (failed, _, enqueued) = swept?;
+    app.outbox.written(enqueued);
     for id in &failed {
         info!(run_id = %id, "failed run: heartbeat timed out");
         app.watch.finished(id);

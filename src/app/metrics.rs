@@ -20,7 +20,7 @@ use prometheus_client::{
         MetricType,
         counter::{ConstCounter, Counter},
         family::Family,
-        gauge::ConstGauge,
+        gauge::{ConstGauge, Gauge},
         histogram::Histogram,
     },
     registry::{Registry, Unit},
@@ -30,8 +30,8 @@ use tracing::error;
 
 use super::AppError;
 use crate::{
-    domain::{enums::StringEnum, run::RunStatus},
-    store::{Store, StoreError, runs, stats::HistogramSnapshot},
+    domain::{enums::StringEnum, run::RunStatus, webhooks::Attempt},
+    store::{Store, StoreError, runs, stats::HistogramSnapshot, webhooks},
 };
 
 /// The content type of what [`Metrics::render`] returns.
@@ -74,6 +74,9 @@ pub struct Metrics {
     sweeps: Family<ResultLabels, Counter>,
     reaped_runs: Counter,
     expired_keys: Counter,
+    webhook_attempts: Family<ResultLabels, Counter>,
+    webhook_seconds: Histogram,
+    webhook_pending: Gauge,
     runs_by_status: Arc<RunsByStatus>,
     store: Store,
 }
@@ -117,6 +120,29 @@ impl Metrics {
             "Idempotency keys the reaper forgot after their retention",
             expired_keys.clone(),
         );
+        let webhook_attempts = Family::<ResultLabels, Counter>::default();
+        for result in ["delivered", "failed"] {
+            webhook_attempts.get_or_create_owned(&ResultLabels { result });
+        }
+        registry.register(
+            "webhook_attempts",
+            "Webhook delivery attempts, by result (delivered: a 2xx answer; failed: any other \
+             answer, a timeout or a refused target)",
+            webhook_attempts.clone(),
+        );
+        let webhook_seconds = Histogram::new(REQUEST_SECONDS.iter().copied());
+        registry.register_with_unit(
+            "webhook_attempt_duration",
+            "Time from sending a webhook message to the end of the receiver's answer",
+            Unit::Seconds,
+            webhook_seconds.clone(),
+        );
+        let webhook_pending = Gauge::default();
+        registry.register(
+            "webhook_outbox_pending",
+            "Webhook messages waiting for delivery (counted at each scrape)",
+            webhook_pending.clone(),
+        );
         let runs_by_status = Arc::new(RunsByStatus::default());
         registry.register_collector(Box::new(StoreCollector {
             store: store.clone(),
@@ -129,9 +155,25 @@ impl Metrics {
             sweeps,
             reaped_runs,
             expired_keys,
+            webhook_attempts,
+            webhook_seconds,
+            webhook_pending,
             runs_by_status,
             store,
         }
+    }
+
+    /// Counts one webhook delivery attempt.
+    pub fn record_delivery(&self, attempt: &Attempt, took: Duration) {
+        let result = if attempt.succeeded() {
+            "delivered"
+        } else {
+            "failed"
+        };
+        self.webhook_attempts
+            .get_or_create(&ResultLabels { result })
+            .inc();
+        self.webhook_seconds.observe(took.as_secs_f64());
     }
 
     /// Counts one answered request and its latency.
@@ -156,6 +198,9 @@ impl Metrics {
     /// Every metric in the OpenMetrics text format, ending with `# EOF`.
     pub async fn render(&self) -> Result<String, AppError> {
         self.runs_by_status.refresh(&self.store).await?;
+        let pending = self.store.read(webhooks::pending_count).await?;
+        self.webhook_pending
+            .set(i64::try_from(pending).unwrap_or(i64::MAX));
         let mut out = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
             // Writing to a String cannot fail; only a metric's own encoder

@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod retention;
 pub mod runs;
 pub mod validations;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -20,6 +21,7 @@ use crate::{
 pub use keys::Authenticator;
 pub use lifecycle::RunWatch;
 pub use metrics::Metrics;
+pub use webhooks::{Outbox, Payloads, WebhookSettings};
 
 /// Tunables the use cases read.
 #[derive(Debug, Clone)]
@@ -30,6 +32,8 @@ pub struct Settings {
     pub idempotency_retention_secs: i64,
     /// Caps on what one run or validation may hold.
     pub limits: Limits,
+    /// Webhook delivery: private targets, the retry window, links.
+    pub webhooks: WebhookSettings,
 }
 
 impl Default for Settings {
@@ -38,12 +42,13 @@ impl Default for Settings {
             require_auth_for_reads: false,
             idempotency_retention_secs: 24 * 3600,
             limits: Limits::default(),
+            webhooks: WebhookSettings::default(),
         }
     }
 }
 
-/// The registry: its storage, its clock, the waiters, the settings and
-/// the metrics.
+/// The registry: its storage, its clock, the waiters, the webhook outbox,
+/// the settings and the metrics.
 /// Cheap to clone; every clone is the same registry.
 #[derive(Clone)]
 pub struct App {
@@ -51,23 +56,20 @@ pub struct App {
     pub auth: Arc<Authenticator>,
     pub clock: Clock,
     pub watch: RunWatch,
+    pub outbox: Arc<Outbox>,
     pub settings: Settings,
     pub metrics: Arc<Metrics>,
 }
 
 impl App {
-    pub fn new(store: Store, require_auth_for_reads: bool, clock: Clock) -> Self {
-        Self::with_settings(
-            store,
-            Settings {
-                require_auth_for_reads,
-                ..Settings::default()
-            },
-            clock,
-        )
-    }
-
-    pub fn with_settings(store: Store, settings: Settings, clock: Clock) -> Self {
+    /// `payloads` writes runs and validations as the API returns them, for
+    /// webhook messages (`crate::new_app` passes the API's).
+    pub fn with_settings(
+        store: Store,
+        settings: Settings,
+        clock: Clock,
+        payloads: Arc<dyn Payloads>,
+    ) -> Self {
         let auth = Arc::new(Authenticator::new(
             store.clone(),
             settings.require_auth_for_reads,
@@ -79,6 +81,7 @@ impl App {
             auth,
             clock,
             watch: RunWatch::default(),
+            outbox: Arc::new(Outbox::new(payloads, settings.webhooks.clone())),
             settings,
         }
     }

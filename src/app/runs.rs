@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
-use super::{App, AppError};
+use super::{
+    App, AppError,
+    webhooks::{Outbox, Subject},
+};
 use crate::{
     domain::{
         DomainError, Page,
@@ -10,6 +13,7 @@ use crate::{
         idempotency::validate_key,
         keys::Caller,
         run::{LIVE_STATUSES, NewRunInput, Run, RunDetail, RunFilter, RunListItem, RunPatch},
+        webhooks::{EventType, run_status_event},
     },
     store::{Connection, events, idempotency, runs, validations},
 };
@@ -48,9 +52,13 @@ pub async fn create(
     // before the write is queued: nothing to undo, and the writer's time is
     // not spent on a refusal.
     app.settings.limits.check_new_run_metadata(&run.metadata)?;
-    app.store
-        .write(move |tx| create_once(tx, run, claim.as_ref()))
-        .await
+    let outbox = app.outbox.clone();
+    let (created, enqueued) = app
+        .store
+        .write(move |tx| create_once(tx, &outbox, run, claim.as_ref()))
+        .await?;
+    app.outbox.written(enqueued);
+    Ok(created)
 }
 
 /// An Idempotency-Key as presented with a create.
@@ -62,7 +70,14 @@ struct Claim {
     since: crate::domain::time::Timestamp,
 }
 
-fn create_once(tx: &Connection, run: Run, claim: Option<&Claim>) -> Result<Created, AppError> {
+/// Creates the run (or finds the one its Idempotency-Key made), with its
+/// creation event and its webhook messages; also says how many messages.
+fn create_once(
+    tx: &Connection,
+    outbox: &Outbox,
+    run: Run,
+    claim: Option<&Claim>,
+) -> Result<(Created, usize), AppError> {
     if let Some(c) = claim
         && let Some(prior) = idempotency::find(tx, c.api_key_id, &c.key, c.since)?
     {
@@ -74,10 +89,11 @@ fn create_once(tx: &Connection, run: Run, claim: Option<&Claim>) -> Result<Creat
             ))
             .into());
         }
-        return Ok(Created {
+        let created = Created {
             detail: detail(tx, &prior.run_id)?,
             replayed: true,
-        });
+        };
+        return Ok((created, 0));
     }
     runs::insert(tx, &run)?;
     events::append(tx, &RunEvent::created(&run))?;
@@ -91,13 +107,26 @@ fn create_once(tx: &Connection, run: Run, claim: Option<&Claim>) -> Result<Creat
             run.updated_at,
         )?;
     }
-    Ok(Created {
-        detail: RunDetail {
-            run,
-            validations: Vec::new(),
-        },
+    let detail = RunDetail {
+        run,
+        validations: Vec::new(),
+    };
+    // A run reported after the fact in a final status is both created and
+    // finished.
+    let enqueued = outbox.enqueue(
+        tx,
+        Subject::Run(&detail),
+        &[
+            &[EventType::RunCreated],
+            run_status_event(detail.run.status, false),
+        ],
+        detail.run.updated_at,
+    )?;
+    let created = Created {
+        detail,
         replayed: false,
-    })
+    };
+    Ok((created, enqueued))
 }
 
 /// The run with its validations, oldest first.
@@ -132,7 +161,8 @@ pub async fn update(
     let now = app.clock.now();
     let limits = app.settings.limits;
     let actor = caller.name.clone();
-    let detail = app
+    let outbox = app.outbox.clone();
+    let (detail, enqueued) = app
         .store
         .write(move |tx| {
             let mut run = found(tx, &id)?;
@@ -161,9 +191,21 @@ pub async fn update(
                 )?;
             }
             let validations = validations::refs_for_run(tx, &id)?;
-            Ok::<_, AppError>(RunDetail { run, validations })
+            let detail = RunDetail { run, validations };
+            let enqueued = if detail.run.status == stored.status {
+                0
+            } else {
+                outbox.enqueue(
+                    tx,
+                    Subject::Run(&detail),
+                    &[run_status_event(detail.run.status, false)],
+                    now,
+                )?
+            };
+            Ok::<_, AppError>((detail, enqueued))
         })
         .await?;
+    app.outbox.written(enqueued);
     if detail.run.status.is_final() {
         app.watch.finished(&detail.run.id);
     }

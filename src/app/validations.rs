@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use super::{App, AppError};
+use super::{App, AppError, webhooks::Subject};
 use crate::{
     domain::{
         Page,
@@ -11,6 +11,7 @@ use crate::{
             Granularity, NewValidationInput, StatusCounts, Validation, ValidationFilter,
             ValidationStats, check_run_link, fill_buckets,
         },
+        webhooks::validation_event,
     },
     store::{runs, validations},
 };
@@ -30,16 +31,26 @@ pub async fn record(
     // Like a new run, a validation's size depends on the request alone:
     // checked before the write is queued.
     app.settings.limits.check_validation(&validation)?;
-    app.store
+    let outbox = app.outbox.clone();
+    let (validation, enqueued) = app
+        .store
         .write(move |tx| {
             if let Some(run_id) = &validation.run_id {
                 let contract = runs::contract_of(tx, run_id)?;
                 check_run_link(run_id, contract.as_deref(), &validation.contract_id)?;
             }
             validations::insert(tx, &validation)?;
-            Ok(validation)
+            let enqueued = outbox.enqueue(
+                tx,
+                Subject::Validation(&validation),
+                &[validation_event(validation.status)],
+                validation.recorded_at,
+            )?;
+            Ok::<_, AppError>((validation, enqueued))
         })
-        .await
+        .await?;
+    app.outbox.written(enqueued);
+    Ok(validation)
 }
 
 pub async fn get(app: &App, id: String) -> Result<Validation, AppError> {

@@ -6,7 +6,10 @@ use std::{ffi::OsString, net::SocketAddr, path::PathBuf};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::{Map, Value};
 
-use crate::{domain::keys::KeyScope, store::Durability};
+use crate::{
+    domain::{keys::KeyScope, webhooks::WebhookFormat},
+    store::Durability,
+};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -60,6 +63,11 @@ pub enum Command {
     /// Create, list and revoke API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Create, list, delete and test webhook subscriptions, on the
+    /// database file (no key needed; safe while `serve` runs, which picks
+    /// changes up at once).
+    #[command(subcommand)]
+    Webhooks(WebhooksCommand),
     /// Delete finished runs (completed, failed, cancelled) that finished
     /// before now minus --older-than, with their events and validations;
     /// validations without a run recorded before then; and expired
@@ -90,10 +98,57 @@ pub struct DbArgs {
     pub db: PathBuf,
 }
 
+/// How webhook messages are sent: shared by `serve` and the `webhooks`
+/// commands, so a target `create` accepts is one `serve` delivers to.
+#[derive(Args, Debug, Clone)]
+pub struct WebhookArgs {
+    /// Allow webhook targets on loopback, private, link-local and metadata
+    /// addresses (refused by default, after every DNS lookup, so a
+    /// subscription cannot reach internal services). For on-premises
+    /// receivers and tests. Takes 1/0, true/false, yes/no or on/off.
+    #[arg(
+        long,
+        env = "GRIOT_ALLOW_PRIVATE_WEBHOOK_TARGETS",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub allow_private_webhook_targets: bool,
+
+    /// How long a webhook message is retried, in seconds (1 to 604800),
+    /// with backoff from 1 s to an hour; then it fails and its
+    /// subscription is disabled until a message is redelivered.
+    #[arg(
+        long,
+        env = "GRIOT_WEBHOOK_RETRY_SECONDS",
+        default_value_t = 86_400,
+        value_parser = clap::value_parser!(u64).range(1..=604_800)
+    )]
+    pub webhook_retry_seconds: u64,
+
+    /// How long one webhook attempt may take, in seconds (1 to 120),
+    /// connecting and the receiver's answer included; a slower receiver's
+    /// attempt counts as failed and is retried.
+    #[arg(
+        long,
+        env = "GRIOT_WEBHOOK_TIMEOUT_SECONDS",
+        default_value_t = 15,
+        value_parser = clap::value_parser!(u64).range(1..=120)
+    )]
+    pub webhook_timeout_seconds: u64,
+
+    /// The URL people reach this registry at, for the links in Slack
+    /// messages (such as https://griot.example.com); http:// and the
+    /// listening address when omitted.
+    #[arg(long, env = "GRIOT_PUBLIC_URL")]
+    pub public_url: Option<String>,
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct ServeArgs {
     #[command(flatten)]
     pub db: DbArgs,
+
+    #[command(flatten)]
+    pub webhooks: WebhookArgs,
 
     /// Address to listen on, as IP:PORT or HOST:PORT (`localhost:8000`; a
     /// host name is resolved once at start, its IPv4 address preferred).
@@ -378,7 +433,8 @@ pub enum KeysCommand {
         /// writes.
         #[arg(long)]
         name: String,
-        /// `write` may read and write; `read` may only read.
+        /// `write` may read and write; `read` may only read; `admin` may
+        /// also manage webhooks.
         #[arg(long, value_parser = scope_parser(), default_value = "write")]
         scope: KeyScope,
         /// Create the database file if it does not exist yet (the first
@@ -402,6 +458,59 @@ pub enum KeysCommand {
     },
 }
 
+#[derive(Subcommand, Debug)]
+pub enum WebhooksCommand {
+    /// Subscribe a URL to events and print the subscription as one JSON
+    /// object on stdout, with its signing secret (`whsec_...`): shown this
+    /// once.
+    #[command(after_help = "Example:\n  griot-registry webhooks create --url \
+        https://hooks.slack.com/services/T000/B000/XXXX --events run.failed,validation.failed \
+        --format slack")]
+    Create {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Where messages are POSTed (http or https).
+        #[arg(long)]
+        url: String,
+        /// Comma-separated events: run.created, run.completed, run.failed,
+        /// run.cancelled, run.heartbeat_expired, validation.failed,
+        /// validation.warning.
+        #[arg(long, value_delimiter = ',', required = true)]
+        events: Vec<String>,
+        /// Only events about this contract.
+        #[arg(long)]
+        contract_id: Option<String>,
+        /// `standard` (Standard Webhooks JSON, signed) or `slack` (a Slack
+        /// incoming-webhook message).
+        #[arg(long, value_parser = format_parser(), default_value = "standard")]
+        format: WebhookFormat,
+        #[command(flatten)]
+        delivery: WebhookArgs,
+    },
+    /// Print every subscription as a JSON array (never a secret).
+    List {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Delete a subscription with its pending messages and delivery log.
+    Delete {
+        #[command(flatten)]
+        db: DbArgs,
+        /// The subscription's id (whk_...).
+        id: String,
+    },
+    /// Send a signed `webhook.test` message now and print the outcome as
+    /// JSON; exits 1 when the receiver did not answer with a 2xx.
+    Test {
+        #[command(flatten)]
+        db: DbArgs,
+        /// The subscription's id (whk_...).
+        id: String,
+        #[command(flatten)]
+        delivery: WebhookArgs,
+    },
+}
+
 #[derive(Args, Debug)]
 pub struct PruneArgs {
     #[command(flatten)]
@@ -420,6 +529,13 @@ pub struct PruneArgs {
     /// deleted. The same setting as `serve`'s.
     #[arg(long, env = "GRIOT_IDEMPOTENCY_RETENTION_HOURS", default_value_t = 24)]
     pub idempotency_retention_hours: u32,
+}
+
+/// Webhook formats as the domain names them.
+fn format_parser() -> impl clap::builder::TypedValueParser<Value = WebhookFormat> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(WebhookFormat::ALL.map(WebhookFormat::as_str))
+        .try_map(|s| WebhookFormat::parse(&s).ok_or("not a webhook format"))
 }
 
 /// Key scopes as the domain names them: a new scope needs no change here.

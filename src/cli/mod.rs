@@ -5,6 +5,7 @@ pub mod args;
 pub mod client;
 pub mod exec;
 pub mod telemetry;
+mod webhooks;
 
 use std::{path::Path, process::ExitCode, time::Duration};
 
@@ -12,7 +13,7 @@ use anyhow::{Context, bail};
 use tracing::{error, info, warn};
 
 use crate::{
-    App, HttpOptions,
+    HttpOptions,
     api::server::{self, ServerOptions, Signals},
     app::AppError,
     app::Settings,
@@ -39,6 +40,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Ok(())
         }
         Command::Keys(cmd) => run_keys(cmd),
+        Command::Webhooks(cmd) => webhooks::run(cmd),
         Command::Backup { db, path } => backup(&db.db, &path),
         Command::Prune(args) => prune(&args),
         // It exits with the command's status, not ours.
@@ -76,7 +78,7 @@ fn open_store(path: &Path, options: &StoreOptions) -> anyhow::Result<Store> {
 
 /// For every command but `serve` (and `keys create --create`): a mistyped
 /// --db must be an error, not a new empty database.
-fn open_existing_store(path: &Path, options: &StoreOptions) -> anyhow::Result<Store> {
+pub(crate) fn open_existing_store(path: &Path, options: &StoreOptions) -> anyhow::Result<Store> {
     if !path.is_file() {
         bail!(
             "the database {} does not exist (check --db or GRIOT_DB); nothing was created. \
@@ -152,8 +154,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_validation_issues: args.max_validation_issues,
             max_page_bytes: args.max_page_bytes,
         },
+        webhooks: webhooks::settings(&args.webhooks, Some(args.bind)),
     };
-    let app = App::with_settings(store, settings, Clock::System);
+    let app = crate::new_app(store, settings, Clock::System);
     let endpoint = build_app(
         app.clone(),
         &HttpOptions {
@@ -179,6 +182,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 stopped.clone(),
             ))
         });
+        let deliveries = tokio::spawn(crate::app::webhooks::delivery::run(
+            app.clone(),
+            stopped.clone(),
+        ));
         let reaper = tokio::spawn(lifecycle::run_reaper(app, interval, stopped));
         let served = crate::run_with_options(
             endpoint,
@@ -199,6 +206,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         )
         .await;
         let _ = reaper.await;
+        let _ = deliveries.await;
         if let Some(retention) = retention {
             let _ = retention.await;
         }

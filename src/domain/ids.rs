@@ -26,6 +26,16 @@ pub fn new_validation_id() -> String {
     format!("val_{}", next_ulid())
 }
 
+pub fn new_webhook_id() -> String {
+    format!("whk_{}", next_ulid())
+}
+
+/// A webhook message's id: the `webhook-id` header, the same on every
+/// attempt, so receivers can drop repeats.
+pub fn new_message_id() -> String {
+    format!("msg_{}", next_ulid())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,16 +13,22 @@ pub const SECRET_PREFIX: &str = "grk_";
 const SECRET_HEX_LEN: usize = 64;
 
 string_enum! {
-    /// What a key may do. A write key may also read.
+    /// What a key may do. A write key may also read; an admin key may
+    /// also write and manage webhooks.
     pub enum KeyScope {
         Read = "read",
         Write = "write",
+        Admin = "admin",
     }
 }
 
 impl KeyScope {
     pub fn can_write(self) -> bool {
-        self == KeyScope::Write
+        matches!(self, KeyScope::Write | KeyScope::Admin)
+    }
+
+    pub fn can_administer(self) -> bool {
+        self == KeyScope::Admin
     }
 }
 
@@ -54,6 +60,19 @@ impl Caller {
             Err(AuthError::ReadOnly { name: self.name })
         }
     }
+
+    /// Refuses a key without the admin scope (webhooks are managed by
+    /// admins: a subscription sends the registry's data elsewhere).
+    pub fn admin(self) -> Result<Self, AuthError> {
+        if self.scope.can_administer() {
+            Ok(self)
+        } else {
+            Err(AuthError::NotAdmin {
+                name: self.name,
+                scope: self.scope,
+            })
+        }
+    }
 }
 
 /// Why a request's key was refused. Each says which, so a person can fix
@@ -78,6 +97,12 @@ pub enum AuthError {
          write"
     )]
     ReadOnly { name: String },
+    /// A valid key without the admin scope, on an admin operation.
+    #[error(
+        "API key '{name}' has the {scope} scope; managing webhooks needs a key created with \
+         --scope admin"
+    )]
+    NotAdmin { name: String, scope: KeyScope },
 }
 
 /// A freshly generated secret. Its `Debug` hides the value so that it

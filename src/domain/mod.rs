@@ -12,6 +12,7 @@ pub mod run;
 pub mod text;
 pub mod time;
 pub mod validation;
+pub mod webhooks;
 
 use run::RunStatus;
 

@@ -126,6 +126,15 @@ impl Timestamp {
     pub fn plus_seconds(&self, seconds: i64) -> Self {
         Self(self.0 + time::Duration::seconds(seconds))
     }
+
+    pub fn plus_micros(&self, micros: i64) -> Self {
+        Self(self.0 + time::Duration::microseconds(micros))
+    }
+
+    /// Whole seconds since the Unix epoch.
+    pub fn unix_seconds(&self) -> i64 {
+        self.0.unix_timestamp()
+    }
 }
 
 /// `2024-01-15T10:00:00 05:00` → `2024-01-15T10:00:00+05:00`.

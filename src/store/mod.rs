@@ -13,6 +13,7 @@ pub mod runs;
 pub(crate) mod sql;
 pub mod stats;
 pub mod validations;
+pub mod webhooks;
 mod writer;
 
 use std::{

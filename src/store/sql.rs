@@ -11,6 +11,7 @@ use super::StoreError;
 use crate::domain::{
     event::EventType, keys::KeyScope, metadata::Metadata, run::RunStatus, time::Timestamp,
     validation::ValidationStatus,
+    webhooks::{DeliveryState, EventType as WebhookEvent, WebhookFormat},
 };
 
 /// Declares a table's selected columns once: `COLUMNS`, the list the
@@ -92,7 +93,15 @@ macro_rules! text_enum {
     )+};
 }
 
-text_enum!(RunStatus, ValidationStatus, EventType, KeyScope);
+text_enum!(
+    RunStatus,
+    ValidationStatus,
+    EventType,
+    KeyScope,
+    WebhookEvent,
+    WebhookFormat,
+    DeliveryState
+);
 
 /// Reads a JSON object column (metadata, metrics, changes).
 pub fn object(row: &Row<'_>, at: usize) -> Result<Metadata, StoreError> {

@@ -131,7 +131,7 @@ impl TestApp {
         write_key: String,
         read_key: String,
     ) -> Self {
-        let state = App::with_settings(
+        let state = griot_registry::new_app(
             store.clone(),
             Settings {
                 require_auth_for_reads: options.require_auth_for_reads,
