@@ -604,3 +604,123 @@ fn log_format_json_writes_one_object_per_line() {
         "{log}"
     );
 }
+
+/// A one-shot receiver on a loopback port: answers the first request with
+/// 204 and hands back what it read.
+fn one_shot_receiver() -> (String, std::thread::JoinHandle<String>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let handle = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        conn.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        // The head, then as much body as Content-Length says.
+        loop {
+            let n = conn.read(&mut buf).unwrap();
+            got.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&got).to_string();
+            if let Some(end) = text.find("\r\n\r\n") {
+                let len: usize = text
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap())
+                    })
+                    .unwrap_or(0);
+                if got.len() >= end + 4 + len {
+                    break;
+                }
+            }
+            if n == 0 {
+                break;
+            }
+        }
+        conn.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        String::from_utf8_lossy(&got).into_owned()
+    });
+    (url, handle)
+}
+
+#[test]
+fn webhooks_create_list_test_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    create_key(&db, "ops", "admin");
+    let listing = stdout(&cli(&db, &["keys", "list"]));
+    assert!(listing.contains("admin"), "{listing}");
+
+    let (url, received) = one_shot_receiver();
+    // Loopback targets are refused unless allowed.
+    let refused = cli(
+        &db,
+        &["webhooks", "create", "--url", &url, "--events", "run.failed"],
+    );
+    assert!(!refused.status.success());
+    assert!(stderr(&refused).contains("loopback"), "{}", stderr(&refused));
+
+    let out = cli(
+        &db,
+        &[
+            "webhooks",
+            "create",
+            "--url",
+            &url,
+            "--events",
+            "run.failed,validation.failed",
+            "--contract-id",
+            "orders",
+            "--allow-private-webhook-targets",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let created: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("whk_"), "{created}");
+    assert!(secret.starts_with("whsec_"), "{created}");
+    assert_eq!(created["events"], serde_json::json!(["run.failed", "validation.failed"]));
+    assert_eq!(created["contract_id"], "orders");
+    assert!(!stderr(&out).contains(&secret), "the secret only on stdout");
+
+    let out = cli(&db, &["webhooks", "list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let list: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(list[0]["id"], id.as_str());
+    assert!(!stdout(&out).contains(&secret));
+
+    let out = cli(
+        &db,
+        &["webhooks", "test", &id, "--allow-private-webhook-targets"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let tested: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(tested["state"], "delivered");
+    assert_eq!(tested["attempts"][0]["response_status"], 204);
+    let request = received.join().unwrap();
+    assert!(request.contains("webhook-signature: v1,"), "{request}");
+    assert!(request.contains("\"type\":\"webhook.test\""), "{request}");
+
+    // Nobody listens now: the test fails, and says why.
+    let out = cli(
+        &db,
+        &["webhooks", "test", &id, "--allow-private-webhook-targets"],
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("not delivered"), "{}", stderr(&out));
+
+    let bad = cli(&db, &["webhooks", "create", "--url", "https://x.com/", "--events", "run.nope"]);
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("unknown event"), "{}", stderr(&bad));
+
+    let out = cli(&db, &["webhooks", "delete", &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&cli(&db, &["webhooks", "list"])).trim(), "[]");
+    let missing = cli(&db, &["webhooks", "delete", &id]);
+    assert!(!missing.status.success());
+    assert!(stderr(&missing).contains("not found"), "{}", stderr(&missing));
+}

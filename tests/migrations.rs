@@ -84,3 +84,44 @@ async fn reopening_an_up_to_date_file_changes_nothing() {
         run
     );
 }
+
+/// The migration that added webhooks and the admin scope.
+const WEBHOOKS_MIGRATION: i64 = 5;
+
+#[tokio::test]
+async fn keys_keep_working_through_the_admin_scope_migration() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("registry.db");
+    let secret = griot_registry::domain::keys::Secret::generate().unwrap();
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(&schema_before(WEBHOOKS_MIGRATION))
+            .unwrap();
+        conn.execute_batch(&format!("PRAGMA user_version = {}", WEBHOOKS_MIGRATION - 1))
+            .unwrap();
+        conn.execute(
+            "INSERT INTO api_keys (name, scope, secret_hash, created_at) \
+             VALUES ('old-bot', 'write', ?1, '2024-01-15T10:00:00.000000Z')",
+            params![secret.hash()],
+        )
+        .unwrap();
+    }
+    let app = TestApp::in_dir(dir, Options::default());
+    let created = app
+        .request(
+            poem::http::Method::POST,
+            "/api/v1/runs",
+            Some(secret.expose()),
+            Some(json!({"contract_id": "c"})),
+        )
+        .await
+        .expect(StatusCode::CREATED);
+    assert_eq!(created["created_by"], "old-bot");
+    // The widened scope check takes admin keys.
+    griot_registry::app::keys::create(
+        &app.store,
+        "ops",
+        griot_registry::domain::keys::KeyScope::Admin,
+    )
+    .unwrap();
+}

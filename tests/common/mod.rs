@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use griot_registry::{
     App, HttpOptions,
     app::Settings,
+    app::WebhookSettings,
     app::keys,
     build_app,
     domain::{keys::KeyScope, limits::Limits, time::Clock, time::Timestamp},
@@ -72,6 +73,7 @@ pub struct Options {
     pub max_body_bytes: usize,
     pub clock: Clock,
     pub limits: Limits,
+    pub webhooks: WebhookSettings,
 }
 
 impl Default for Options {
@@ -81,6 +83,7 @@ impl Default for Options {
             max_body_bytes: HttpOptions::default().max_body_bytes,
             clock: Clock::System,
             limits: Limits::default(),
+            webhooks: WebhookSettings::default(),
         }
     }
 }
@@ -136,6 +139,7 @@ impl TestApp {
             Settings {
                 require_auth_for_reads: options.require_auth_for_reads,
                 limits: options.limits,
+                webhooks: options.webhooks,
                 ..Settings::default()
             },
             options.clock.clone(),
