@@ -658,10 +658,21 @@ fn webhooks_create_list_test_delete() {
     // Loopback targets are refused unless allowed.
     let refused = cli(
         &db,
-        &["webhooks", "create", "--url", &url, "--events", "run.failed"],
+        &[
+            "webhooks",
+            "create",
+            "--url",
+            &url,
+            "--events",
+            "run.failed",
+        ],
     );
     assert!(!refused.status.success());
-    assert!(stderr(&refused).contains("loopback"), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("loopback"),
+        "{}",
+        stderr(&refused)
+    );
 
     let out = cli(
         &db,
@@ -683,7 +694,10 @@ fn webhooks_create_list_test_delete() {
     let secret = created["secret"].as_str().unwrap().to_owned();
     assert!(id.starts_with("whk_"), "{created}");
     assert!(secret.starts_with("whsec_"), "{created}");
-    assert_eq!(created["events"], serde_json::json!(["run.failed", "validation.failed"]));
+    assert_eq!(
+        created["events"],
+        serde_json::json!(["run.failed", "validation.failed"])
+    );
     assert_eq!(created["contract_id"], "orders");
     assert!(!stderr(&out).contains(&secret), "the secret only on stdout");
 
@@ -713,7 +727,17 @@ fn webhooks_create_list_test_delete() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("not delivered"), "{}", stderr(&out));
 
-    let bad = cli(&db, &["webhooks", "create", "--url", "https://x.com/", "--events", "run.nope"]);
+    let bad = cli(
+        &db,
+        &[
+            "webhooks",
+            "create",
+            "--url",
+            "https://x.com/",
+            "--events",
+            "run.nope",
+        ],
+    );
     assert!(!bad.status.success());
     assert!(stderr(&bad).contains("unknown event"), "{}", stderr(&bad));
 
@@ -722,5 +746,9 @@ fn webhooks_create_list_test_delete() {
     assert_eq!(stdout(&cli(&db, &["webhooks", "list"])).trim(), "[]");
     let missing = cli(&db, &["webhooks", "delete", &id]);
     assert!(!missing.status.success());
-    assert!(stderr(&missing).contains("not found"), "{}", stderr(&missing));
+    assert!(
+        stderr(&missing).contains("not found"),
+        "{}",
+        stderr(&missing)
+    );
 }

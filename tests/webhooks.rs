@@ -243,14 +243,19 @@ async fn only_admin_keys_manage_webhooks_and_the_secret_is_shown_once() {
         )
         .await;
     assert!(id.starts_with("whk_"));
-    let raw = BASE64.decode(secret.strip_prefix("whsec_").unwrap()).unwrap();
+    let raw = BASE64
+        .decode(secret.strip_prefix("whsec_").unwrap())
+        .unwrap();
     assert!(raw.len() >= 24);
     let list = f
         .admin(Method::GET, "/api/v1/webhooks", None)
         .await
         .expect(StatusCode::OK);
     assert_eq!(list["items"][0]["id"], id.as_str());
-    assert_eq!(list["items"][0]["events"], json!(["run.created", "run.failed"]));
+    assert_eq!(
+        list["items"][0]["events"],
+        json!(["run.created", "run.failed"])
+    );
     assert_eq!(list["items"][0]["format"], "standard");
     assert_eq!(list["items"][0]["enabled"], true);
     assert!(!list.to_string().contains(&secret));
@@ -373,7 +378,11 @@ async fn failures_are_delivered_signed_as_the_api_shows_them() {
     assert_eq!(run_msg["data"]["version"], 2);
     assert_eq!(run_msg["data"]["contract_id"], api["contract_id"]);
     assert_eq!(
-        run_msg["data"].as_object().unwrap().keys().collect::<Vec<_>>(),
+        run_msg["data"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>(),
         api.as_object().unwrap().keys().collect::<Vec<_>>()
     );
     assert!(run_msg["timestamp"].as_str().unwrap().ends_with('Z'));
@@ -397,7 +406,12 @@ async fn refused_changes_send_nothing() {
     let (id, _) = f
         .subscribe(
             &url,
-            &["run.created", "run.failed", "run.completed", "validation.failed"],
+            &[
+                "run.created",
+                "run.failed",
+                "run.completed",
+                "validation.failed",
+            ],
             json!({}),
         )
         .await;
@@ -465,7 +479,12 @@ async fn retries_keep_the_webhook_id_and_each_subscription_its_order() {
         .await;
     let mut runs = Vec::new();
     for _ in 0..4 {
-        runs.push(f.app.create_run_for("mine").await["id"].as_str().unwrap().to_owned());
+        runs.push(
+            f.app.create_run_for("mine").await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
         // Another contract's runs are not this subscription's events.
         f.app.create_run_for("theirs").await;
     }
@@ -570,16 +589,16 @@ async fn persistent_failure_disables_and_redelivery_enables_again() {
 
 #[tokio::test]
 async fn heartbeat_expiry_is_told_once_per_subscription() {
-    let f = fixture_at(private_ok(), Clock::fixed(common::ts("2024-01-15T10:00:00Z"))).await;
+    let f = fixture_at(
+        private_ok(),
+        Clock::fixed(common::ts("2024-01-15T10:00:00Z")),
+    )
+    .await;
     let receiver = Receiver::default();
     let url = receiver.start().await;
     let (failures, _) = f.subscribe(&url, &["run.failed"], json!({})).await;
     let (both, _) = f
-        .subscribe(
-            &url,
-            &["run.failed", "run.heartbeat_expired"],
-            json!({}),
-        )
+        .subscribe(&url, &["run.failed", "run.heartbeat_expired"], json!({}))
         .await;
     let run = f
         .app
@@ -600,7 +619,10 @@ async fn heartbeat_expiry_is_told_once_per_subscription() {
     assert_eq!(f.deliveries(&failures).await["total"], 1);
     assert_eq!(f.deliveries(&both).await["total"], 1);
     let msg = got[0].json();
-    assert_eq!(msg["data"]["metadata"]["failure_reason"], "heartbeat_timeout");
+    assert_eq!(
+        msg["data"]["metadata"]["failure_reason"],
+        "heartbeat_timeout"
+    );
 }
 
 #[tokio::test]
@@ -634,7 +656,9 @@ async fn slack_messages_name_the_pipeline_contract_status_and_link_the_run() {
     assert!(text.contains("*nightly*"), "{text}");
     assert!(text.contains("orders&lt;&amp;&gt;"), "{text}");
     assert!(
-        text.contains(&format!("<https://griot.example.com/ui/runs/{run_id}|{run_id}>")),
+        text.contains(&format!(
+            "<https://griot.example.com/ui/runs/{run_id}|{run_id}>"
+        )),
         "{text}"
     );
     // The test action speaks Slack too.
@@ -645,7 +669,12 @@ async fn slack_messages_name_the_pipeline_contract_status_and_link_the_run() {
     assert_eq!(tested["state"], "delivered");
     assert_eq!(tested["event"], "webhook.test");
     let got = receiver.wait_for(2).await;
-    assert!(got[1].json()["text"].as_str().unwrap().contains("Test message"));
+    assert!(
+        got[1].json()["text"]
+            .as_str()
+            .unwrap()
+            .contains("Test message")
+    );
 }
 
 #[tokio::test]

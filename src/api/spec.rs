@@ -259,6 +259,8 @@ fn add_links(operation: &mut Value) {
     let links = match id {
         "create_run" => run_links(),
         "record_validation" => validation_links(),
+        "create_webhook" => webhook_links(),
+        "test_webhook" => delivery_links(),
         _ => return,
     };
     let Some(responses) = operation
@@ -308,6 +310,30 @@ fn validation_links() -> Value {
             "operationId": "get_validation_stats",
             "parameters": { "contract_id": "$response.body#/contract_id" },
             "description": "The contract's validation trends."
+        }
+    })
+}
+
+fn webhook_links() -> Value {
+    let webhook_id = json!({ "webhook_id": "$response.body#/id" });
+    let by_id = |operation: &str, description: &str| json!({ "operationId": operation, "parameters": webhook_id, "description": description });
+    json!({
+        "GetWebhook": by_id("get_webhook", "Read the subscription back."),
+        "TestWebhook": by_id("test_webhook", "Send a signed test message now."),
+        "ListWebhookDeliveries": by_id("list_webhook_deliveries", "The subscription's delivery log."),
+        "DeleteWebhook": by_id("delete_webhook", "Stop and delete the subscription.")
+    })
+}
+
+fn delivery_links() -> Value {
+    json!({
+        "RedeliverWebhookMessage": {
+            "operationId": "redeliver_webhook_message",
+            "parameters": {
+                "webhook_id": "$request.path.webhook_id",
+                "delivery_id": "$response.body#/id"
+            },
+            "description": "Send the message again, with the same webhook-id."
         }
     })
 }

@@ -248,7 +248,11 @@ impl WebhooksApi {
         let events: Vec<String> = b
             .events
             .into_iter()
-            .map(|e| crate::domain::webhooks::EventType::from(e).as_str().to_owned())
+            .map(|e| {
+                crate::domain::webhooks::EventType::from(e)
+                    .as_str()
+                    .to_owned()
+            })
             .collect();
         let created = app::webhooks::create(
             &app,

@@ -35,9 +35,8 @@ pub fn settings(args: &WebhookArgs, bind: Option<SocketAddr>) -> WebhookSettings
 
 pub fn run(cmd: WebhooksCommand) -> anyhow::Result<()> {
     let (db, delivery) = match &cmd {
-        WebhooksCommand::Create { db, delivery, .. } | WebhooksCommand::Test { db, delivery, .. } => {
-            (db, Some(delivery))
-        }
+        WebhooksCommand::Create { db, delivery, .. }
+        | WebhooksCommand::Test { db, delivery, .. } => (db, Some(delivery)),
         WebhooksCommand::List { db } | WebhooksCommand::Delete { db, .. } => (db, None),
     };
     let options = StoreOptions {
@@ -91,7 +90,7 @@ pub fn run(cmd: WebhooksCommand) -> anyhow::Result<()> {
                 let delivery = DeliveryBody::from(webhooks::test(&app, id).await?);
                 println!("{}", delivery.to_json_string());
                 let last = delivery.attempts.last();
-                if !last.is_some_and(|a| a.error.is_none()) {
+                if last.is_none_or(|a| a.error.is_some()) {
                     bail!(
                         "the test message was not delivered: {}",
                         last.and_then(|a| a.error.as_deref())

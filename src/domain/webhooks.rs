@@ -12,11 +12,7 @@ use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
 use ring::hmac;
 
 use super::{
-    DomainError,
-    enums::string_enum,
-    run::RunStatus,
-    text::required_name,
-    time::Timestamp,
+    DomainError, enums::string_enum, run::RunStatus, text::required_name, time::Timestamp,
     validation::ValidationStatus,
 };
 
@@ -146,7 +142,8 @@ pub struct Attempt {
 
 impl Attempt {
     pub fn succeeded(&self) -> bool {
-        self.response_status.is_some_and(|s| (200..300).contains(&s))
+        self.response_status
+            .is_some_and(|s| (200..300).contains(&s))
     }
 }
 
@@ -251,7 +248,9 @@ impl<'a> Target<'a> {
         };
         let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
         if authority.contains('@') {
-            return Err(refuse("user names and passwords in the URL are not accepted"));
+            return Err(refuse(
+                "user names and passwords in the URL are not accepted",
+            ));
         }
         let host = if let Some(v6) = authority.strip_prefix('[') {
             v6.split(']').next().unwrap_or_default()
@@ -499,7 +498,13 @@ mod tests {
                 check_ip(ip).unwrap();
             }
         }
-        for bad in ["ftp://x/", "https://", "https://u:p@x.com/", "http://a b/", "x"] {
+        for bad in [
+            "ftp://x/",
+            "https://",
+            "https://u:p@x.com/",
+            "http://a b/",
+            "x",
+        ] {
             assert!(Target::parse(bad).is_err(), "{bad}");
         }
         for private in [
@@ -553,14 +558,22 @@ mod tests {
     fn events_are_checked_sorted_and_deduplicated() {
         let ok = NewSubscription::new(
             "https://example.com/",
-            &["run.failed".into(), " run.created".into(), "run.failed".into()],
+            &[
+                "run.failed".into(),
+                " run.created".into(),
+                "run.failed".into(),
+            ],
             None,
             WebhookFormat::Standard,
             false,
         )
         .unwrap();
         assert_eq!(ok.events, [EventType::RunCreated, EventType::RunFailed]);
-        for bad in [vec![], vec!["run.exploded".to_string()], vec!["webhook.test".into()]] {
+        for bad in [
+            vec![],
+            vec!["run.exploded".to_string()],
+            vec!["webhook.test".into()],
+        ] {
             assert!(
                 NewSubscription::new(
                     "https://example.com/",

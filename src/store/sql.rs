@@ -9,7 +9,11 @@ use r2d2_sqlite::rusqlite::{
 
 use super::StoreError;
 use crate::domain::{
-    event::EventType, keys::KeyScope, metadata::Metadata, run::RunStatus, time::Timestamp,
+    event::EventType,
+    keys::KeyScope,
+    metadata::Metadata,
+    run::RunStatus,
+    time::Timestamp,
     validation::ValidationStatus,
     webhooks::{DeliveryState, EventType as WebhookEvent, WebhookFormat},
 };

@@ -11,9 +11,7 @@ use super::{
 use crate::domain::{
     Page,
     time::Timestamp,
-    webhooks::{
-        Attempt, Delivery, EventType, Message, SigningSecret, Subscription,
-    },
+    webhooks::{Attempt, Delivery, EventType, Message, SigningSecret, Subscription},
 };
 
 const SUBSCRIPTION_COLUMNS: &str =
@@ -25,10 +23,7 @@ fn subscription(row: &Row<'_>) -> Result<Subscription, StoreError> {
     Ok(Subscription {
         id: row.get(0)?,
         url: row.get(1)?,
-        events: events
-            .iter()
-            .filter_map(|e| EventType::parse(e))
-            .collect(),
+        events: events.iter().filter_map(|e| EventType::parse(e)).collect(),
         contract_id: row.get(3)?,
         format: row.get(4)?,
         created_at: row.get(5)?,
@@ -98,9 +93,11 @@ pub fn find(conn: &Connection, id: &str) -> Result<Option<Subscription>, StoreEr
 
 pub fn secret(conn: &Connection, id: &str) -> Result<Option<SigningSecret>, StoreError> {
     Ok(conn
-        .query_row("SELECT secret FROM webhooks WHERE id = ?1", params![id], |r| {
-            r.get::<_, String>(0)
-        })
+        .query_row(
+            "SELECT secret FROM webhooks WHERE id = ?1",
+            params![id],
+            |r| r.get::<_, String>(0),
+        )
         .optional()?
         .map(SigningSecret::stored))
 }

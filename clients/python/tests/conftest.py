@@ -183,11 +183,15 @@ def _start(
 
 
 @contextmanager
-def run_registry(workdir: Path, extra_args: Sequence[str] = ()) -> Iterator[Registry]:
-    """Start the server on a free port with a fresh database; stop it after."""
+def run_registry(
+    workdir: Path, extra_args: Sequence[str] = (), api_key: Optional[str] = None
+) -> Iterator[Registry]:
+    """Start the server on a free port with the database in ``workdir`` (new,
+    or left by an earlier server there, whose ``api_key`` is then the
+    bootstrap key again); stop it after."""
     binary = registry_binary()
     workdir.mkdir(parents=True, exist_ok=True)
-    api_key = "grk_" + secrets.token_hex(32)
+    api_key = api_key or "grk_" + secrets.token_hex(32)
     db_path = workdir / "registry.db"
     failures: List[str] = []
     for number in range(3):

@@ -94,9 +94,7 @@ async fn deliver(app: &App, mut m: Message) -> Result<(), AppError> {
     let id = m.webhook_id.clone();
     let Some((sub, secret)) = app
         .store
-        .read(move |c| {
-            Ok::<_, AppError>(webhooks::find(c, &id)?.zip(webhooks::secret(c, &id)?))
-        })
+        .read(move |c| Ok::<_, AppError>(webhooks::find(c, &id)?.zip(webhooks::secret(c, &id)?)))
         .await?
     else {
         return Ok(());
@@ -172,7 +170,7 @@ fn jitter() -> f64 {
 
 fn human(d: Duration) -> String {
     let s = d.as_secs();
-    if s % 3600 == 0 {
+    if s.is_multiple_of(3600) {
         format!("{} h", s / 3600)
     } else {
         format!("{s} s")

@@ -112,13 +112,12 @@ impl Outbox {
     }
 
     fn transport(&self) -> &Transport {
-        self.transport
-            .get_or_init(|| {
-                Transport::new(
-                    self.settings.allow_private_targets,
-                    self.settings.attempt_timeout,
-                )
-            })
+        self.transport.get_or_init(|| {
+            Transport::new(
+                self.settings.allow_private_targets,
+                self.settings.attempt_timeout,
+            )
+        })
     }
 
     /// Writes the messages a change causes, in the change's transaction.
@@ -312,8 +311,8 @@ pub async fn test(app: &App, id: String) -> Result<Delivery, AppError> {
             let id = id.clone();
             move |c| {
                 let sub = found(c, &id)?;
-                let secret = webhooks::secret(c, &id)?
-                    .ok_or_else(|| AppError::not_found("Webhook", &id))?;
+                let secret =
+                    webhooks::secret(c, &id)?.ok_or_else(|| AppError::not_found("Webhook", &id))?;
                 Ok::<_, AppError>((sub, secret))
             }
         })

@@ -68,9 +68,8 @@ impl tower_service::Service<Name> for CheckedResolver {
     fn call(&mut self, name: Name) -> Self::Future {
         let allow_private = self.allow_private;
         Box::pin(async move {
-            let found: Vec<SocketAddr> = tokio::net::lookup_host((name.as_str(), 0))
-                .await?
-                .collect();
+            let found: Vec<SocketAddr> =
+                tokio::net::lookup_host((name.as_str(), 0)).await?.collect();
             if allow_private {
                 return Ok(found.into_iter());
             }
@@ -109,7 +108,10 @@ impl Transport {
         let mut http = HttpConnector::new_with_resolver(CheckedResolver { allow_private });
         http.set_connect_timeout(Some(CONNECT_TIMEOUT.min(timeout)));
         http.enforce_http(false);
-        let connector = tls_builder().https_or_http().enable_http1().wrap_connector(http);
+        let connector = tls_builder()
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
         Self {
             client: Client::builder(TokioExecutor::new())
                 .pool_idle_timeout(Duration::from_secs(30))

@@ -23,6 +23,7 @@ id is substituted so the rest of the operation is still checked.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import re
@@ -65,6 +66,13 @@ ORDER = (
     "get_validation_stats",
     "update_run",
     "wait_for_run",
+    "create_webhook",
+    "list_webhooks",
+    "get_webhook",
+    "test_webhook",
+    "list_webhook_deliveries",
+    "redeliver_webhook_message",
+    "delete_webhook",
 )
 
 #: Path parameters that name something only the server can mint, and the
@@ -74,6 +82,8 @@ ORDER = (
 SERVER_IDS = {
     "run_id": ("create_run", "/id"),
     "validation_id": ("record_validation", "/id"),
+    "webhook_id": ("create_webhook", "/id"),
+    "delivery_id": ("test_webhook", "/id"),
 }
 
 #: A server that waits (``wait_for_run``, up to 60 s by its rules) must not be
@@ -691,7 +701,9 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tuple[Registry, J
     the state a first-time Swagger user's server has."""
     with run_registry(tmp_path_factory.mktemp("swagger-examples")) as server:
         spec = httpx.get(f"{server.url}/openapi.json", timeout=10).json()
-        yield server, spec
+        # The user authorizes with an admin key, which may also write: the
+        # webhook operations need one.
+        yield dataclasses.replace(server, api_key=server.create_key("swagger-admin", "admin")), spec
 
 
 def test_every_operation_answers_its_success_status_with_swaggers_prefilled_request(
@@ -781,9 +793,11 @@ def test_examples_follow_their_schemas(live: Tuple[Registry, JSON]) -> None:
 
 
 def test_server_ids_are_linked_from_the_response_that_creates_them(live: Tuple[Registry, JSON]) -> None:
-    """Every operation with a run_id (validation_id) path parameter is the
-    target of an OpenAPI link on create_run's (record_validation's) success
-    response, so a reader of the spec knows where the id comes from."""
+    """Every operation with a run_id (validation_id, webhook_id, delivery_id)
+    path parameter is the target of an OpenAPI link that supplies it: on the
+    success response of the operation that creates the id, or on one that
+    passes it on from its own request (``$request.path.<name>``), so a reader
+    of the spec knows where the id comes from."""
     _, spec = live
     ops = {op.operation_id: op for op in operations(spec)}
     missing = []
@@ -791,20 +805,25 @@ def test_server_ids_are_linked_from_the_response_that_creates_them(live: Tuple[R
         for param in op.parameters:
             if param["in"] != "path" or param["name"] not in SERVER_IDS:
                 continue
-            producer_id, _ = SERVER_IDS[param["name"]]
-            producer = ops.get(producer_id)
-            if producer is None:
+            name = param["name"]
+            producer_id, _ = SERVER_IDS[name]
+            if producer_id not in ops:
                 missing.append(f"{op.label}: no operation {producer_id} in the spec")
                 continue
-            success = producer.raw["responses"].get(str(producer.expected_status()), {})
-            links = [
-                link for link in (success.get("links") or {}).values()
-                if isinstance(link, dict) and link_targets(spec, link, op)
-                and any(k in (link.get("parameters") or {}) for k in (param["name"], f"path.{param['name']}"))
-            ]
-            if not links:
-                missing.append(f"{op.label}: no link on {producer_id}'s {producer.expected_status()} "
-                               f"response supplies {param['name']}")
+            found = False
+            for source in ops.values():
+                success = source.raw["responses"].get(str(source.expected_status()), {})
+                for link in (success.get("links") or {}).values():
+                    if not (isinstance(link, dict) and link_targets(spec, link, op)):
+                        continue
+                    params = link.get("parameters") or {}
+                    value = params.get(name, params.get(f"path.{name}"))
+                    from_producer = source.operation_id == producer_id and value is not None
+                    passed_on = value == f"$request.path.{name}"
+                    found = found or from_producer or passed_on
+            if not found:
+                missing.append(f"{op.label}: no link on {producer_id}'s {ops[producer_id].expected_status()} "
+                               f"response (or passing it on) supplies {name}")
     fail_if(missing, "operations a Swagger user cannot chain to the call that made their id:")
 
 
