@@ -109,6 +109,34 @@ fn seed(db: &Path) {
 
     insert_validation(&c, "val_old_runless", None, &ago(45 * DAY));
     insert_validation(&c, "val_new_runless", None, &ago(DAY));
+
+    // Webhook messages: old delivered and failed ones go (with their
+    // attempts); an old pending one and a recent one stay.
+    c.execute(
+        "INSERT INTO webhooks (id, url, events, format, secret, created_at, created_by) \
+         VALUES ('whk_1', 'https://example.com/', '[\"run.failed\"]', 'standard', 'whsec_x', ?1, 'cli')",
+        [ago(90 * DAY)],
+    )
+    .unwrap();
+    for (id, state, created) in [
+        ("msg_old_delivered", "delivered", ago(40 * DAY)),
+        ("msg_old_failed", "failed", ago(35 * DAY)),
+        ("msg_old_pending", "pending", ago(40 * DAY)),
+        ("msg_new_delivered", "delivered", ago(DAY)),
+    ] {
+        c.execute(
+            "INSERT INTO webhook_messages (id, webhook_id, event_type, subject_id, body, \
+             created_at, state, retry_from) VALUES (?1, 'whk_1', 'run.failed', 'run_x', '{}', ?2, ?3, ?2)",
+            params![id, created, state],
+        )
+        .unwrap();
+        c.execute(
+            "INSERT INTO webhook_attempts (message_id, attempt, attempted_at, latency_ms) \
+             VALUES (?1, 1, ?2, 5)",
+            params![id, created],
+        )
+        .unwrap();
+    }
 }
 
 fn ids(db: &Path, table: &str) -> Vec<String> {
@@ -145,6 +173,11 @@ fn assert_only_kept_rows_left(db: &Path) {
         ["val_new_runless", "val_of_old_running"]
     );
     assert_eq!(ids(db, "idempotency_keys"), ["k-fresh"]);
+    assert_eq!(
+        ids(db, "webhook_messages"),
+        ["msg_new_delivered", "msg_old_pending"]
+    );
+    assert_eq!(count(db, "SELECT COUNT(*) FROM webhook_attempts"), 2);
     assert_eq!(count(db, "SELECT COUNT(*) FROM run_events"), 3);
     assert_eq!(
         count(
@@ -180,6 +213,7 @@ fn prune_dry_run_counts_then_prune_deletes_exactly_the_old_finished_rows() {
         ids(&db, "runs"),
         ids(&db, "validations"),
         ids(&db, "idempotency_keys"),
+        ids(&db, "webhook_messages"),
         count(&db, "SELECT COUNT(*) FROM run_events"),
         count(&db, "SELECT COUNT(*) FROM validation_errors"),
     );
@@ -187,7 +221,9 @@ fn prune_dry_run_counts_then_prune_deletes_exactly_the_old_finished_rows() {
     let dry = cli(&db, &["prune", "--older-than", "30d", "--dry-run"]);
     assert!(dry.status.success(), "{}", stderr(&dry));
     assert!(
-        stdout(&dry).contains("Would delete 2 runs, 3 events, 2 validations, 2 idempotency keys"),
+        stdout(&dry).contains(
+            "Would delete 2 runs, 3 events, 2 validations, 2 idempotency keys, 2 webhook messages"
+        ),
         "{}",
         stdout(&dry)
     );
@@ -195,6 +231,7 @@ fn prune_dry_run_counts_then_prune_deletes_exactly_the_old_finished_rows() {
         ids(&db, "runs"),
         ids(&db, "validations"),
         ids(&db, "idempotency_keys"),
+        ids(&db, "webhook_messages"),
         count(&db, "SELECT COUNT(*) FROM run_events"),
         count(&db, "SELECT COUNT(*) FROM validation_errors"),
     );
@@ -203,7 +240,9 @@ fn prune_dry_run_counts_then_prune_deletes_exactly_the_old_finished_rows() {
     let out = cli(&db, &["prune", "--older-than", "30d"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        stdout(&out).contains("Deleted 2 runs, 3 events, 2 validations, 2 idempotency keys"),
+        stdout(&out).contains(
+            "Deleted 2 runs, 3 events, 2 validations, 2 idempotency keys, 2 webhook messages"
+        ),
         "{}",
         stdout(&out)
     );
@@ -215,7 +254,9 @@ fn prune_dry_run_counts_then_prune_deletes_exactly_the_old_finished_rows() {
     let again = cli(&db, &["prune", "--older-than", "30d"]);
     assert!(again.status.success(), "{}", stderr(&again));
     assert!(
-        stdout(&again).contains("Deleted 0 runs, 0 events, 0 validations, 0 idempotency keys"),
+        stdout(&again).contains(
+            "Deleted 0 runs, 0 events, 0 validations, 0 idempotency keys, 0 webhook messages"
+        ),
         "{}",
         stdout(&again)
     );

@@ -520,6 +520,20 @@ async fn retries_keep_the_webhook_id_and_each_subscription_its_order() {
     assert_eq!(attempts[2]["response_status"], 200);
     assert!(first["delivered_at"].is_string());
     assert_eq!(first["next_attempt_at"], Value::Null);
+    // /metrics counts the attempts by result, and nothing is left pending.
+    let metrics = f
+        .app
+        .html(Method::GET, "/metrics", &[], poem::Body::empty())
+        .await
+        .expect(StatusCode::OK);
+    for line in [
+        "griot_webhook_attempts_total{result=\"delivered\"} 4",
+        "griot_webhook_attempts_total{result=\"failed\"} 2",
+        "griot_webhook_outbox_pending 0",
+        "griot_webhook_attempt_duration_seconds_count 6",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
 }
 
 #[tokio::test]

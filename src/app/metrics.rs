@@ -415,6 +415,10 @@ impl Collector for StoreCollector {
                     "idempotency_keys",
                     ConstCounter::new(pruned.idempotency_keys),
                 ),
+                (
+                    "webhook_messages",
+                    ConstCounter::new(pruned.webhook_messages),
+                ),
             ],
         )
     }

@@ -34,6 +34,7 @@ pub fn prune(
         events = counts.events,
         validations = counts.validations,
         idempotency_keys = counts.idempotency_keys,
+        webhook_messages = counts.webhook_messages,
         "{}",
         if dry_run { "prune would delete" } else { "pruned" }
     );

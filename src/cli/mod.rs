@@ -114,7 +114,8 @@ fn prune(args: &PruneArgs) -> anyhow::Result<()> {
     let counts = crate::app::retention::prune(&store, policy, args.dry_run, &|| false)?;
     // On stdout, for scripts; the log line has the same counts.
     println!(
-        "{} {} runs, {} events, {} validations, {} idempotency keys (finished before {}).",
+        "{} {} runs, {} events, {} validations, {} idempotency keys, {} webhook messages \
+         (finished before {}).",
         if args.dry_run {
             "Would delete"
         } else {
@@ -124,6 +125,7 @@ fn prune(args: &PruneArgs) -> anyhow::Result<()> {
         counts.events,
         counts.validations,
         counts.idempotency_keys,
+        counts.webhook_messages,
         policy.cutoff
     );
     Ok(())

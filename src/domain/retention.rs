@@ -39,6 +39,9 @@ pub struct Counts {
     pub events: u64,
     pub validations: u64,
     pub idempotency_keys: u64,
+    /// Webhook messages delivered or failed (with their attempts); pending
+    /// ones are kept whatever their age.
+    pub webhook_messages: u64,
 }
 
 impl std::ops::AddAssign for Counts {
@@ -47,6 +50,7 @@ impl std::ops::AddAssign for Counts {
         self.events += other.events;
         self.validations += other.validations;
         self.idempotency_keys += other.idempotency_keys;
+        self.webhook_messages += other.webhook_messages;
     }
 }
 

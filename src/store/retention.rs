@@ -54,11 +54,14 @@ pub fn count_prunable(conn: &Connection, policy: &Policy) -> Result<Counts, Stor
         "SELECT COUNT(*) FROM idempotency_keys \
          WHERE created_at < ?5 OR run_id IN ({PRUNABLE_RUNS})"
     );
+    let messages = "SELECT COUNT(*) FROM webhook_messages \
+         WHERE state <> 'pending' AND created_at < ?1 AND ?5 IS NOT NULL";
     Ok(Counts {
         runs: count(conn, &runs, policy)?,
         events: count(conn, &events, policy)?,
         validations: count(conn, &validations, policy)?,
         idempotency_keys: count(conn, &keys, policy)?,
+        webhook_messages: count(conn, messages, policy)?,
     })
 }
 
@@ -96,6 +99,7 @@ pub fn delete_run_batch(conn: &Connection, cutoff: Timestamp) -> Result<Counts, 
         events,
         validations,
         idempotency_keys,
+        webhook_messages: 0,
     })
 }
 
@@ -121,6 +125,26 @@ pub fn delete_key_batch(conn: &Connection, before: Timestamp) -> Result<u64, Sto
              WHERE created_at < ?1 LIMIT {BATCH})"
         ))?
         .execute([before.to_string()])?,
+    ))
+}
+
+/// Deletes up to `BATCH` webhook messages made before `cutoff` that are
+/// no longer pending, with their attempts.
+pub fn delete_webhook_message_batch(
+    conn: &Connection,
+    cutoff: Timestamp,
+) -> Result<u64, StoreError> {
+    let old = format!(
+        "SELECT id FROM webhook_messages \
+         WHERE state <> 'pending' AND created_at < ?1 ORDER BY seq LIMIT {BATCH}"
+    );
+    conn.prepare_cached(&format!(
+        "DELETE FROM webhook_attempts WHERE message_id IN ({old})"
+    ))?
+    .execute([cutoff.to_string()])?;
+    Ok(changed(
+        conn.prepare_cached(&format!("DELETE FROM webhook_messages WHERE id IN ({old})"))?
+            .execute([cutoff.to_string()])?,
     ))
 }
 
@@ -166,6 +190,18 @@ pub fn prune_blocking(
             ..Counts::default()
         });
         total.idempotency_keys += n;
+        if n == 0 || stopping() {
+            break;
+        }
+    }
+    loop {
+        let cutoff = policy.cutoff;
+        let n = store.write_blocking(move |tx| delete_webhook_message_batch(tx, cutoff))?;
+        store.stats().record_pruned(&Counts {
+            webhook_messages: n,
+            ..Counts::default()
+        });
+        total.webhook_messages += n;
         if n == 0 || stopping() {
             break;
         }

@@ -95,7 +95,7 @@ pub struct StoreStats {
     /// Waits for a reader connection that gave up.
     pub(super) pool_timeouts: AtomicU64,
     /// Rows deleted by retention, by kind.
-    pruned: [AtomicU64; 4],
+    pruned: [AtomicU64; 5],
 }
 
 impl Default for StoreStats {
@@ -147,6 +147,7 @@ impl StoreStats {
             counts.events,
             counts.validations,
             counts.idempotency_keys,
+            counts.webhook_messages,
         ];
         for (total, n) in self.pruned.iter().zip(kinds) {
             total.fetch_add(n, Relaxed);
@@ -155,13 +156,19 @@ impl StoreStats {
 
     /// Rows retention deleted since start.
     pub fn pruned(&self) -> Counts {
-        let [runs, events, validations, idempotency_keys] =
-            self.pruned.each_ref().map(|n| n.load(Relaxed));
+        let [
+            runs,
+            events,
+            validations,
+            idempotency_keys,
+            webhook_messages,
+        ] = self.pruned.each_ref().map(|n| n.load(Relaxed));
         Counts {
             runs,
             events,
             validations,
             idempotency_keys,
+            webhook_messages,
         }
     }
 }
