@@ -63,8 +63,9 @@ pub fn openapi_service() -> OpenApiService<Api, ()> {
         "A run registry for data pipelines. It records every pipeline execution as a run \
          and the data-quality validations recorded during it, and answers what ran, \
          whether it passed and what is failing lately.\n\n\
-         Writes need an API key in the `X-API-Key` header; reads are open unless the \
-         server runs with `--require-auth-for-reads`. Every error has the body \
+         Writes need an API key in the `X-API-Key` header (managing webhooks, a key with \
+         the `admin` scope); reads are open unless the server runs with \
+         `--require-auth-for-reads`. Every error has the body \
          `{\"detail\": {\"code\": \"...\", \"message\": \"...\"}}`.",
     )
     .server("/")
