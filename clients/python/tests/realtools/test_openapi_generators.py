@@ -227,8 +227,20 @@ def test_python_client_has_the_error_model(python_shape: Dict[str, Any]) -> None
 def test_python_reads_take_an_unauthenticated_client(python_shape: Dict[str, Any], spec: Dict[str, Any]) -> None:
     """Reads are open on the server (README), so the generated reads must take a
     plain ``Client``; a spec that lists a key as one option still makes
-    openapi-python-client demand an ``AuthenticatedClient``."""
-    reads = [(p, m) for p, methods in spec["paths"].items() for m in methods if m == "get"]
+    openapi-python-client demand an ``AuthenticatedClient``. The webhook
+    reads are admin operations: they state a required key of their own, and
+    must demand one."""
+    def own_key(path: str, method: str) -> bool:
+        return bool(spec["paths"][path][method].get("security"))
+
+    reads = [(p, m) for p, methods in spec["paths"].items() for m in methods if m == "get" and not own_key(p, m)]
+    admin_reads = [(p, m) for p, methods in spec["paths"].items() for m in methods if m == "get" and own_key(p, m)]
+    assert {p for p, _ in admin_reads} == {
+        "/api/v1/webhooks", "/api/v1/webhooks/{webhook_id}", "/api/v1/webhooks/{webhook_id}/deliveries",
+    }
+    for path, method in admin_reads:
+        op = python_shape["operations"][spec["paths"][path][method]["operationId"]]
+        assert op["found"] and not op["accepts_client"], f"{method.upper()} {path} should demand a key"
     demanding = []
     for path, method in reads:
         op = python_shape["operations"][spec["paths"][path][method]["operationId"]]
