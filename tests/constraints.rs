@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use griot_registry::{
     api::types::{NAME_PATTERN, NOT_BLANK_PATTERN},
     domain::{
+        RUN_CURSOR_PATTERN, VALIDATION_CURSOR_PATTERN,
         event::EventType,
         idempotency::MAX_KEY_LEN,
         limits::PAGE_LIMIT,
@@ -138,6 +139,12 @@ fn expected() -> BTreeMap<String, Value> {
         // The handlers read the offset as a u64.
         set(&format!("{op}(offset)"), "minimum", json!(u64::MIN));
     }
+    set("list_runs(cursor)", "pattern", json!(RUN_CURSOR_PATTERN));
+    set(
+        "list_validations(cursor)",
+        "pattern",
+        json!(VALIDATION_CURSOR_PATTERN),
+    );
     set("wait_for_run(timeout)", "minimum", json!(WAIT_SECS.start()));
     set("wait_for_run(timeout)", "maximum", json!(WAIT_SECS.end()));
     set(

@@ -390,6 +390,7 @@ async fn list_items_carry_a_validation_summary() {
     snapshot_settings().bind(|| {
         insta::assert_json_snapshot!("run_list_page", page, {
             ".items[].id" => "[run_id]",
+            ".next_cursor" => "[cursor]",
             ".items[].updated_at" => "[timestamp]",
         });
     });

@@ -719,18 +719,28 @@ async fn a_capped_count_stops_early_and_kept_totals_stay_exact() {
         count_up_to: Some(2),
         ..RunFilter::default()
     };
-    let page = griot_registry::app::runs::list(&app.state(), capped, false, (1, 0))
-        .await
-        .unwrap();
+    let page = griot_registry::app::runs::list(
+        &app.state(),
+        capped,
+        false,
+        (1, griot_registry::domain::Position::Offset(0)),
+    )
+    .await
+    .unwrap();
     assert_eq!((page.total, page.items.len()), (2, 1));
     // One whose total is kept by the writes is exact whatever the cap.
     let kept = RunFilter {
         count_up_to: Some(2),
         ..RunFilter::default()
     };
-    let page = griot_registry::app::runs::list(&app.state(), kept, false, (1, 0))
-        .await
-        .unwrap();
+    let page = griot_registry::app::runs::list(
+        &app.state(),
+        kept,
+        false,
+        (1, griot_registry::domain::Position::Offset(0)),
+    )
+    .await
+    .unwrap();
     assert_eq!(page.total, 3);
     assert_eq!(app.list_runs("limit=1").await["total"], 3);
 }

@@ -278,6 +278,7 @@ async fn list_filters_and_orders_newest_first() {
     snapshot_settings().bind(|| {
         insta::assert_json_snapshot!("validation_page", page, {
             ".items[].id" => "[validation_id]",
+            ".next_cursor" => "[cursor]",
         });
     });
     app.get("/api/v1/validations?limit=0")

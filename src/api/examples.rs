@@ -171,6 +171,7 @@ impl Example for RunPage {
             limit: 50,
             offset: 0,
             truncated: false,
+            next_cursor: None,
         }
     }
 }
@@ -284,6 +285,7 @@ impl Example for ValidationPage {
             limit: 50,
             offset: 0,
             truncated: false,
+            next_cursor: None,
         }
     }
 }

@@ -23,6 +23,8 @@ use poem::{Response, http::header};
 use poem_openapi::{OpenApiService, Tags};
 use serde_json::Value;
 
+use crate::domain::{Cursor, Position};
+
 /// Groups of operations, as Swagger UI shows them.
 #[derive(Tags)]
 pub enum ApiTags {
@@ -81,6 +83,20 @@ pub fn page_bounds(limit: i64, offset: i64) -> (u32, u64) {
         u32::try_from(limit).unwrap_or(1),
         u64::try_from(offset).unwrap_or(0),
     )
+}
+
+/// Where a list page starts: after `offset` matches, or after the item
+/// `cursor` names (the `next_cursor` of an earlier page) and `offset` more.
+pub fn position(offset: u64, cursor: Option<String>) -> Result<Position, error::ApiError> {
+    match cursor {
+        None => Ok(Position::Offset(offset)),
+        Some(c) => Ok(Position::After(Cursor::decode(&c)?, offset)),
+    }
+}
+
+/// The cursor of the page after `items`, when more follow.
+pub fn next_cursor<T>(items: &[T], more: bool, key: impl Fn(&T) -> Cursor) -> Option<String> {
+    items.last().filter(|_| more).map(|last| key(last).encode())
 }
 
 /// The `limit` a page answers with: the one asked for, or, when the byte

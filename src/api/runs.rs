@@ -28,6 +28,7 @@ use super::{
 };
 use crate::{
     app::{self, App},
+    domain::Cursor,
     domain::text::filter_value,
     domain::{
         event::RunEvent,
@@ -240,6 +241,12 @@ pub struct RunPage {
     /// `limit` then says how many it holds. More items may follow: the
     /// next page starts at `offset + limit`.
     pub truncated: bool,
+    /// Pass it as `cursor` for the page after this one:
+    /// each page then costs the same however deep, and runs created
+    /// meanwhile neither shift nor repeat what follows. Null on the last
+    /// page.
+    #[oai(nullable)]
+    pub next_cursor: Option<String>,
 }
 
 #[derive(ApiResponse)]
@@ -674,9 +681,19 @@ impl RunsApi {
         /// How many matching runs to skip.
         #[oai(default, example = "samples::zero", validator(minimum(value = "0")))]
         offset: Query<i64>,
+        // No example: a prefilled cursor would start every Try it out in
+        // the middle of the list.
+        /// Start right after the run this names: the `next_cursor` of the
+        /// previous page, passed unchanged (an `offset` then skips that many
+        /// more). For walking every run, it beats `offset`: deep pages cost
+        /// no more than the first.
+        // domain::RUN_CURSOR_PATTERN; tests/constraints.rs ties them.
+        #[oai(validator(pattern = r"^-?[0-9]{1,18}\.run_[0-9A-Z]{26}$"))]
+        cursor: Query<Option<String>>,
     ) -> Result<Json<RunPage>, OpError<{ can::READ | can::INVALID | can::INTERNAL }>> {
         auth::read(&app, access, req).await?;
         let (limit, offset) = page_bounds(limit.0, offset.0);
+        let position = super::position(offset, cursor.0)?;
         let filter = RunFilter {
             contract_id: filter_value(contract_id.0),
             pipeline_name: filter_value(pipeline_name.0),
@@ -686,13 +703,18 @@ impl RunsApi {
             stale_at: None,
             count_up_to: None,
         };
-        let page = app::runs::list(&app, filter, stale.0, (limit, offset)).await?;
+        let page = app::runs::list(&app, filter, stale.0, (limit, position)).await?;
+        let next_cursor = super::next_cursor(&page.items, page.more, |i| Cursor {
+            at: i.run.started_at,
+            id: i.run.id.clone(),
+        });
         Ok(Json(RunPage {
             limit: answered_limit(limit, page.items.len(), page.truncated),
             items: page.items.into_iter().map(Into::into).collect(),
             total: page.total,
             offset,
             truncated: page.truncated,
+            next_cursor,
         }))
     }
 }

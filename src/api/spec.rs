@@ -18,7 +18,36 @@ pub fn finish(mut spec: Value) -> Value {
     rewrite_enum_refs(&mut spec, &enums);
     drop_nulls_from_request_examples(&mut spec);
     describe_plain_responses(&mut spec);
+    close_request_schemas(&mut spec);
     spec
+}
+
+/// The request bodies and the objects in them refuse unknown fields (serde's
+/// `deny_unknown_fields`, so a typo is a 422 rather than silently ignored),
+/// which poem-openapi does not state; the spec says so, or generators and
+/// fuzzers take extra fields as valid. tests/openapi.rs checks that every
+/// object a request body reaches is listed.
+const CLOSED_SCHEMAS: &[&str] = &[
+    "CreateRunRequest",
+    "UpdateRunRequest",
+    "CreateValidationRequest",
+    "ValidationIssue",
+    "ValidationWarning",
+    "CreateWebhookRequest",
+];
+
+fn close_request_schemas(spec: &mut Value) {
+    let Some(schemas) = spec
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    for name in CLOSED_SCHEMAS {
+        if let Some(schema) = schemas.get_mut(*name).and_then(Value::as_object_mut) {
+            schema.insert("additionalProperties".into(), Value::Bool(false));
+        }
+    }
 }
 
 /// Every operation of the document (each method of each path).

@@ -234,8 +234,9 @@ impl WebhooksApi {
     /// the headers `webhook-id`, `webhook-timestamp` and
     /// `webhook-signature`, signed with the secret in the answer (shown
     /// this once). Delivery is at least once, in order per subscription,
-    /// retried with backoff for 24 hours; a message written in the same
-    /// transaction as its change survives a crash. Needs an `admin` key.
+    /// retried with backoff for a day (`--webhook-retry-seconds`); a
+    /// message is written in the same transaction as its change, so it
+    /// survives a crash. Needs an `admin` key.
     #[oai(path = "/webhooks", method = "post", operation_id = "create_webhook")]
     async fn create_webhook(
         &self,
@@ -397,10 +398,11 @@ impl WebhooksApi {
     /// Redeliver a message
     ///
     /// Queues a message again, delivered or not, with the same webhook-id
-    /// (receivers that already have it can drop it), after any message
-    /// ahead of it; its 24-hour retry window starts over. A subscription
-    /// that persistent failure disabled is enabled again. Needs an `admin`
-    /// key.
+    /// (receivers that already have it can drop it). It keeps its place in
+    /// the subscription's order (oldest first), so it goes before messages
+    /// made after it that are still pending, and its retry window (a day
+    /// by default) starts over. A subscription that persistent failure
+    /// disabled is enabled again. Needs an `admin` key.
     #[oai(
         path = "/webhooks/:webhook_id/deliveries/:delivery_id/redeliver",
         method = "post",

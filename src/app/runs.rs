@@ -8,7 +8,7 @@ use super::{
 };
 use crate::{
     domain::{
-        DomainError, Page,
+        DomainError, Page, Position,
         event::RunEvent,
         idempotency::validate_key,
         keys::Caller,
@@ -245,13 +245,13 @@ pub async fn list(
     app: &App,
     mut filter: RunFilter,
     stale: bool,
-    page: (u32, u64),
+    page: (u32, Position),
 ) -> Result<Page<RunListItem>, AppError> {
     filter.stale_at = stale.then(|| app.clock.now());
     let max_bytes = app.settings.limits.max_page_bytes;
     app.store
         .read(move |c| {
-            let page = runs::list(c, &filter, LIVE_STATUSES, page, max_bytes)?;
+            let page = runs::list(c, &filter, LIVE_STATUSES, (page.0, &page.1), max_bytes)?;
             let ids: Vec<&str> = page.items.iter().map(|r| r.id.as_str()).collect();
             let mut summaries = validations::summaries_for_runs(c, &ids)?;
             let items = page
@@ -269,6 +269,7 @@ pub async fn list(
                 items,
                 total: page.total,
                 truncated: page.truncated,
+                more: page.more,
             })
         })
         .await

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use super::{App, AppError, webhooks::Subject};
 use crate::{
     domain::{
-        Page,
+        Page, Position,
         keys::Caller,
         validation::{
             Granularity, NewValidationInput, StatusCounts, Validation, ValidationFilter,
@@ -65,12 +65,12 @@ pub async fn get(app: &App, id: String) -> Result<Validation, AppError> {
 pub async fn list(
     app: &App,
     filter: ValidationFilter,
-    page: (u32, u64),
+    page: (u32, Position),
 ) -> Result<Page<Validation>, AppError> {
     let max_bytes = app.settings.limits.max_page_bytes;
     Ok(app
         .store
-        .read(move |c| validations::list(c, &filter, page, max_bytes))
+        .read(move |c| validations::list(c, &filter, (page.0, &page.1), max_bytes))
         .await?)
 }
 

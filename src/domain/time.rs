@@ -60,6 +60,25 @@ impl Timestamp {
             .map(Self)
     }
 
+    /// Like `from_unix_micros`, but a time beyond what a timestamp holds
+    /// (the years -9999 to 9999) is the nearest end of that range, where it
+    /// sorts all the same.
+    pub fn saturating_from_unix_micros(micros: i64) -> Self {
+        Self::from_unix_micros(micros).unwrap_or_else(|| {
+            let date = if micros > 0 {
+                time::Date::MAX
+            } else {
+                time::Date::MIN
+            };
+            let time = if micros > 0 {
+                time::Time::MAX
+            } else {
+                time::Time::MIDNIGHT
+            };
+            Self(date.with_time(time).assume_utc())
+        })
+    }
+
     pub fn unix_micros(&self) -> i64 {
         (self.0.unix_timestamp_nanos() / 1_000) as i64
     }

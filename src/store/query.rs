@@ -13,6 +13,9 @@ pub struct Filters {
     args: Vec<Value>,
     /// Count matching rows only up to this many.
     count_cap: Option<u64>,
+    /// Where a keyset page starts: a condition on the order's columns and
+    /// its values, applied to the page and not to the count.
+    after: Option<(String, [Value; 2])>,
 }
 
 impl Filters {
@@ -45,6 +48,16 @@ impl Filters {
     /// `min(matches, cap)`, and a count over a million rows stops early.
     pub fn cap_count(&mut self, cap: Option<u64>) {
         self.count_cap = cap;
+    }
+
+    /// Starts the page after the row whose `columns` (the order's two
+    /// columns, descending) are `values`: `after("started_at", "id", ..)`.
+    pub fn after(&mut self, sort: &str, id: &str, values: [String; 2]) {
+        let [a, b] = values;
+        self.after = Some((
+            format!("({sort}, {id}) <"),
+            [Value::Text(a), Value::Text(b)],
+        ));
     }
 
     fn where_sql(&self) -> String {
@@ -82,7 +95,8 @@ impl Weight {
     }
 }
 
-/// The SELECT of one page, and its parameters.
+/// The SELECT of one page, and its parameters. It asks for one row more
+/// than `limit`, to tell whether more follow.
 fn page_sql(
     table: &str,
     columns: &str,
@@ -90,13 +104,23 @@ fn page_sql(
     order: &str,
     (limit, offset): (u32, u64),
 ) -> (String, Vec<Value>) {
-    let n = filters.args.len();
     let mut args = filters.args.clone();
-    args.push(Value::Integer(i64::from(limit)));
+    let mut where_sql = filters.where_sql();
+    if let Some((condition, values)) = &filters.after {
+        args.push(values[0].clone());
+        args.push(values[1].clone());
+        let clause = format!("{condition} (?{}, ?{})", args.len() - 1, args.len());
+        where_sql = if where_sql.is_empty() {
+            format!("WHERE {clause}")
+        } else {
+            format!("{where_sql} AND {clause}")
+        };
+    }
+    let n = args.len();
+    args.push(Value::Integer(i64::from(limit) + 1));
     args.push(Value::Integer(i64::try_from(offset).unwrap_or(i64::MAX)));
     let sql = format!(
-        "SELECT {columns} FROM {table} {} ORDER BY {order} LIMIT ?{} OFFSET ?{}",
-        filters.where_sql(),
+        "SELECT {columns} FROM {table} {where_sql} ORDER BY {order} LIMIT ?{} OFFSET ?{}",
         n + 1,
         n + 2
     );
@@ -179,12 +203,18 @@ pub fn page_within<T>(
     let mut out = Vec::new();
     let mut used = 0usize;
     let mut truncated = false;
+    let mut more = false;
     while let Some(row) = rows.next()? {
+        if out.len() == limit as usize {
+            more = true;
+            break;
+        }
         // Weighed before it is parsed, so a row that does not fit costs
         // nothing.
         let w = weight.of(row);
         if !out.is_empty() && used.saturating_add(w) > max_bytes {
             truncated = true;
+            more = true;
             break;
         }
         used = used.saturating_add(w);
@@ -194,6 +224,7 @@ pub fn page_within<T>(
         items: out,
         total,
         truncated,
+        more,
     })
 }
 

@@ -9,6 +9,7 @@ use super::{
     sql::{self, columns},
 };
 use crate::domain::{
+    Position,
     run::{Run, RunFilter, RunStatus},
     time::Timestamp,
 };
@@ -214,14 +215,22 @@ pub fn list(
     conn: &Connection,
     filter: &RunFilter,
     live: &[RunStatus],
-    (limit, offset): (u32, u64),
+    (limit, position): (u32, &Position),
     max_bytes: usize,
 ) -> Result<Page<Run>, StoreError> {
+    let mut filters = filters(filter, live);
+    let offset = match position {
+        Position::Offset(n) => *n,
+        Position::After(c, skip) => {
+            filters.after("started_at", "id", [c.at.to_string(), c.id.clone()]);
+            *skip
+        }
+    };
     query::page_within(
         conn,
         "runs",
         COLUMNS,
-        &filters(filter, live),
+        &filters,
         counted(conn, filter)?,
         "started_at DESC, id DESC",
         (limit, offset),
@@ -259,6 +268,12 @@ mod tests {
             assert!(!page.contains("TEMP B-TREE"), "{bits:04b}: {page}");
             assert!(page.contains("USING"), "{bits:04b}: {page}");
             assert!(count.contains("USING"), "{bits:04b}: {count}");
+            // A cursor page seeks into the same index, in the same order.
+            let mut after = filters(&filter, live);
+            after.after("started_at", "id", ["2024-01-15".into(), "run_x".into()]);
+            let [page, _] = plans(&conn, &after);
+            assert!(!page.contains("TEMP B-TREE"), "{bits:04b} cursor: {page}");
+            assert!(page.contains("USING"), "{bits:04b} cursor: {page}");
         }
         let stale = RunFilter {
             stale_at: Some(t("2024-01-01T00:00:00Z")),

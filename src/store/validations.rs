@@ -13,6 +13,7 @@ use super::{
     sql::{self, columns},
 };
 use crate::domain::{
+    Position,
     time::Timestamp,
     validation::{
         CommonError, Granularity, Validation, ValidationFilter, ValidationIssue, ValidationRef,
@@ -263,14 +264,22 @@ const VALIDATION_WEIGHT: query::Weight = query::Weight {
 pub fn list(
     conn: &Connection,
     filter: &ValidationFilter,
-    (limit, offset): (u32, u64),
+    (limit, position): (u32, &Position),
     max_bytes: usize,
 ) -> Result<Page<Validation>, StoreError> {
+    let mut filters = filters(filter);
+    let offset = match position {
+        Position::Offset(n) => *n,
+        Position::After(c, skip) => {
+            filters.after("recorded_at", "id", [c.at.to_string(), c.id.clone()]);
+            *skip
+        }
+    };
     query::page_within(
         conn,
         "validations",
         COLUMNS,
-        &filters(filter),
+        &filters,
         counted(conn, filter)?,
         "recorded_at DESC, id DESC",
         (limit, offset),
@@ -390,6 +399,22 @@ mod tests {
             }
             assert!(page.contains("USING"), "{bits:04b}: {page}");
             assert!(count.contains("USING"), "{bits:04b}: {count}");
+            let mut after = filters(&filter);
+            after.after("recorded_at", "id", ["2024-01-15".into(), "val_x".into()]);
+            let plans =
+                query::plans(&conn, "validations", &after, "recorded_at DESC, id DESC").unwrap();
+            if !on(1) {
+                assert!(
+                    !plans[0].contains("TEMP B-TREE"),
+                    "{bits:04b} cursor: {}",
+                    plans[0]
+                );
+            }
+            assert!(
+                plans[0].contains("USING"),
+                "{bits:04b} cursor: {}",
+                plans[0]
+            );
         }
     }
 }

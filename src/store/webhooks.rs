@@ -281,9 +281,11 @@ pub fn deliveries(
         let attempts = attempts(conn, &message.id)?;
         items.push(Delivery { message, attempts });
     }
+    let total = u64::try_from(total).unwrap_or(0);
     Ok(Page {
+        more: offset.saturating_add(items.len() as u64) < total,
         items,
-        total: u64::try_from(total).unwrap_or(0),
+        total,
         truncated: false,
     })
 }

@@ -18,6 +18,7 @@ use super::{
 use crate::{
     app::{self, App},
     domain::{
+        Position,
         run::{RunFilter, RunStatus},
         text::filter_value,
         validation::{Granularity, STATS_DAYS, ValidationFilter},
@@ -75,14 +76,20 @@ async fn render(
         contract_id: Some(contract.clone()),
         ..RunFilter::default()
     };
-    let recent_runs = app::runs::list(app, by_contract.clone(), false, (RECENT, 0)).await?;
+    let recent_runs = app::runs::list(
+        app,
+        by_contract.clone(),
+        false,
+        (RECENT, Position::Offset(0)),
+    )
+    .await?;
     let recent_validations = app::validations::list(
         app,
         ValidationFilter {
             contract_id: Some(contract.clone()),
             ..ValidationFilter::default()
         },
-        (RECENT, 0),
+        (RECENT, Position::Offset(0)),
     )
     .await?;
     if recent_runs.total == 0 && recent_validations.total == 0 {
@@ -96,7 +103,9 @@ async fn render(
             status: Some(status),
             ..by_contract.clone()
         };
-        let n = app::runs::list(app, filter, false, (1, 0)).await?.total;
+        let n = app::runs::list(app, filter, false, (1, Position::Offset(0)))
+            .await?
+            .total;
         run_counts.push((status, n));
     }
     let stats = app::validations::stats(app, contract.clone(), days, granularity).await?;

@@ -21,6 +21,7 @@ use super::{
 use crate::{
     app::{self, App},
     domain::{
+        Position,
         run::{RunDetail, RunFilter, RunListItem, RunStatus},
         text::filter_value,
         time::Timestamp,
@@ -151,7 +152,7 @@ async fn list(app: &App, ctx: &Context, q: &RunQuery) -> Result<Response, UiErro
         app,
         parsed.filter,
         parsed.stale,
-        (parsed.limit, parsed.offset),
+        (parsed.limit, Position::Offset(parsed.offset)),
     )
     .await?;
     let shown = page.items.len() as u64;
@@ -305,7 +306,7 @@ async fn detail(app: &App, ctx: &Context, id: String) -> Result<Response, UiErro
             run_id: Some(id.clone()),
             ..ValidationFilter::default()
         },
-        (VALIDATIONS_SHOWN, 0),
+        (VALIDATIONS_SHOWN, Position::Offset(0)),
     )
     .await?;
     let RunDetail { run, .. } = &detail;

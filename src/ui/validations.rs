@@ -22,6 +22,7 @@ use super::{
 use crate::{
     app::{self, App},
     domain::{
+        Position,
         text::filter_value,
         validation::{Validation, ValidationFilter, ValidationStatus},
     },
@@ -112,7 +113,7 @@ async fn list(app: &App, ctx: &Context, q: &ValidationQuery) -> Result<Response,
             layout::page(ctx, Section::Validations, "Validations", body),
         ));
     }
-    let page = app::validations::list(app, filter, (limit, offset)).await?;
+    let page = app::validations::list(app, filter, (limit, Position::Offset(offset))).await?;
     let shown = page.items.len() as u64;
     let body = html! {
         (filter_form(q))

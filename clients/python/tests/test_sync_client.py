@@ -174,6 +174,29 @@ def test_iter_runs_walks_every_page(client: SyncRegistryClient, contract_id: str
     assert list(client.iter_runs(contract_id=contract_id, status="failed")) == []
 
 
+def test_pages_follow_next_cursor(client: SyncRegistryClient, contract_id: str) -> None:
+    for _ in range(5):
+        client.create_run(contract_id)
+    every = [r["id"] for r in client.list_runs(contract_id=contract_id, limit=100)["items"]]
+    first = client.list_runs(contract_id=contract_id, limit=2)
+    assert first["next_cursor"]
+    second = client.list_runs(contract_id=contract_id, limit=2, cursor=first["next_cursor"])
+    assert [r["id"] for r in first["items"] + second["items"]] == every[:4]
+    assert second["total"] == 5 and second["offset"] == 0
+    last = client.list_runs(contract_id=contract_id, limit=2, cursor=second["next_cursor"])
+    assert [r["id"] for r in last["items"]] == every[4:] and last["next_cursor"] is None
+    # Runs created after the walk began do not shift it.
+    client.create_run(contract_id)
+    again = client.list_runs(contract_id=contract_id, limit=2, cursor=first["next_cursor"])
+    assert again["items"] == second["items"]
+    # An offset counts on from the cursor.
+    skipped = client.list_runs(contract_id=contract_id, limit=1, offset=1, cursor=first["next_cursor"])
+    assert skipped["items"] == second["items"][1:]
+    validations = [client.record_validation(contract_id, "passed")["id"] for _ in range(3)]
+    walked = [v["id"] for v in client.iter_validations(contract_id=contract_id, page_size=2)]
+    assert walked == list(reversed(validations))
+
+
 def test_record_and_get_validation(client: SyncRegistryClient, contract_id: str) -> None:
     run = client.create_run(contract_id, status="running")
     validation = client.record_validation(

@@ -268,8 +268,8 @@ pub async fn deliveries(
         .await
 }
 
-/// Queues a message again, with the same webhook-id, as soon as its turn
-/// comes; its retry window starts over. A subscription that persistent
+/// Queues a message again, with the same webhook-id, in its place in the
+/// subscription's order (oldest first); its retry window starts over. A subscription that persistent
 /// failure disabled is enabled again: redelivering is how an operator says
 /// the receiver is fixed.
 pub async fn redeliver(

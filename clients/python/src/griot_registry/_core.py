@@ -421,6 +421,7 @@ def list_runs_call(
     limit: int,
     offset: int,
     stale: Optional[bool] = None,
+    cursor: Optional[str] = None,
 ) -> Call:
     return Call(
         "GET",
@@ -433,7 +434,7 @@ def list_runs_call(
             end_date=_optional_datetime(end_date, "end_date"),
             stale=None if stale is None else ("true" if stale else "false"),
             limit=limit,
-            offset=offset,
+            **_position(offset, cursor),
         ),
     )
 
@@ -478,6 +479,7 @@ def list_validations_call(
     end_date: Optional[DateLike],
     limit: int,
     offset: int,
+    cursor: Optional[str] = None,
 ) -> Call:
     return Call(
         "GET",
@@ -489,9 +491,15 @@ def list_validations_call(
             start_date=_optional_datetime(start_date, "start_date"),
             end_date=_optional_datetime(end_date, "end_date"),
             limit=limit,
-            offset=offset,
+            **_position(offset, cursor),
         ),
     )
+
+
+def _position(offset: int, cursor: Optional[str]) -> Dict[str, Any]:
+    """A page's start: ``offset`` items after a cursor (the
+    ``next_cursor`` of the page before) or after the top of the list."""
+    return _compact(offset=offset, cursor=cursor or None)
 
 
 def validation_stats_call(contract_id: str, days: int, granularity: str) -> Call:
@@ -586,12 +594,14 @@ def _snippet(text: str, limit: int = 300) -> str:
 
 
 class Pager:
-    """Walks ``offset`` through the pages of a list endpoint.
+    """Walks the pages of a list endpoint: by ``next_cursor`` when the
+    server sends one (each page costs the server the same, however deep,
+    and new items cannot shift the walk), else by ``offset``.
 
-    Lists are newest first, so runs or validations added while the walk is
-    under way push older ones towards later pages; items already yielded
-    are skipped when that brings them round again. Every item that existed
-    when the walk started is yielded exactly once.
+    Lists are newest first, so with offsets runs or validations added while
+    the walk is under way push older ones towards later pages; items
+    already yielded are skipped when that brings them round again. Every
+    item that existed when the walk started is yielded exactly once.
     """
 
     def __init__(self, page_size: int) -> None:
@@ -599,6 +609,8 @@ class Pager:
             raise ValueError("page_size must be an integer >= 1")
         self.page_size = page_size
         self.offset = 0
+        #: Where the next page starts, once a page said so.
+        self.cursor: Optional[str] = None
         self.done = False
         self._seen: Set[str] = set()
 
@@ -613,12 +625,22 @@ class Pager:
                     continue
                 self._seen.add(item_id)
             fresh.append(item)
+        if "next_cursor" in page:
+            next_cursor = page.get("next_cursor")
+            self.cursor = next_cursor if isinstance(next_cursor, str) and next_cursor else None
+            self.done = self.cursor is None or not items
+            return fresh
         self.offset += len(items)
         limit = page.get("limit") or self.page_size
         total = page.get("total")
         if not items or len(items) < limit or (isinstance(total, int) and self.offset >= total):
             self.done = True
         return fresh
+
+    @property
+    def next_offset(self) -> int:
+        """The offset to ask for: 0 once a cursor says where to start."""
+        return 0 if self.cursor else self.offset
 
 
 # --------------------------------------------------------------------------

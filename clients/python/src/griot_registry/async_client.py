@@ -313,6 +313,7 @@ class RegistryClient:
         limit: int = 50,
         offset: int = 0,
         stale: Optional[bool] = None,
+        cursor: Optional[str] = None,
     ) -> RunPage:
         """One page of runs, newest ``started_at`` first (``GET /api/v1/runs``).
 
@@ -320,7 +321,8 @@ class RegistryClient:
         ``datetime`` (naive ones are UTC), a ``date`` or a string.
         ``stale=True`` keeps only pending or running runs whose heartbeat is
         overdue right now (the server fails them shortly). Returns
-        ``{"items": [...], "total", "limit", "offset"}``.
+        ``{"items": [...], "total", "limit", "offset", "next_cursor"}``;
+        pass ``next_cursor`` back as ``cursor`` for the next page.
         """
         return cast(
             RunPage,
@@ -334,6 +336,7 @@ class RegistryClient:
                     limit,
                     offset,
                     stale,
+                    cursor,
                 )
             ),
         )
@@ -358,8 +361,9 @@ class RegistryClient:
                 start_date,
                 end_date,
                 limit=pager.page_size,
-                offset=pager.offset,
+                offset=pager.next_offset,
                 stale=stale,
+                cursor=pager.cursor,
             )
             for item in pager.take(page):
                 yield item
@@ -413,17 +417,18 @@ class RegistryClient:
         end_date: Optional[DateLike] = None,
         limit: int = 50,
         offset: int = 0,
+        cursor: Optional[str] = None,
     ) -> ValidationPage:
         """One page of validations, newest first (``GET /api/v1/validations``).
 
         The dates bound ``recorded_at`` like :meth:`list_runs`' bound
-        ``started_at``.
+        ``started_at``; ``cursor`` works as there.
         """
         return cast(
             ValidationPage,
             await self._send(
                 _core.list_validations_call(
-                    contract_id, run_id, status, start_date, end_date, limit, offset
+                    contract_id, run_id, status, start_date, end_date, limit, offset, cursor
                 )
             ),
         )
@@ -447,7 +452,8 @@ class RegistryClient:
                 start_date,
                 end_date,
                 limit=pager.page_size,
-                offset=pager.offset,
+                offset=pager.next_offset,
+                cursor=pager.cursor,
             )
             for item in pager.take(page):
                 yield item

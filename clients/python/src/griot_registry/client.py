@@ -310,6 +310,7 @@ class SyncRegistryClient:
         limit: int = 50,
         offset: int = 0,
         stale: Optional[bool] = None,
+        cursor: Optional[str] = None,
     ) -> RunPage:
         """One page of runs, newest ``started_at`` first (``GET /api/v1/runs``).
 
@@ -317,7 +318,8 @@ class SyncRegistryClient:
         ``datetime`` (naive ones are UTC), a ``date`` or a string.
         ``stale=True`` keeps only pending or running runs whose heartbeat is
         overdue right now (the server fails them shortly). Returns
-        ``{"items": [...], "total", "limit", "offset"}``.
+        ``{"items": [...], "total", "limit", "offset", "next_cursor"}``;
+        pass ``next_cursor`` back as ``cursor`` for the next page.
         """
         return cast(
             RunPage,
@@ -331,6 +333,7 @@ class SyncRegistryClient:
                     limit,
                     offset,
                     stale,
+                    cursor,
                 )
             ),
         )
@@ -355,8 +358,9 @@ class SyncRegistryClient:
                 start_date,
                 end_date,
                 limit=pager.page_size,
-                offset=pager.offset,
+                offset=pager.next_offset,
                 stale=stale,
+                cursor=pager.cursor,
             )
             for item in pager.take(page):
                 yield item
@@ -410,17 +414,18 @@ class SyncRegistryClient:
         end_date: Optional[DateLike] = None,
         limit: int = 50,
         offset: int = 0,
+        cursor: Optional[str] = None,
     ) -> ValidationPage:
         """One page of validations, newest first (``GET /api/v1/validations``).
 
         The dates bound ``recorded_at`` like :meth:`list_runs`' bound
-        ``started_at``.
+        ``started_at``; ``cursor`` works as there.
         """
         return cast(
             ValidationPage,
             self._send(
                 _core.list_validations_call(
-                    contract_id, run_id, status, start_date, end_date, limit, offset
+                    contract_id, run_id, status, start_date, end_date, limit, offset, cursor
                 )
             ),
         )
@@ -444,7 +449,8 @@ class SyncRegistryClient:
                 start_date,
                 end_date,
                 limit=pager.page_size,
-                offset=pager.offset,
+                offset=pager.next_offset,
+                cursor=pager.cursor,
             )
             for item in pager.take(page):
                 yield item

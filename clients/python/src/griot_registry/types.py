@@ -119,6 +119,8 @@ class RunPage(TypedDict):
     #: then the number of items, and the next page starts at
     #: ``offset + limit``.
     truncated: bool
+    #: Pass as ``cursor`` for the next page; ``None`` on the last page.
+    next_cursor: Optional[str]
 
 
 class RunEvent(TypedDict):
@@ -183,6 +185,8 @@ class ValidationPage(TypedDict):
     #: then the number of items, and the next page starts at
     #: ``offset + limit``.
     truncated: bool
+    #: Pass as ``cursor`` for the next page; ``None`` on the last page.
+    next_cursor: Optional[str]
 
 
 class StatsBucket(TypedDict):
