@@ -290,7 +290,8 @@ pub fn deliveries(
     })
 }
 
-fn attempts(conn: &Connection, message_id: &str) -> Result<Vec<Attempt>, StoreError> {
+/// A message's attempts, oldest first.
+pub fn attempts(conn: &Connection, message_id: &str) -> Result<Vec<Attempt>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT attempt, attempted_at, response_status, error, latency_ms FROM webhook_attempts \
          WHERE message_id = ?1 ORDER BY attempt",

@@ -290,11 +290,11 @@ pub async fn redeliver(
             m.delivered_at = None;
             webhooks::save_message(tx, &m)?;
             webhooks::set_disabled(tx, &webhook_id, None)?;
-            let page = webhooks::deliveries(tx, &webhook_id, (u32::MAX, 0))?;
-            page.items
-                .into_iter()
-                .find(|d| d.message.id == m.id)
-                .ok_or_else(|| AppError::not_found("Delivery", &m.id))
+            let attempts = webhooks::attempts(tx, &m.id)?;
+            Ok::<_, AppError>(Delivery {
+                message: m,
+                attempts,
+            })
         })
         .await?;
     app.outbox.written(1);
