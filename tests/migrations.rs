@@ -86,7 +86,7 @@ async fn reopening_an_up_to_date_file_changes_nothing() {
 }
 
 /// The migration that added webhooks and the admin scope.
-const WEBHOOKS_MIGRATION: i64 = 5;
+const WEBHOOKS_MIGRATION: i64 = 6;
 
 #[tokio::test]
 async fn keys_keep_working_through_the_admin_scope_migration() {

@@ -209,51 +209,99 @@ async fn totals_equal_real_counts_after_every_kind_of_write() {
     assert_totals_exact(&app, "a prune").await;
 }
 
+/// A file with the schema up to (not including) migration `next`, at
+/// user_version `next - 1`, holding a few runs and validations written
+/// under that schema (so by its triggers, if it has any).
+fn file_before_migration(path: &std::path::Path, next: u32) {
+    let schema = include_str!("../schema.sql");
+    let before = &schema[..schema.find(&format!("\n-- migration: {next}\n")).unwrap()];
+    let conn = Connection::open(path).unwrap();
+    conn.execute_batch(before).unwrap();
+    conn.execute_batch(&format!("PRAGMA user_version = {}", next - 1))
+        .unwrap();
+    for (i, (contract, pipeline, status)) in [
+        ("c1", Some("p1"), "completed"),
+        ("c1", None, "running"),
+        ("c2", Some("p1"), "failed"),
+        ("c2", Some("p2"), "completed"),
+        ("c1", Some("p2"), "pending"),
+        ("c3", Some("p1"), "completed"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        conn.execute(
+            "INSERT INTO runs (id, contract_id, pipeline_name, status, started_at, \
+             created_by, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, 'old', ?5)",
+            params![
+                format!("run_{i:026}"),
+                contract,
+                pipeline,
+                status,
+                "2024-01-15T10:00:00.000000Z"
+            ],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO validations (id, contract_id, status, recorded_at, recorded_by) \
+             VALUES (?1, ?2, ?3, '2024-01-15T10:00:00.000000Z', 'old')",
+            params![
+                format!("val_{i:026}"),
+                contract,
+                if i % 2 == 0 { "passed" } else { "failed" }
+            ],
+        )
+        .unwrap();
+    }
+    // A change under the old triggers too, so migration 5 meets counters
+    // that have moved.
+    conn.execute(
+        "UPDATE runs SET status = 'completed', pipeline_name = 'p1' WHERE id = ?1",
+        params![format!("run_{:026}", 4)],
+    )
+    .unwrap();
+}
+
 #[tokio::test]
 async fn a_migrated_file_counts_its_existing_rows() {
     // Rows written before the counters existed are counted by the
     // migration that adds them.
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("registry.db");
-    {
-        let schema = include_str!("../schema.sql");
-        let before = &schema[..schema.find("\n-- migration: 4\n").unwrap()];
-        let conn = Connection::open(&path).unwrap();
-        conn.execute_batch(before).unwrap();
-        conn.execute_batch("PRAGMA user_version = 3").unwrap();
-        for (i, (contract, pipeline, status)) in [
-            ("c1", Some("p1"), "completed"),
-            ("c1", None, "running"),
-            ("c2", Some("p1"), "failed"),
-            ("c2", Some("p2"), "completed"),
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            conn.execute(
-                "INSERT INTO runs (id, contract_id, pipeline_name, status, started_at, \
-                 created_by, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, 'old', ?5)",
-                params![
-                    format!("run_{i:026}"),
-                    contract,
-                    pipeline,
-                    status,
-                    "2024-01-15T10:00:00.000000Z"
-                ],
-            )
-            .unwrap();
-            conn.execute(
-                "INSERT INTO validations (id, contract_id, status, recorded_at, recorded_by) \
-                 VALUES (?1, ?2, ?3, '2024-01-15T10:00:00.000000Z', 'old')",
-                params![
-                    format!("val_{i:026}"),
-                    contract,
-                    if i % 2 == 0 { "passed" } else { "failed" }
-                ],
-            )
-            .unwrap();
-        }
-    }
+    file_before_migration(&dir.path().join("registry.db"), 4);
     let app = TestApp::in_dir(dir, Options::default());
     assert_totals_exact(&app, "the migration").await;
+}
+
+#[tokio::test]
+async fn narrowing_the_counters_keeps_totals_exact() {
+    // A file whose counters were kept for every key (migration 4) keeps
+    // exact totals once migration 5 drops the keys with a contract, and
+    // through writes after it.
+    let dir = tempfile::tempdir().unwrap();
+    file_before_migration(&dir.path().join("registry.db"), 5);
+    let app = TestApp::in_dir(dir, Options::default());
+    assert_totals_exact(&app, "migration 5").await;
+    {
+        let conn = Connection::open(app.db_path()).unwrap();
+        let kept: i64 = conn
+            .query_row("SELECT count(*) FROM run_counts WHERE dims & 1", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(kept, 0, "no counter keyed by contract is left");
+    }
+
+    let id = id_of(
+        &app.create_run(json!({"contract_id": "c1", "pipeline_name": "p2", "status": "running"}))
+            .await,
+    );
+    app.update_run(&id, json!({"status": "failed", "pipeline_name": "p1"}))
+        .await
+        .expect(StatusCode::OK);
+    app.update_run(&format!("run_{:026}", 1), json!({"status": "cancelled"}))
+        .await
+        .expect(StatusCode::OK);
+    app.record_validation(json!({"contract_id": "c1", "status": "warning", "run_id": id}))
+        .await;
+    assert_totals_exact(&app, "writes after migration 5").await;
 }

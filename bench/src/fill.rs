@@ -382,3 +382,83 @@ pub fn fill(db: &Path, o: &FillOptions) -> Result<Filled, String> {
     out.db_bytes = std::fs::metadata(db).map(|m| m.len()).unwrap_or(0);
     Ok(out)
 }
+
+/// The sidecar of a kept fill: what `Filled` holds beyond the rows.
+fn sidecar(cache: &Path) -> std::path::PathBuf {
+    let mut name = cache.as_os_str().to_owned();
+    name.push(".json");
+    name.into()
+}
+
+/// Keeps a copy of the freshly filled `db` at `cache` (and its numbers and
+/// API key beside it) for `load`.
+pub fn save(db: &Path, cache: &Path, filled: &Filled) -> Result<(), String> {
+    std::fs::copy(db, cache).map_err(|e| format!("cannot copy to {}: {e}", cache.display()))?;
+    let counts = |v: &[(String, u64)]| {
+        serde_json::Map::from_iter(v.iter().map(|(s, n)| (s.clone(), json!(n))))
+    };
+    let runs: Vec<(String, u64)> = filled
+        .run_status_counts
+        .iter()
+        .map(|(s, n)| (s.as_str().to_owned(), *n))
+        .collect();
+    let vals: Vec<(String, u64)> = filled
+        .validation_status_counts
+        .iter()
+        .map(|(s, n)| (s.as_str().to_owned(), *n))
+        .collect();
+    let meta = json!({
+        "validations": filled.validations,
+        "validation_errors": filled.validation_errors,
+        "run_statuses": counts(&runs),
+        "validation_statuses": counts(&vals),
+        "window": [filled.window.0, filled.window.1],
+        "seconds": filled.elapsed.as_secs_f64(),
+        "db_bytes": filled.db_bytes,
+        "api_key": filled.api_key,
+    });
+    std::fs::write(sidecar(cache), meta.to_string())
+        .map_err(|e| format!("cannot write {}: {e}", sidecar(cache).display()))
+}
+
+/// Copies the fill kept at `cache` to `db` and reads back what the load
+/// needs: the runs in fill order, the window, the API key.
+pub fn load(cache: &Path, db: &Path) -> Result<Filled, String> {
+    let text = std::fs::read_to_string(sidecar(cache))
+        .map_err(|e| format!("cannot read {}: {e}", sidecar(cache).display()))?;
+    let meta: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", sidecar(cache).display()))?;
+    std::fs::copy(cache, db).map_err(|e| format!("cannot copy {}: {e}", cache.display()))?;
+    let conn = r2d2_sqlite::rusqlite::Connection::open(db).map_err(|e| e.to_string())?;
+    let mut stmt = conn
+        .prepare("SELECT id, contract_id FROM runs ORDER BY rowid")
+        .map_err(|e| e.to_string())?;
+    let mut rows = stmt.query([]).map_err(|e| e.to_string())?;
+    let mut runs = Vec::new();
+    while let Some(row) = rows.next().map_err(|e| e.to_string())? {
+        let id: String = row.get(0).map_err(|e| e.to_string())?;
+        let contract: String = row.get(1).map_err(|e| e.to_string())?;
+        let contract = contract
+            .strip_prefix("contract-")
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| format!("unexpected contract id {contract}"))?;
+        runs.push(RunRef { id, contract });
+    }
+    let u = |key: &str| meta[key].as_u64().unwrap_or(0);
+    let count = |key: &str, s: &str| meta[key][s].as_u64().unwrap_or(0);
+    Ok(Filled {
+        runs,
+        validations: u("validations"),
+        validation_errors: u("validation_errors"),
+        run_status_counts: RunStatus::ALL.map(|s| (s, count("run_statuses", s.as_str()))),
+        validation_status_counts: ValidationStatus::ALL
+            .map(|s| (s, count("validation_statuses", s.as_str()))),
+        window: (
+            meta["window"][0].as_i64().unwrap_or(0),
+            meta["window"][1].as_i64().unwrap_or(0),
+        ),
+        elapsed: Duration::from_secs_f64(meta["seconds"].as_f64().unwrap_or(0.0)),
+        db_bytes: u("db_bytes"),
+        api_key: meta["api_key"].as_str().unwrap_or_default().to_owned(),
+    })
+}

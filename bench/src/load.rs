@@ -36,10 +36,14 @@ pub enum Op {
     UiRuns,
     UiRun,
     UiContract,
+    ListByContract,
+    ListByPipeline,
+    ListByContractPipeline,
+    ListValidationsByContract,
 }
 
 impl Op {
-    pub const ALL: [Op; 17] = [
+    pub const ALL: [Op; 21] = [
         Op::CreateRun,
         Op::UpdateRun,
         Op::GetRun,
@@ -57,6 +61,10 @@ impl Op {
         Op::UiRuns,
         Op::UiRun,
         Op::UiContract,
+        Op::ListByContract,
+        Op::ListByPipeline,
+        Op::ListByContractPipeline,
+        Op::ListValidationsByContract,
     ];
 
     pub fn name(self) -> &'static str {
@@ -78,6 +86,10 @@ impl Op {
             Op::UiRuns => "ui_runs",
             Op::UiRun => "ui_run",
             Op::UiContract => "ui_contract",
+            Op::ListByContract => "list_contract",
+            Op::ListByPipeline => "list_pipeline",
+            Op::ListByContractPipeline => "list_contract_pipeline",
+            Op::ListValidationsByContract => "list_validations_contract",
         }
     }
 
@@ -192,6 +204,27 @@ pub const SCENARIOS: &[Scenario] = &[
             (Op::UpdateRun, 10),
             (Op::RecordValidation, 10),
         ],
+    },
+    Scenario {
+        name: "list_contract",
+        what: "GET /api/v1/runs?contract_id=.. (random contract, page of 50 + total)",
+        mix: &[(Op::ListByContract, 1)],
+    },
+    Scenario {
+        name: "list_pipeline",
+        what: "GET /api/v1/runs?pipeline_name=.. (random pipeline, page of 50 + total)",
+        mix: &[(Op::ListByPipeline, 1)],
+    },
+    Scenario {
+        name: "list_contract_pipeline",
+        what: "GET /api/v1/runs?contract_id=..&pipeline_name=.. (random contract and its \
+               pipeline)",
+        mix: &[(Op::ListByContractPipeline, 1)],
+    },
+    Scenario {
+        name: "list_validations_contract",
+        what: "GET /api/v1/validations?contract_id=.. (random contract, page of 50 + total)",
+        mix: &[(Op::ListValidationsByContract, 1)],
     },
 ];
 
@@ -385,6 +418,26 @@ impl Worker {
             Op::UiContract => {
                 let c = contract_name(self.random_contract(&t));
                 self.get(&format!("/ui/contracts/{c}")).await
+            }
+            Op::ListByContract => {
+                let c = contract_name(self.random_contract(&t));
+                self.get(&format!("/api/v1/runs?contract_id={c}")).await
+            }
+            Op::ListByPipeline => {
+                let p = pipeline_name(self.rng.below(u64::from(t.pipelines)) as u32);
+                self.get(&format!("/api/v1/runs?pipeline_name={p}")).await
+            }
+            Op::ListByContractPipeline => {
+                let c = self.random_contract(&t);
+                let p = pipeline_name(pipeline_of(c, t.pipelines));
+                let c = contract_name(c);
+                self.get(&format!("/api/v1/runs?contract_id={c}&pipeline_name={p}"))
+                    .await
+            }
+            Op::ListValidationsByContract => {
+                let c = contract_name(self.random_contract(&t));
+                self.get(&format!("/api/v1/validations?contract_id={c}"))
+                    .await
             }
         }
     }

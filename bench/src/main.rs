@@ -104,6 +104,13 @@ struct Args {
     /// Seed of the dataset and the request sequence.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// A filled database kept between runs: when PATH exists it is copied
+    /// into the temp folder instead of filling (the fill's own numbers come
+    /// from PATH.json, written beside it); otherwise the fill is copied to
+    /// PATH. For comparing builds on one fill: the server migrates the copy
+    /// to its own schema when it opens it.
+    #[arg(long, value_name = "PATH")]
+    db_cache: Option<PathBuf>,
 }
 
 impl Args {
@@ -125,6 +132,9 @@ impl Args {
         );
         if !self.scenarios.is_empty() {
             s.push_str(&format!(" --scenarios {}", self.scenarios.join(",")));
+        }
+        if let Some(p) = &self.db_cache {
+            s.push_str(&format!(" --db-cache {}", p.display()));
         }
         s
     }
@@ -234,15 +244,35 @@ fn run(args: &Args) -> Result<(), String> {
     cleanup::install_signal_handler();
     let dir = cleanup::TempDir::create(&base)?;
     let db = dir.path().join("bench.db");
-    let filled = fill_db(args, &db)?;
+    let filled = match &args.db_cache {
+        Some(cache) if cache.exists() => reuse_db(args, cache, &db)?,
+        Some(cache) => {
+            let filled = fill_db(args, &db)?;
+            fill::save(&db, cache, &filled)?;
+            filled
+        }
+        None => fill_db(args, &db)?,
+    };
     let fill = fill_summary(args, &filled);
-    let raw = measure_raw(args, dir.path(), &db, &filled.runs)?;
+    let mut raw = measure_raw(args, dir.path(), &db, &filled.runs)?;
     let mut srv = start_server(args, &server_bin, &db, dir.path())?;
     let target = load_target(args, srv.server.addr, filled);
     let scenarios = run_scenarios(args, srv.server.pid, &target)?;
     let (_, final_hwm) = server::memory_kib(srv.server.pid);
     let stop = srv.server.stop(Duration::from_secs(10));
     let log = report::scan_log(&srv.server.log);
+    // After the load, so the scenarios see the fill unchanged: one-row
+    // commits into the filled file itself (its indexes at full size).
+    raw.insert_filled = Some(raw::insert_rate_into(
+        &db,
+        args.durability.store(),
+        args.raw_seconds,
+        args.seed,
+    )?);
+    eprintln!(
+        "griot-bench: raw insert into the filled file {:.0}/s",
+        raw.insert_filled.as_ref().map_or(0.0, raw::Rate::per_sec)
+    );
 
     let when = Timestamp::now().to_string();
     let rep = report::Report {
@@ -256,6 +286,7 @@ fn run(args: &Args) -> Result<(), String> {
         fill,
         raw_insert_schema: raw.insert_schema,
         raw_insert_bare: raw.insert_bare,
+        raw_insert_filled: raw.insert_filled,
         raw_pk_read: raw.pk_read,
         server_bin: describe_binary(&server_bin),
         ready_ms: srv.ready.as_secs_f64() * 1000.0,
@@ -314,6 +345,25 @@ fn fill_db(args: &Args, db: &Path) -> Result<fill::Filled, String> {
     Ok(filled)
 }
 
+/// A copy of the database filled earlier at `cache`, in place of a fill.
+fn reuse_db(args: &Args, cache: &Path, db: &Path) -> Result<fill::Filled, String> {
+    eprintln!(
+        "griot-bench: copying the filled database {} to {}...",
+        cache.display(),
+        db.display()
+    );
+    let filled = fill::load(cache, db)?;
+    if filled.runs.len() as u64 != args.runs {
+        return Err(format!(
+            "{} holds {} runs, not --runs {}",
+            cache.display(),
+            filled.runs.len(),
+            args.runs
+        ));
+    }
+    Ok(filled)
+}
+
 /// The fill as the report shows it.
 fn fill_summary(args: &Args, filled: &fill::Filled) -> report::Fill {
     report::Fill {
@@ -343,6 +393,7 @@ fn fill_summary(args: &Args, filled: &fill::Filled) -> report::Fill {
 struct RawRates {
     insert_schema: raw::Rate,
     insert_bare: raw::Rate,
+    insert_filled: Option<raw::Rate>,
     pk_read: raw::Rate,
 }
 
@@ -363,6 +414,7 @@ fn measure_raw(
         pk_read: raw::pk_read_rate(db, runs, durability, args.raw_seconds, args.seed)?,
         insert_schema: insert(raw::InsertTable::Schema)?,
         insert_bare: insert(raw::InsertTable::Bare)?,
+        insert_filled: None,
     };
     eprintln!(
         "griot-bench: raw insert {:.0}/s (schema), {:.0}/s (bare); raw PK read {:.0}/s",

@@ -101,7 +101,18 @@ pub fn insert_rate(
     seed: u64,
 ) -> Result<Rate, String> {
     let path = create_insert_db(dir, table, durability)?;
-    let conn = open_like_store(&path, durability)?;
+    insert_rate_into(&path, durability, seconds, seed)
+}
+
+/// One-row INSERT transactions into the `runs` table of the database at
+/// `path`, for `seconds`.
+pub fn insert_rate_into(
+    path: &Path,
+    durability: Durability,
+    seconds: f64,
+    seed: u64,
+) -> Result<Rate, String> {
+    let conn = open_like_store(path, durability)?;
     let mut begin = conn.prepare("BEGIN IMMEDIATE").map_err(|e| e.to_string())?;
     let mut commit = conn.prepare("COMMIT").map_err(|e| e.to_string())?;
     let mut insert = conn

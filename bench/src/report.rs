@@ -157,6 +157,8 @@ pub struct Report {
     pub fill: Fill,
     pub raw_insert_schema: Rate,
     pub raw_insert_bare: Rate,
+    /// Into the filled file, after the load; `None` if not measured.
+    pub raw_insert_filled: Option<Rate>,
     pub raw_pk_read: Rate,
     pub server_bin: String,
     pub ready_ms: f64,
@@ -439,6 +441,14 @@ impl Report {
         ] {
             let _ = writeln!(o, "| {what} | {} | {:.0} |", r.ops, r.per_sec());
         }
+        if let Some(r) = &self.raw_insert_filled {
+            let _ = writeln!(
+                o,
+                "| one-row INSERT, own BEGIN IMMEDIATE/COMMIT, `runs` of the filled file, after the load | {} | {:.0} |",
+                r.ops,
+                r.per_sec()
+            );
+        }
         let _ = writeln!(o);
     }
 
@@ -581,6 +591,7 @@ impl Report {
             "raw": {
                 "insert_one_row_per_commit_schema_runs": rate(&self.raw_insert_schema),
                 "insert_one_row_per_commit_bare_runs": rate(&self.raw_insert_bare),
+                "insert_one_row_per_commit_filled_runs": self.raw_insert_filled.as_ref().map(rate),
                 "select_run_by_pk": rate(&self.raw_pk_read),
             },
             "scenarios": self.scenarios.iter().map(scenario_json).collect::<Vec<_>>(),

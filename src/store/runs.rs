@@ -149,8 +149,9 @@ pub fn past_deadline(
 }
 
 /// How many runs match `filter`, read from `run_counts` when it has only
-/// equality filters; `None` when the rows must be counted (a date range or
-/// `stale`).
+/// equality filters that have a counter (`query::COUNTED_DIMS`: none of
+/// them is `contract_id`); `None` when the rows must be counted (a
+/// contract, a date range or `stale`).
 fn counted(conn: &Connection, filter: &RunFilter) -> Result<Option<u64>, StoreError> {
     if filter.start_date.is_some() || filter.end_date.is_some() || filter.stale_at.is_some() {
         return Ok(None);
@@ -176,7 +177,6 @@ fn counted(conn: &Connection, filter: &RunFilter) -> Result<Option<u64>, StoreEr
             ),
         ],
     )
-    .map(Some)
 }
 
 fn filters(filter: &RunFilter, live: &[RunStatus]) -> Filters {

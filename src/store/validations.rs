@@ -207,8 +207,9 @@ pub fn summaries_for_runs(
 }
 
 /// How many validations match `filter`, read from `validation_counts` when
-/// it filters by contract and status only; `None` when the rows must be
-/// counted (a date range, or a run's few validations through its index).
+/// it filters by status only, or not at all; `None` when the rows must be
+/// counted (a contract's, or a run's, few validations through an index; a
+/// date range).
 fn counted(conn: &Connection, filter: &ValidationFilter) -> Result<Option<u64>, StoreError> {
     if filter.start_date.is_some() || filter.end_date.is_some() || filter.run_id.is_some() {
         return Ok(None);
@@ -229,7 +230,6 @@ fn counted(conn: &Connection, filter: &ValidationFilter) -> Result<Option<u64>, 
             ),
         ],
     )
-    .map(Some)
 }
 
 fn filters(filter: &ValidationFilter) -> Filters {
