@@ -30,6 +30,7 @@ pub enum Op {
     ListByStatus,
     ListByPipelineStatus,
     ListDeepOffset,
+    ListDeepCursor,
     ListValidations,
     ListValidationsByStatus,
     UiFront,
@@ -43,7 +44,7 @@ pub enum Op {
 }
 
 impl Op {
-    pub const ALL: [Op; 21] = [
+    pub const ALL: [Op; 22] = [
         Op::CreateRun,
         Op::UpdateRun,
         Op::GetRun,
@@ -55,6 +56,7 @@ impl Op {
         Op::ListByStatus,
         Op::ListByPipelineStatus,
         Op::ListDeepOffset,
+        Op::ListDeepCursor,
         Op::ListValidations,
         Op::ListValidationsByStatus,
         Op::UiFront,
@@ -80,6 +82,7 @@ impl Op {
             Op::ListByStatus => "list_status",
             Op::ListByPipelineStatus => "list_pipeline_status",
             Op::ListDeepOffset => "list_deep_offset",
+            Op::ListDeepCursor => "list_deep_cursor",
             Op::ListValidations => "list_validations",
             Op::ListValidationsByStatus => "list_validations_status",
             Op::UiFront => "ui_front",
@@ -150,6 +153,11 @@ pub const SCENARIOS: &[Scenario] = &[
         name: "list_deep_offset",
         what: "GET /api/v1/runs?limit=50&offset=N/2 (half the filled runs deep)",
         mix: &[(Op::ListDeepOffset, 1)],
+    },
+    Scenario {
+        name: "list_deep_cursor",
+        what: "GET /api/v1/runs?limit=50&cursor=.. (a cursor at the middle of the filled time window: as deep as list_deep_offset)",
+        mix: &[(Op::ListDeepCursor, 1)],
     },
     Scenario {
         name: "list_validations",
@@ -400,6 +408,16 @@ impl Worker {
                 let offset = t.runs.len() / 2;
                 self.get(&format!("/api/v1/runs?limit=50&offset={offset}"))
                     .await
+            }
+            Op::ListDeepCursor => {
+                // Any time and id make a valid cursor: the middle of the
+                // fill's window is about half the runs deep.
+                let middle = (t.window.0 + t.window.1) / 2;
+                let path = format!(
+                    "/api/v1/runs?limit=50&cursor={middle}.run_{}",
+                    "Z".repeat(26)
+                );
+                self.get(&path).await
             }
             Op::ListValidations => self.get("/api/v1/validations?limit=50").await,
             Op::ListValidationsByStatus => {

@@ -307,6 +307,7 @@ impl Report {
             "list_status",
             "list_pipeline_status",
             "list_deep_offset",
+            "list_deep_cursor",
             "list_validations",
             "list_validations_status",
         ]

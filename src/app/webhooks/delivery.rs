@@ -28,6 +28,11 @@ const MAX_IN_FLIGHT: usize = 16;
 const IDLE_LOOK: Duration = Duration::from_secs(5);
 /// The pause after the outbox could not be read.
 const AFTER_ERROR: Duration = Duration::from_secs(1);
+/// The least time between two looks at the outbox that new messages
+/// caused: under a write load every commit wakes the worker, and looking
+/// after each would spend a reader and CPU the API needs. A message waits
+/// this much longer at most.
+const LOOK_GAP: Duration = Duration::from_millis(50);
 
 /// Delivers until `stop` changes; what is in flight then is abandoned and
 /// sent again after the next start.
@@ -35,6 +40,7 @@ pub async fn run(app: App, mut stop: watch::Receiver<()>) {
     let mut in_flight: HashSet<String> = HashSet::new();
     let mut tasks: JoinSet<String> = JoinSet::new();
     loop {
+        let looked = tokio::time::Instant::now();
         let now = app.clock.now();
         let heads = app.store.read(move |c| webhooks::due_heads(c, now)).await;
         let mut pause = IDLE_LOOK;
@@ -72,7 +78,12 @@ pub async fn run(app: App, mut stop: watch::Receiver<()>) {
         }
         tokio::select! {
             _ = stop.changed() => break,
-            () = app.outbox.wake.notified() => {}
+            () = app.outbox.wake.notified() => {
+                tokio::select! {
+                    _ = stop.changed() => break,
+                    () = tokio::time::sleep_until(looked + LOOK_GAP) => {}
+                }
+            }
             () = tokio::time::sleep(pause) => {}
             Some(done) = tasks.join_next(), if !tasks.is_empty() => {
                 if let Ok(id) = done {
