@@ -468,6 +468,27 @@ async fn a_contract_page_charts_its_pass_rate() {
         page.contains("href=\"/ui?contract_id=orders&amp;status=failed\""),
         "{page}"
     );
+    // Every status has its count: the one failed run, none of the others.
+    let tally = |status: &str| {
+        let link = format!("href=\"/ui?contract_id=orders&amp;status={status}\"");
+        let at = page
+            .find(&link)
+            .unwrap_or_else(|| panic!("{status}: {page}"));
+        let rest = &page[at..];
+        rest[..rest.find("</a>").unwrap()].to_owned()
+    };
+    assert!(
+        tally("failed").contains("<strong>1</strong>"),
+        "{}",
+        tally("failed")
+    );
+    for status in ["pending", "running", "completed", "cancelled"] {
+        assert!(
+            tally(status).contains("<strong>0</strong>"),
+            "{}",
+            tally(status)
+        );
+    }
 
     for (g, points) in [("hour", 2), ("week", 1)] {
         let page = app

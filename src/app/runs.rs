@@ -12,7 +12,9 @@ use crate::{
         event::RunEvent,
         idempotency::validate_key,
         keys::Caller,
-        run::{LIVE_STATUSES, NewRunInput, Run, RunDetail, RunFilter, RunListItem, RunPatch},
+        run::{
+            LIVE_STATUSES, NewRunInput, Run, RunDetail, RunFilter, RunListItem, RunPatch, RunStatus,
+        },
         webhooks::{EventType, run_status_event},
     },
     store::{Connection, events, idempotency, runs, validations},
@@ -273,6 +275,22 @@ pub async fn list(
             })
         })
         .await
+}
+
+/// How many runs a contract has in each status, every status listed (0
+/// when none).
+pub async fn status_counts(
+    app: &App,
+    contract_id: String,
+) -> Result<Vec<(RunStatus, u64)>, AppError> {
+    let found = app
+        .store
+        .read(move |c| runs::count_by_status_of_contract(c, &contract_id))
+        .await?;
+    Ok(RunStatus::ALL
+        .into_iter()
+        .map(|s| (s, found.iter().find(|f| f.0 == s).map_or(0, |f| f.1)))
+        .collect())
 }
 
 /// How a wait ended.

@@ -125,6 +125,22 @@ pub fn count_by_status(conn: &Connection) -> Result<Vec<(RunStatus, u64)>, Store
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// One contract's runs per status (statuses without runs left out), in
+/// one walk of `runs_by_contract_status`, however many runs it has.
+#[instrument(skip_all)]
+pub fn count_by_status_of_contract(
+    conn: &Connection,
+    contract_id: &str,
+) -> Result<Vec<(RunStatus, u64)>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT status, count(*) FROM runs WHERE contract_id = ?1 GROUP BY status",
+    )?;
+    let rows = stmt.query_map(params![contract_id], |r| {
+        Ok((r.get(0)?, u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0)))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// Runs in one of `statuses` whose stored heartbeat deadline is before
 /// `now`. The deadline column is written from the domain's rule on every
 /// save, and indexed, so this finds candidates cheaply.
@@ -284,6 +300,30 @@ mod tests {
         for plan in plans(&conn, &filters(&stale, live)) {
             assert!(plan.starts_with("SEARCH runs USING"), "{plan}");
         }
+    }
+
+    /// A contract's counts per status walk its entries of one covering
+    /// index once, in status order: nothing is sorted, no row is read.
+    #[test]
+    fn a_contracts_status_counts_use_one_index_walk() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::migrate(&mut conn).unwrap();
+        let plan: Vec<String> = conn
+            .prepare(
+                "EXPLAIN QUERY PLAN SELECT status, count(*) FROM runs WHERE contract_id = 'c' \
+                 GROUP BY status",
+            )
+            .unwrap()
+            .query_map([], |r| r.get(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let plan = plan.join("; ");
+        assert!(
+            plan.contains("COVERING INDEX runs_by_contract_status"),
+            "{plan}"
+        );
+        assert!(!plan.contains("TEMP B-TREE"), "{plan}");
     }
 
     fn plans(conn: &Connection, f: &Filters) -> [String; 2] {

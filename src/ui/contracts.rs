@@ -19,7 +19,7 @@ use crate::{
     app::{self, App},
     domain::{
         Position,
-        run::{RunFilter, RunStatus},
+        run::RunFilter,
         text::filter_value,
         validation::{Granularity, STATS_DAYS, ValidationFilter},
     },
@@ -97,17 +97,7 @@ async fn render(
             "No runs or validations were ever recorded for contract '{contract}'."
         )));
     }
-    let mut run_counts = Vec::new();
-    for status in RunStatus::ALL {
-        let filter = RunFilter {
-            status: Some(status),
-            ..by_contract.clone()
-        };
-        let n = app::runs::list(app, filter, false, (1, Position::Offset(0)))
-            .await?
-            .total;
-        run_counts.push((status, n));
-    }
+    let run_counts = app::runs::status_counts(app, contract.clone()).await?;
     let stats = app::validations::stats(app, contract.clone(), days, granularity).await?;
     let title = format!("Contract {contract}");
     let chart_title = format!(
