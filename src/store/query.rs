@@ -50,8 +50,9 @@ impl Filters {
         self.count_cap = cap;
     }
 
-    /// Starts the page after the row whose `columns` (the order's two
-    /// columns, descending) are `values`: `after("started_at", "id", ..)`.
+    /// Starts the page after the row whose `sort` and `id` columns (the
+    /// list's order, both descending) hold `values`:
+    /// `after("started_at", "id", [time, id])`.
     pub fn after(&mut self, sort: &str, id: &str, values: [String; 2]) {
         let [a, b] = values;
         self.after = Some((

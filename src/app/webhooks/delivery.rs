@@ -8,7 +8,7 @@
 //! restart it carries on where it was (a message sent just before a crash
 //! may be sent again, with the same webhook-id: at least once).
 
-use std::{collections::HashSet, time::Duration};
+use std::{collections::HashMap, time::Duration};
 
 use tokio::{sync::watch, task::JoinSet};
 use tracing::{info, warn};
@@ -37,8 +37,10 @@ const LOOK_GAP: Duration = Duration::from_millis(50);
 /// Delivers until `stop` changes; what is in flight then is abandoned and
 /// sent again after the next start.
 pub async fn run(app: App, mut stop: watch::Receiver<()>) {
-    let mut in_flight: HashSet<String> = HashSet::new();
-    let mut tasks: JoinSet<String> = JoinSet::new();
+    // The subscriptions being sent to, by the task sending: a task that
+    // ended in any way (a panic too) frees its subscription.
+    let mut in_flight: HashMap<tokio::task::Id, String> = HashMap::new();
+    let mut tasks: JoinSet<()> = JoinSet::new();
     loop {
         let looked = tokio::time::Instant::now();
         let now = app.clock.now();
@@ -50,16 +52,18 @@ pub async fn run(app: App, mut stop: watch::Receiver<()>) {
                     if in_flight.len() >= MAX_IN_FLIGHT {
                         break;
                     }
-                    if in_flight.insert(m.webhook_id.clone()) {
-                        let app = app.clone();
-                        tasks.spawn(async move {
-                            let webhook_id = m.webhook_id.clone();
-                            if let Err(e) = deliver(&app, m).await {
-                                warn!(error = %e, %webhook_id, "webhook delivery could not be recorded");
-                            }
-                            webhook_id
-                        });
+                    if in_flight.values().any(|id| *id == m.webhook_id) {
+                        continue;
                     }
+                    let app = app.clone();
+                    let webhook_id = m.webhook_id.clone();
+                    let task = tasks.spawn(async move {
+                        let webhook_id = m.webhook_id.clone();
+                        if let Err(e) = deliver(&app, m).await {
+                            warn!(error = %e, %webhook_id, "webhook delivery could not be recorded");
+                        }
+                    });
+                    in_flight.insert(task.id(), webhook_id);
                 }
                 if let Ok(Some(next)) = app.store.read(webhooks::next_due).await {
                     let wait = next.unix_micros() - app.clock.now().unix_micros();
@@ -85,14 +89,18 @@ pub async fn run(app: App, mut stop: watch::Receiver<()>) {
                 }
             }
             () = tokio::time::sleep(pause) => {}
-            Some(done) = tasks.join_next(), if !tasks.is_empty() => {
-                if let Ok(id) = done {
+            Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
+                let mut done = Some(done);
+                while let Some(ended) = done {
+                    let id = match ended {
+                        Ok((id, ())) => id,
+                        Err(e) => {
+                            warn!(error = %e, "a webhook delivery task failed");
+                            e.id()
+                        }
+                    };
                     in_flight.remove(&id);
-                }
-                while let Some(done) = tasks.try_join_next() {
-                    if let Ok(id) = done {
-                        in_flight.remove(&id);
-                    }
+                    done = tasks.try_join_next_with_id();
                 }
             }
         }
