@@ -31,6 +31,7 @@ pub enum Op {
     ListByPipelineStatus,
     ListDeepOffset,
     ListDeepCursor,
+    Health,
     ListValidations,
     ListValidationsByStatus,
     UiFront,
@@ -44,7 +45,7 @@ pub enum Op {
 }
 
 impl Op {
-    pub const ALL: [Op; 22] = [
+    pub const ALL: [Op; 23] = [
         Op::CreateRun,
         Op::UpdateRun,
         Op::GetRun,
@@ -57,6 +58,7 @@ impl Op {
         Op::ListByPipelineStatus,
         Op::ListDeepOffset,
         Op::ListDeepCursor,
+        Op::Health,
         Op::ListValidations,
         Op::ListValidationsByStatus,
         Op::UiFront,
@@ -83,6 +85,7 @@ impl Op {
             Op::ListByPipelineStatus => "list_pipeline_status",
             Op::ListDeepOffset => "list_deep_offset",
             Op::ListDeepCursor => "list_deep_cursor",
+            Op::Health => "health",
             Op::ListValidations => "list_validations",
             Op::ListValidationsByStatus => "list_validations_status",
             Op::UiFront => "ui_front",
@@ -153,6 +156,11 @@ pub const SCENARIOS: &[Scenario] = &[
         name: "list_deep_offset",
         what: "GET /api/v1/runs?limit=50&offset=N/2 (half the filled runs deep)",
         mix: &[(Op::ListDeepOffset, 1)],
+    },
+    Scenario {
+        name: "health",
+        what: "GET /health (no database: the server's own floor, to read get_run against)",
+        mix: &[(Op::Health, 1)],
     },
     Scenario {
         name: "list_deep_cursor",
@@ -409,6 +417,7 @@ impl Worker {
                 self.get(&format!("/api/v1/runs?limit=50&offset={offset}"))
                     .await
             }
+            Op::Health => self.get("/health").await,
             Op::ListDeepCursor => {
                 // Any time and id make a valid cursor: the middle of the
                 // fill's window is about half the runs deep.
