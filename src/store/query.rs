@@ -5,6 +5,7 @@ use r2d2_sqlite::rusqlite::{Connection, OptionalExtension, Row, params_from_iter
 
 use super::StoreError;
 pub use crate::domain::Page;
+use crate::domain::Position;
 
 /// The conditions of a list query and the values bound to them.
 #[derive(Default)]
@@ -59,6 +60,19 @@ impl Filters {
             format!("({sort}, {id}) <"),
             [Value::Text(a), Value::Text(b)],
         ));
+    }
+
+    /// Where a page of a list ordered by `sort` then `id` (both
+    /// descending) starts: a cursor becomes a condition on those columns;
+    /// returns the offset still to skip.
+    pub fn start_at(&mut self, position: &Position, sort: &str) -> u64 {
+        match position {
+            Position::Offset(n) => *n,
+            Position::After(c, skip) => {
+                self.after(sort, "id", [c.at.to_string(), c.id.clone()]);
+                *skip
+            }
+        }
     }
 
     fn where_sql(&self) -> String {

@@ -1,6 +1,6 @@
 //! The `runs` table.
 
-use r2d2_sqlite::rusqlite::{Connection, OptionalExtension, Row, params};
+use r2d2_sqlite::rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use tracing::instrument;
 
 use super::{
@@ -118,11 +118,7 @@ pub fn contract_of(conn: &Connection, id: &str) -> Result<Option<String>, StoreE
 /// are read), which is still one step per run: callers cache it.
 #[instrument(skip_all)]
 pub fn count_by_status(conn: &Connection) -> Result<Vec<(RunStatus, u64)>, StoreError> {
-    let mut stmt = conn.prepare_cached("SELECT status, count(*) FROM runs GROUP BY status")?;
-    let rows = stmt.query_map([], |r| {
-        Ok((r.get(0)?, u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0)))
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    per_status(conn, "", None)
 }
 
 /// One contract's runs per status (statuses without runs left out), in
@@ -132,10 +128,18 @@ pub fn count_by_status_of_contract(
     conn: &Connection,
     contract_id: &str,
 ) -> Result<Vec<(RunStatus, u64)>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT status, count(*) FROM runs WHERE contract_id = ?1 GROUP BY status",
-    )?;
-    let rows = stmt.query_map(params![contract_id], |r| {
+    per_status(conn, "WHERE contract_id = ?1", Some(contract_id))
+}
+
+fn per_status(
+    conn: &Connection,
+    condition: &str,
+    contract_id: Option<&str>,
+) -> Result<Vec<(RunStatus, u64)>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT status, count(*) FROM runs {condition} GROUP BY status"
+    ))?;
+    let rows = stmt.query_map(params_from_iter(contract_id), |r| {
         Ok((r.get(0)?, u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0)))
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -235,13 +239,7 @@ pub fn list(
     max_bytes: usize,
 ) -> Result<Page<Run>, StoreError> {
     let mut filters = filters(filter, live);
-    let offset = match position {
-        Position::Offset(n) => *n,
-        Position::After(c, skip) => {
-            filters.after("started_at", "id", [c.at.to_string(), c.id.clone()]);
-            *skip
-        }
-    };
+    let offset = filters.start_at(position, "started_at");
     query::page_within(
         conn,
         "runs",

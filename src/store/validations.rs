@@ -268,13 +268,7 @@ pub fn list(
     max_bytes: usize,
 ) -> Result<Page<Validation>, StoreError> {
     let mut filters = filters(filter);
-    let offset = match position {
-        Position::Offset(n) => *n,
-        Position::After(c, skip) => {
-            filters.after("recorded_at", "id", [c.at.to_string(), c.id.clone()]);
-            *skip
-        }
-    };
+    let offset = filters.start_at(position, "recorded_at");
     query::page_within(
         conn,
         "validations",

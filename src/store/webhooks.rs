@@ -59,21 +59,17 @@ pub fn insert(
 
 /// Every subscription, oldest first.
 pub fn list(conn: &Connection) -> Result<Vec<Subscription>, StoreError> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {SUBSCRIPTION_COLUMNS} FROM webhooks ORDER BY id"
-    ))?;
-    let mut rows = stmt.query([])?;
-    let mut out = Vec::new();
-    while let Some(row) = rows.next()? {
-        out.push(subscription(row)?);
-    }
-    Ok(out)
+    subscriptions(conn, "")
 }
 
 /// The subscriptions that receive events now (not disabled).
 pub fn active(conn: &Connection) -> Result<Vec<Subscription>, StoreError> {
+    subscriptions(conn, "WHERE disabled_at IS NULL")
+}
+
+fn subscriptions(conn: &Connection, condition: &str) -> Result<Vec<Subscription>, StoreError> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {SUBSCRIPTION_COLUMNS} FROM webhooks WHERE disabled_at IS NULL ORDER BY id"
+        "SELECT {SUBSCRIPTION_COLUMNS} FROM webhooks {condition} ORDER BY id"
     ))?;
     let mut rows = stmt.query([])?;
     let mut out = Vec::new();

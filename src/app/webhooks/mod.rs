@@ -107,10 +107,6 @@ impl Outbox {
         }
     }
 
-    pub fn settings(&self) -> &WebhookSettings {
-        &self.settings
-    }
-
     fn transport(&self) -> &Transport {
         self.transport.get_or_init(|| {
             Transport::new(
