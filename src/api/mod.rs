@@ -16,6 +16,7 @@ pub mod spec;
 pub mod types;
 pub mod validations;
 pub mod webhooks;
+pub mod written;
 
 use std::sync::OnceLock;
 
@@ -94,9 +95,20 @@ pub fn position(offset: u64, cursor: Option<String>) -> Result<Position, error::
     }
 }
 
-/// The cursor of the page after `items`, when more follow.
-pub fn next_cursor<T>(items: &[T], more: bool, key: impl Fn(&T) -> Cursor) -> Option<String> {
-    items.last().filter(|_| more).map(|last| key(last).encode())
+/// The cursor of the page after `items`, when more follow. `key` reads
+/// the last item's stored time; one that does not read is a fault of the
+/// file, not of the request.
+pub fn next_cursor<T>(
+    items: &[T],
+    more: bool,
+    key: impl Fn(&T) -> Option<Cursor>,
+) -> Result<Option<String>, error::ApiError> {
+    let Some(last) = items.last().filter(|_| more) else {
+        return Ok(None);
+    };
+    key(last).map(|c| Some(c.encode())).ok_or_else(|| {
+        error::ApiError::internal(&"the last item of the page has a stored time that does not read")
+    })
 }
 
 /// The `limit` a page answers with: the one asked for, or, when the byte

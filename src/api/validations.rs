@@ -18,6 +18,7 @@ use super::{
     enums::{GranularityBody, ValidationStatusBody},
     page_bounds, samples,
     types::{DateFilter, DateTime, JsonObject, Name, OneOf},
+    written::{JsonBytes, Obj, object},
 };
 use super::{
     auth,
@@ -25,12 +26,13 @@ use super::{
 };
 use crate::{
     app::{self, App},
-    domain::Cursor,
     domain::text::filter_value,
     domain::validation::{
         Bucket, CommonError, Granularity, NewValidationInput, StatusCounts, Validation,
-        ValidationFilter, ValidationIssue, ValidationRef, ValidationStats, ValidationWarning,
+        ValidationFilter, ValidationIssue, ValidationRecord, ValidationRef, ValidationStats,
+        ValidationWarning,
     },
+    domain::{Cursor, Page},
 };
 
 /// A validation as its run lists it.
@@ -50,6 +52,13 @@ impl From<ValidationRef> for ValidationRefBody {
             recorded_at: v.recorded_at.into(),
         }
     }
+}
+
+/// Writes a [`ValidationRefBody`].
+pub fn write_ref(o: &mut Obj<'_>, v: &ValidationRef) {
+    o.str("id", &v.id)
+        .str("status", v.status.as_str())
+        .str("recorded_at", &v.recorded_at.to_string());
 }
 
 /// How many validations have each status.
@@ -74,6 +83,15 @@ impl From<StatusCounts> for ValidationSummaryBody {
             total: c.total(),
         }
     }
+}
+
+/// Writes a [`ValidationSummaryBody`].
+pub fn write_summary(o: &mut Obj<'_>, c: &StatusCounts) {
+    o.num("passed", c.passed)
+        .num("failed", c.failed)
+        .num("warning", c.warning)
+        .num("skipped", c.skipped)
+        .num("total", c.total());
 }
 
 /// One failed check.
@@ -189,6 +207,66 @@ impl From<Validation> for ValidationBody {
             recorded_by: v.recorded_by,
         }
     }
+}
+
+/// Writes a stored validation as [`ValidationBody`], in its field order.
+fn write_validation(o: &mut Obj<'_>, v: &ValidationRecord) {
+    o.str("id", &v.id)
+        .str("contract_id", &v.contract_id)
+        .opt_str("run_id", v.run_id.as_deref())
+        .str("status", v.status.as_str())
+        .list("errors", &v.errors, |o, e| {
+            o.str("code", &e.code)
+                .str("message", &e.message)
+                .opt_str("path", e.path.as_deref())
+                .opt_num("row_count", e.row_count);
+        })
+        .list("warnings", &v.warnings, |o, w| {
+            o.str("code", &w.code).str("message", &w.message);
+        })
+        .raw("metrics", &v.metrics.0)
+        .raw("metadata", &v.metadata.0)
+        .str("recorded_at", &v.recorded_at.0)
+        .str("recorded_by", &v.recorded_by);
+}
+
+/// The bytes a stored validation is likely to take written.
+fn size_of(v: &ValidationRecord) -> usize {
+    let listed: usize = v
+        .errors
+        .iter()
+        .map(|e| 100 + e.message.len())
+        .sum::<usize>()
+        + v.warnings
+            .iter()
+            .map(|w| 60 + w.message.len())
+            .sum::<usize>();
+    400 + listed + v.metrics.0.len() + v.metadata.0.len()
+}
+
+/// A stored validation, as [`ValidationBody`].
+fn write_one(v: &ValidationRecord) -> JsonBytes<ValidationBody> {
+    JsonBytes::written(object(size_of(v), |o| write_validation(o, v)))
+}
+
+/// A page of stored validations, as [`ValidationPage`].
+fn write_page(
+    page: &Page<ValidationRecord>,
+    (limit, offset): (u32, u64),
+    next_cursor: Option<&str>,
+) -> JsonBytes<ValidationPage> {
+    let size: usize = page.items.iter().map(size_of).sum();
+    JsonBytes::written(object(size + 200, |o| {
+        o.list("items", &page.items, write_validation)
+            .num("total", page.total)
+            .num(
+                "limit",
+                answered_limit(limit, page.items.len(), page.truncated),
+            )
+            .num("offset", offset)
+            .bool("truncated", page.truncated)
+            .opt_str("next_cursor", next_cursor);
+    }))
 }
 
 /// One page of validations.
@@ -386,10 +464,11 @@ impl ValidationsApi {
         /// The validation's id, as returned when it was recorded.
         #[oai(example = "samples::validation_id")]
         validation_id: Path<String>,
-    ) -> Result<Json<ValidationBody>, OpError<{ can::READ | can::NOT_FOUND | can::INTERNAL }>> {
+    ) -> Result<JsonBytes<ValidationBody>, OpError<{ can::READ | can::NOT_FOUND | can::INTERNAL }>>
+    {
         auth::read(&app, access, req).await?;
-        let v = app::validations::get(&app, validation_id.0).await?;
-        Ok(Json(v.into()))
+        let v = app::validations::get_record(&app, validation_id.0).await?;
+        Ok(write_one(&v))
     }
 
     /// List validations
@@ -443,7 +522,8 @@ impl ValidationsApi {
         // domain::VALIDATION_CURSOR_PATTERN; tests/constraints.rs ties them.
         #[oai(validator(pattern = r"^-?[0-9]{1,18}\.val_[0-9A-Z]{26}$"))]
         cursor: Query<Option<String>>,
-    ) -> Result<Json<ValidationPage>, OpError<{ can::READ | can::INVALID | can::INTERNAL }>> {
+    ) -> Result<JsonBytes<ValidationPage>, OpError<{ can::READ | can::INVALID | can::INTERNAL }>>
+    {
         auth::read(&app, access, req).await?;
         let (limit, offset) = page_bounds(limit.0, offset.0);
         let position = super::position(offset, cursor.0)?;
@@ -455,19 +535,11 @@ impl ValidationsApi {
             end_date: end_date.0.map(|t| t.0),
             count_up_to: None,
         };
-        let page = app::validations::list(&app, filter, (limit, position)).await?;
-        let next_cursor = super::next_cursor(&page.items, page.more, |v| Cursor {
-            at: v.recorded_at,
-            id: v.id.clone(),
-        });
-        Ok(Json(ValidationPage {
-            limit: answered_limit(limit, page.items.len(), page.truncated),
-            items: page.items.into_iter().map(Into::into).collect(),
-            total: page.total,
-            offset,
-            truncated: page.truncated,
-            next_cursor,
-        }))
+        let page = app::validations::list_records(&app, filter, (limit, position)).await?;
+        let next_cursor = super::next_cursor(&page.items, page.more, |v| {
+            Cursor::from_stored(&v.recorded_at, &v.id)
+        })?;
+        Ok(write_page(&page, (limit, offset), next_cursor.as_deref()))
     }
 
     /// Validation stats for a contract
@@ -507,5 +579,103 @@ impl ValidationsApi {
         let contract = contract_id.0.trim().to_owned();
         let stats = app::validations::stats(&app, contract, days, granularity).await?;
         Ok(Json(stats.into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::{
+        domain::{
+            Position,
+            run::{Run, RunStatus},
+            time::Timestamp,
+            validation::ValidationStatus,
+        },
+        store::{self, Connection},
+    };
+
+    fn text(bytes: &[u8]) -> &str {
+        std::str::from_utf8(bytes).unwrap()
+    }
+
+    /// A page, and a validation, written from the stored text are byte for
+    /// byte what the objects serialise to: errors with and without a path
+    /// or row count, warnings, metrics and metadata in their given key order
+    /// and text that needs escaping, with and without a run.
+    #[test]
+    fn written_validations_are_what_the_objects_serialise_to() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        store::migrate(&mut conn).unwrap();
+        let t0 = Timestamp::parse_stored("2026-01-02T03:04:05.000001Z").unwrap();
+        let run = Run {
+            id: "run_01HZZZZZZZZZZZZZZZZZZZZZZZ".into(),
+            contract_id: "orders".into(),
+            pipeline_name: None,
+            pipeline_id: None,
+            status: RunStatus::Running,
+            metadata: Default::default(),
+            started_at: t0,
+            completed_at: None,
+            created_by: "k".into(),
+            updated_at: t0,
+            version: 1,
+            heartbeat_timeout_seconds: None,
+            last_heartbeat_at: None,
+        };
+        store::runs::insert(&conn, &run).unwrap();
+        let object = |v: serde_json::Value| v.as_object().unwrap().clone();
+        for i in 0..6u32 {
+            let v = Validation {
+                id: format!("val_{i:026}"),
+                contract_id: format!("orders \"{i}\" ✓"),
+                run_id: (i % 2 == 0).then(|| run.id.clone()),
+                status: ValidationStatus::ALL[i as usize % ValidationStatus::ALL.len()],
+                errors: (0..i % 3)
+                    .map(|n| ValidationIssue {
+                        code: format!("code_{n}"),
+                        message: format!("line\nbreak \u{1} {n}"),
+                        path: (n == 1).then(|| "a.\"b\"".to_owned()),
+                        row_count: (n == 0).then_some(u64::from(i) * 1000),
+                    })
+                    .collect(),
+                warnings: (0..i % 2)
+                    .map(|n| ValidationWarning {
+                        code: format!("w{n}"),
+                        message: "tab\there".into(),
+                    })
+                    .collect(),
+                metrics: object(json!({"rows_validated": i, "duration_ms": 12, "ratio": 0.5})),
+                metadata: object(json!({"z": [null, {"y": "🚀"}], "a": false})),
+                recorded_at: t0.plus_seconds(i64::from(i)),
+                recorded_by: "pipeline \\ key".into(),
+            };
+            store::validations::insert(&conn, &v).unwrap();
+            let stored = store::validations::find_record(&conn, &v.id)
+                .unwrap()
+                .unwrap();
+            let written = write_one(&stored);
+            assert_eq!(
+                text(written.body()),
+                text(JsonBytes::of(&ValidationBody::from(v)).body())
+            );
+        }
+        let filter = ValidationFilter::default();
+        let at = (4, &Position::Offset(1));
+        let parsed = store::validations::list(&conn, &filter, at, usize::MAX).unwrap();
+        let stored = store::validations::list_records(&conn, &filter, at, usize::MAX).unwrap();
+        assert!(stored.more);
+        let expected = ValidationPage {
+            items: parsed.items.into_iter().map(Into::into).collect(),
+            total: parsed.total,
+            limit: 4,
+            offset: 1,
+            truncated: false,
+            next_cursor: Some("1.val_x".into()),
+        };
+        let written = write_page(&stored, (4, 1), Some("1.val_x"));
+        assert_eq!(text(written.body()), text(JsonBytes::of(&expected).body()));
     }
 }

@@ -13,11 +13,12 @@ use crate::{
         idempotency::validate_key,
         keys::Caller,
         run::{
-            LIVE_STATUSES, NewRunInput, Run, RunDetail, RunFilter, RunListItem, RunPatch, RunStatus,
+            LIVE_STATUSES, NewRunInput, Run, RunDetail, RunFilter, RunListItem, RunPatch,
+            RunRecord, RunStatus,
         },
         webhooks::{EventType, run_status_event},
     },
-    store::{Connection, events, idempotency, runs, validations},
+    store::{Connection, StoreError, events, idempotency, runs, validations},
 };
 
 /// What a create did: made the run, or found the one an earlier request
@@ -146,6 +147,17 @@ pub async fn get(app: &App, id: String) -> Result<RunDetail, AppError> {
     app.store.read(move |c| detail(c, &id)).await
 }
 
+/// [`get`], the run as reads answer with it: nothing parsed.
+pub async fn get_record(app: &App, id: String) -> Result<RunDetail<RunRecord>, AppError> {
+    app.store
+        .read(move |c| {
+            let run = runs::find_record(c, &id)?.ok_or_else(|| AppError::not_found("Run", &id))?;
+            let validations = validations::refs_for_run(c, &id)?;
+            Ok(RunDetail { run, validations })
+        })
+        .await
+}
+
 /// Applies `patch` in one write transaction, so concurrent patches of one
 /// run each see the other's result: no metadata key is lost to a race. The
 /// change and its event are written together. With `accepted_versions`
@@ -245,22 +257,50 @@ pub async fn events(app: &App, id: String, page: (u32, u64)) -> Result<Page<RunE
 /// `stale` asks for live runs whose heartbeat is overdue now.
 pub async fn list(
     app: &App,
-    mut filter: RunFilter,
+    filter: RunFilter,
     stale: bool,
     page: (u32, Position),
 ) -> Result<Page<RunListItem>, AppError> {
+    list_as(app, (filter, stale), page, runs::list, |r| &r.id).await
+}
+
+/// [`list`], each run as reads answer with it: nothing parsed.
+pub async fn list_records(
+    app: &App,
+    filter: RunFilter,
+    stale: bool,
+    page: (u32, Position),
+) -> Result<Page<RunListItem<RunRecord>>, AppError> {
+    list_as(app, (filter, stale), page, runs::list_records, |r| &r.id).await
+}
+
+type ListRuns<R> = fn(
+    &Connection,
+    &RunFilter,
+    &[RunStatus],
+    (u32, &Position),
+    usize,
+) -> Result<Page<R>, StoreError>;
+
+async fn list_as<R: Send + 'static>(
+    app: &App,
+    (mut filter, stale): (RunFilter, bool),
+    page: (u32, Position),
+    list: ListRuns<R>,
+    id: fn(&R) -> &str,
+) -> Result<Page<RunListItem<R>>, AppError> {
     filter.stale_at = stale.then(|| app.clock.now());
     let max_bytes = app.settings.limits.max_page_bytes;
     app.store
         .read(move |c| {
-            let page = runs::list(c, &filter, LIVE_STATUSES, (page.0, &page.1), max_bytes)?;
-            let ids: Vec<&str> = page.items.iter().map(|r| r.id.as_str()).collect();
+            let page = list(c, &filter, LIVE_STATUSES, (page.0, &page.1), max_bytes)?;
+            let ids: Vec<&str> = page.items.iter().map(id).collect();
             let mut summaries = validations::summaries_for_runs(c, &ids)?;
             let items = page
                 .items
                 .into_iter()
                 .map(|run| {
-                    let validation_summary = summaries.remove(&run.id).unwrap_or_default();
+                    let validation_summary = summaries.remove(id(&run)).unwrap_or_default();
                     RunListItem {
                         run,
                         validation_summary,

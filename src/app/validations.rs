@@ -9,7 +9,7 @@ use crate::{
         keys::Caller,
         validation::{
             Granularity, NewValidationInput, StatusCounts, Validation, ValidationFilter,
-            ValidationStats, check_run_link, fill_buckets,
+            ValidationRecord, ValidationStats, check_run_link, fill_buckets,
         },
         webhooks::validation_event,
     },
@@ -61,6 +61,15 @@ pub async fn get(app: &App, id: String) -> Result<Validation, AppError> {
         .await
 }
 
+/// [`get`], as reads answer with it: metrics and metadata not parsed.
+pub async fn get_record(app: &App, id: String) -> Result<ValidationRecord, AppError> {
+    app.store
+        .read(move |c| {
+            validations::find_record(c, &id)?.ok_or_else(|| AppError::not_found("Validation", &id))
+        })
+        .await
+}
+
 /// Validations matching `filter`, newest first.
 pub async fn list(
     app: &App,
@@ -71,6 +80,19 @@ pub async fn list(
     Ok(app
         .store
         .read(move |c| validations::list(c, &filter, (page.0, &page.1), max_bytes))
+        .await?)
+}
+
+/// [`list`], each validation as reads answer with it.
+pub async fn list_records(
+    app: &App,
+    filter: ValidationFilter,
+    page: (u32, Position),
+) -> Result<Page<ValidationRecord>, AppError> {
+    let max_bytes = app.settings.limits.max_page_bytes;
+    Ok(app
+        .store
+        .read(move |c| validations::list_records(c, &filter, (page.0, &page.1), max_bytes))
         .await?)
 }
 

@@ -4,6 +4,13 @@ use serde_json::{Map, Value};
 
 pub type Metadata = Map<String, Value>;
 
+/// JSON text as it was stored, passed on without being parsed: what reads
+/// answer with, so a page of runs parses no metadata. The tables' CHECKs
+/// keep it valid JSON, and it was written from a [`Metadata`], so it is
+/// compact and keeps the order its keys were given in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonText(pub String);
+
 /// Applies `patch` to `target` as RFC 7396 describes: keys in the patch are
 /// set, a key whose patch value is null is removed, nested objects merge
 /// recursively, and keys the patch does not name are left alone.

@@ -90,6 +90,15 @@ pub const RUN_CURSOR_PATTERN: &str = r"^-?[0-9]{1,18}\.run_[0-9A-Z]{26}$";
 pub const VALIDATION_CURSOR_PATTERN: &str = r"^-?[0-9]{1,18}\.val_[0-9A-Z]{26}$";
 
 impl Cursor {
+    /// The cursor of an item read as stored; None when its time is not in
+    /// the stored form.
+    pub fn from_stored(at: &time::TimeText, id: &str) -> Option<Self> {
+        Some(Self {
+            at: at.timestamp()?,
+            id: id.to_owned(),
+        })
+    }
+
     /// The form clients pass back: `micros.id`.
     pub fn encode(&self) -> String {
         format!("{}.{}", self.at.unix_micros(), self.id)

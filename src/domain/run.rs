@@ -4,9 +4,9 @@
 use super::{
     DomainError,
     enums::string_enum,
-    metadata::{Metadata, merge_patch, strip_nulls},
+    metadata::{JsonText, Metadata, merge_patch, strip_nulls},
     text::{optional_name, required_name},
-    time::Timestamp,
+    time::{TimeText, Timestamp},
     validation::{ValidationRef, ValidationSummary},
 };
 
@@ -170,17 +170,39 @@ fn check_timeout(seconds: Option<u32>, zero_clears: bool) -> Result<Option<u32>,
     }
 }
 
-/// A run with the validations recorded during it, oldest first.
+/// A run as reads answer with it: its columns as stored, none parsed.
+/// Rules work on [`Run`]; this is only ever shown. `heartbeat_deadline` is
+/// the stored one, which every write sets to [`Run::heartbeat_deadline`].
 #[derive(Debug, Clone, PartialEq)]
-pub struct RunDetail {
-    pub run: Run,
+pub struct RunRecord {
+    pub id: String,
+    pub contract_id: String,
+    pub pipeline_name: Option<String>,
+    pub pipeline_id: Option<String>,
+    pub status: RunStatus,
+    pub metadata: JsonText,
+    pub started_at: TimeText,
+    pub completed_at: Option<TimeText>,
+    pub created_by: String,
+    pub updated_at: TimeText,
+    pub version: i64,
+    pub heartbeat_timeout_seconds: Option<u32>,
+    pub last_heartbeat_at: Option<TimeText>,
+    pub heartbeat_deadline: Option<TimeText>,
+}
+
+/// A run with the validations recorded during it, oldest first; the run as
+/// a [`Run`] or, for reads, a [`RunRecord`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunDetail<R = Run> {
+    pub run: R,
     pub validations: Vec<ValidationRef>,
 }
 
 /// A run as the list shows it: with counts of its validations per status.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RunListItem {
-    pub run: Run,
+pub struct RunListItem<R = Run> {
+    pub run: R,
     pub validation_summary: ValidationSummary,
 }
 

@@ -35,6 +35,24 @@ pub const MAX_CLOCK_SKEW_SECS: i64 = 3600;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(OffsetDateTime);
 
+/// A timestamp in its canonical text form, as stored: reads pass it on as
+/// is, so answering a page of runs formats and parses no time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimeText(pub String);
+
+impl TimeText {
+    /// The time it names; None for text that is not in the canonical form.
+    pub fn timestamp(&self) -> Option<Timestamp> {
+        Timestamp::parse_stored(&self.0)
+    }
+}
+
+impl From<Timestamp> for TimeText {
+    fn from(t: Timestamp) -> Self {
+        TimeText(t.to_string())
+    }
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("'{input}' is not a date or date-time: {ACCEPTED_FORMS}")]
 pub struct TimestampError {

@@ -6,9 +6,9 @@ use serde_json::Value;
 use super::{
     DomainError,
     enums::string_enum,
-    metadata::Metadata,
+    metadata::{JsonText, Metadata},
     text::{optional_name, required_name},
-    time::Timestamp,
+    time::{TimeText, Timestamp},
 };
 
 string_enum! {
@@ -93,6 +93,24 @@ pub struct Validation {
     pub metrics: Metadata,
     pub metadata: Metadata,
     pub recorded_at: Timestamp,
+    pub recorded_by: String,
+}
+
+/// A validation as reads answer with it: metrics, metadata and time as
+/// stored, not parsed. Errors and warnings are read (most validations have
+/// none, and an empty list costs nothing), so their shape is the API's
+/// whatever older rows hold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidationRecord {
+    pub id: String,
+    pub contract_id: String,
+    pub run_id: Option<String>,
+    pub status: ValidationStatus,
+    pub errors: Vec<ValidationIssue>,
+    pub warnings: Vec<ValidationWarning>,
+    pub metrics: JsonText,
+    pub metadata: JsonText,
+    pub recorded_at: TimeText,
     pub recorded_by: String,
 }
 

@@ -10,7 +10,7 @@ use super::{
 };
 use crate::domain::{
     Position,
-    run::{Run, RunFilter, RunStatus},
+    run::{Run, RunFilter, RunRecord, RunStatus},
     time::Timestamp,
 };
 
@@ -45,6 +45,32 @@ fn from_row(row: &Row<'_>) -> Result<Run, StoreError> {
         version: row.get(Col::version.at())?,
         heartbeat_timeout_seconds: row.get(Col::heartbeat_timeout_seconds.at())?,
         last_heartbeat_at: row.get(Col::last_heartbeat_at.at())?,
+    })
+}
+
+/// What reads select: every column, the stored heartbeat deadline last.
+fn record_columns() -> String {
+    format!("{COLUMNS}, heartbeat_deadline")
+}
+
+/// A run as reads answer with it: text as stored, nothing parsed but the
+/// status.
+fn record_from_row(row: &Row<'_>) -> Result<RunRecord, StoreError> {
+    Ok(RunRecord {
+        id: row.get(Col::id.at())?,
+        contract_id: row.get(Col::contract_id.at())?,
+        pipeline_name: row.get(Col::pipeline_name.at())?,
+        pipeline_id: row.get(Col::pipeline_id.at())?,
+        status: row.get(Col::status.at())?,
+        metadata: row.get(Col::metadata.at())?,
+        started_at: row.get(Col::started_at.at())?,
+        completed_at: row.get(Col::completed_at.at())?,
+        created_by: row.get(Col::created_by.at())?,
+        updated_at: row.get(Col::updated_at.at())?,
+        version: row.get(Col::version.at())?,
+        heartbeat_timeout_seconds: row.get(Col::heartbeat_timeout_seconds.at())?,
+        last_heartbeat_at: row.get(Col::last_heartbeat_at.at())?,
+        heartbeat_deadline: row.get(Col::last_heartbeat_at.at() + 1)?,
     })
 }
 
@@ -103,6 +129,17 @@ pub fn find(conn: &Connection, id: &str) -> Result<Option<Run>, StoreError> {
     let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM runs WHERE id = ?1"))?;
     let mut rows = stmt.query(params![id])?;
     rows.next()?.map(from_row).transpose()
+}
+
+/// A run as reads answer with it.
+#[instrument(skip_all)]
+pub fn find_record(conn: &Connection, id: &str) -> Result<Option<RunRecord>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {} FROM runs WHERE id = ?1",
+        record_columns()
+    ))?;
+    let mut rows = stmt.query(params![id])?;
+    rows.next()?.map(record_from_row).transpose()
 }
 
 /// The contract a run belongs to, if the run exists.
@@ -235,21 +272,51 @@ pub fn list(
     conn: &Connection,
     filter: &RunFilter,
     live: &[RunStatus],
-    (limit, position): (u32, &Position),
+    page: (u32, &Position),
     max_bytes: usize,
 ) -> Result<Page<Run>, StoreError> {
+    list_as(conn, (filter, live), page, max_bytes, COLUMNS, from_row)
+}
+
+/// [`list`], each run as reads answer with it.
+#[instrument(skip_all)]
+pub fn list_records(
+    conn: &Connection,
+    filter: &RunFilter,
+    live: &[RunStatus],
+    page: (u32, &Position),
+    max_bytes: usize,
+) -> Result<Page<RunRecord>, StoreError> {
+    list_as(
+        conn,
+        (filter, live),
+        page,
+        max_bytes,
+        &record_columns(),
+        record_from_row,
+    )
+}
+
+fn list_as<T>(
+    conn: &Connection,
+    (filter, live): (&RunFilter, &[RunStatus]),
+    (limit, position): (u32, &Position),
+    max_bytes: usize,
+    columns: &str,
+    map: impl Fn(&Row<'_>) -> Result<T, StoreError>,
+) -> Result<Page<T>, StoreError> {
     let mut filters = filters(filter, live);
     let offset = filters.start_at(position, "started_at");
     query::page_within(
         conn,
         "runs",
-        COLUMNS,
+        columns,
         &filters,
         counted(conn, filter)?,
         "started_at DESC, id DESC",
         (limit, offset),
         (max_bytes, RUN_WEIGHT),
-        from_row,
+        map,
     )
 }
 

@@ -11,9 +11,9 @@ use super::StoreError;
 use crate::domain::{
     event::EventType,
     keys::KeyScope,
-    metadata::Metadata,
+    metadata::{JsonText, Metadata},
     run::RunStatus,
-    time::Timestamp,
+    time::{TimeText, Timestamp},
     validation::ValidationStatus,
     webhooks::{DeliveryState, EventType as WebhookEvent, WebhookFormat},
 };
@@ -72,6 +72,20 @@ impl FromSql for Timestamp {
         let text = value.as_str()?;
         Timestamp::parse_stored(text)
             .ok_or_else(|| FromSqlError::Other(format!("'{text}' is not a timestamp").into()))
+    }
+}
+
+/// Stored text passed on as is: what reads answer with (see
+/// `domain::run::RunRecord`).
+impl FromSql for TimeText {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        value.as_str().map(|t| TimeText(t.to_owned()))
+    }
+}
+
+impl FromSql for JsonText {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        value.as_str().map(|t| JsonText(t.to_owned()))
     }
 }
 

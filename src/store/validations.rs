@@ -16,8 +16,8 @@ use crate::domain::{
     Position,
     time::Timestamp,
     validation::{
-        CommonError, Granularity, Validation, ValidationFilter, ValidationIssue, ValidationRef,
-        ValidationStatus, ValidationSummary, ValidationWarning,
+        CommonError, Granularity, Validation, ValidationFilter, ValidationIssue, ValidationRecord,
+        ValidationRef, ValidationStatus, ValidationSummary, ValidationWarning,
     },
 };
 
@@ -116,6 +116,31 @@ fn from_row(row: &Row<'_>) -> Result<Validation, StoreError> {
     })
 }
 
+/// A validation as reads answer with it. Metrics and metadata stay text;
+/// errors and warnings are read only when there are some, as most
+/// validations have none.
+fn record_from_row(row: &Row<'_>) -> Result<ValidationRecord, StoreError> {
+    let list = |col: Col| -> Result<Json, StoreError> {
+        if row.get_ref(col.at())?.as_bytes().ok() == Some(b"[]".as_slice()) {
+            Ok(Json::Array(Vec::new()))
+        } else {
+            sql::json(row, col.at())
+        }
+    };
+    Ok(ValidationRecord {
+        id: row.get(Col::id.at())?,
+        contract_id: row.get(Col::contract_id.at())?,
+        run_id: row.get(Col::run_id.at())?,
+        status: row.get(Col::status.at())?,
+        errors: errors_from_json(list(Col::errors)?),
+        warnings: warnings_from_json(list(Col::warnings)?),
+        metrics: row.get(Col::metrics.at())?,
+        metadata: row.get(Col::metadata.at())?,
+        recorded_at: row.get(Col::recorded_at.at())?,
+        recorded_by: row.get(Col::recorded_by.at())?,
+    })
+}
+
 /// Stores `v`, and one row per error code for the stats.
 #[instrument(skip_all)]
 pub fn insert(conn: &Connection, v: &Validation) -> Result<(), StoreError> {
@@ -159,6 +184,15 @@ pub fn find(conn: &Connection, id: &str) -> Result<Option<Validation>, StoreErro
         conn.prepare_cached(&format!("SELECT {COLUMNS} FROM validations WHERE id = ?1"))?;
     let mut rows = stmt.query(params![id])?;
     rows.next()?.map(from_row).transpose()
+}
+
+/// A validation as reads answer with it.
+#[instrument(skip_all)]
+pub fn find_record(conn: &Connection, id: &str) -> Result<Option<ValidationRecord>, StoreError> {
+    let mut stmt =
+        conn.prepare_cached(&format!("SELECT {COLUMNS} FROM validations WHERE id = ?1"))?;
+    let mut rows = stmt.query(params![id])?;
+    rows.next()?.map(record_from_row).transpose()
 }
 
 /// A run's validations, oldest first.
@@ -264,9 +298,30 @@ const VALIDATION_WEIGHT: query::Weight = query::Weight {
 pub fn list(
     conn: &Connection,
     filter: &ValidationFilter,
-    (limit, position): (u32, &Position),
+    page: (u32, &Position),
     max_bytes: usize,
 ) -> Result<Page<Validation>, StoreError> {
+    list_as(conn, filter, page, max_bytes, from_row)
+}
+
+/// [`list`], each validation as reads answer with it.
+#[instrument(skip_all)]
+pub fn list_records(
+    conn: &Connection,
+    filter: &ValidationFilter,
+    page: (u32, &Position),
+    max_bytes: usize,
+) -> Result<Page<ValidationRecord>, StoreError> {
+    list_as(conn, filter, page, max_bytes, record_from_row)
+}
+
+fn list_as<T>(
+    conn: &Connection,
+    filter: &ValidationFilter,
+    (limit, position): (u32, &Position),
+    max_bytes: usize,
+    map: impl Fn(&Row<'_>) -> Result<T, StoreError>,
+) -> Result<Page<T>, StoreError> {
     let mut filters = filters(filter);
     let offset = filters.start_at(position, "recorded_at");
     query::page_within(
@@ -278,7 +333,7 @@ pub fn list(
         "recorded_at DESC, id DESC",
         (limit, offset),
         (max_bytes, VALIDATION_WEIGHT),
-        from_row,
+        map,
     )
 }
 
