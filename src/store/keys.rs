@@ -22,7 +22,7 @@ fn from_row(row: &Row<'_>) -> Result<ApiKey, StoreError> {
     })
 }
 
-#[instrument(skip_all)]
+#[instrument(level = "debug", skip_all)]
 pub fn insert(
     conn: &Connection,
     name: &str,
@@ -48,7 +48,7 @@ pub fn insert(
 }
 
 /// The key whose secret hashes to `secret_hash`, revoked or not.
-#[instrument(skip_all)]
+#[instrument(level = "debug", skip_all)]
 pub fn find_by_hash(conn: &Connection, secret_hash: &str) -> Result<Option<ApiKey>, StoreError> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM api_keys WHERE secret_hash = ?1"

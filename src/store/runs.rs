@@ -1,5 +1,7 @@
 //! The `runs` table.
 
+use std::sync::LazyLock;
+
 use r2d2_sqlite::rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use tracing::instrument;
 
@@ -28,6 +30,7 @@ columns!(
     version,
     heartbeat_timeout_seconds,
     last_heartbeat_at,
+    heartbeat_deadline,
 );
 
 fn from_row(row: &Row<'_>) -> Result<Run, StoreError> {
@@ -48,11 +51,6 @@ fn from_row(row: &Row<'_>) -> Result<Run, StoreError> {
     })
 }
 
-/// What reads select: every column, the stored heartbeat deadline last.
-fn record_columns() -> String {
-    format!("{COLUMNS}, heartbeat_deadline")
-}
-
 /// A run as reads answer with it: text as stored, nothing parsed but the
 /// status.
 fn record_from_row(row: &Row<'_>) -> Result<RunRecord, StoreError> {
@@ -70,15 +68,15 @@ fn record_from_row(row: &Row<'_>) -> Result<RunRecord, StoreError> {
         version: row.get(Col::version.at())?,
         heartbeat_timeout_seconds: row.get(Col::heartbeat_timeout_seconds.at())?,
         last_heartbeat_at: row.get(Col::last_heartbeat_at.at())?,
-        heartbeat_deadline: row.get(Col::last_heartbeat_at.at() + 1)?,
+        heartbeat_deadline: row.get(Col::heartbeat_deadline.at())?,
     })
 }
 
 /// Stores a new run.
-#[instrument(skip_all)]
+#[instrument(level = "debug", skip_all)]
 pub fn insert(conn: &Connection, run: &Run) -> Result<(), StoreError> {
     conn.prepare_cached(&format!(
-        "INSERT INTO runs ({COLUMNS}, heartbeat_deadline) \
+        "INSERT INTO runs ({COLUMNS}) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
     ))?
     .execute(params![
@@ -101,7 +99,7 @@ pub fn insert(conn: &Connection, run: &Run) -> Result<(), StoreError> {
 }
 
 /// Writes every mutable column of `run` back.
-#[instrument(skip_all)]
+#[instrument(level = "debug", skip_all)]
 pub fn save(conn: &Connection, run: &Run) -> Result<(), StoreError> {
     conn.prepare_cached(
         "UPDATE runs SET pipeline_name = ?2, pipeline_id = ?3, status = ?4, metadata = ?5, \
@@ -124,22 +122,28 @@ pub fn save(conn: &Connection, run: &Run) -> Result<(), StoreError> {
     Ok(())
 }
 
-#[instrument(skip_all)]
+#[instrument(level = "debug", skip_all)]
 pub fn find(conn: &Connection, id: &str) -> Result<Option<Run>, StoreError> {
-    let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM runs WHERE id = ?1"))?;
-    let mut rows = stmt.query(params![id])?;
-    rows.next()?.map(from_row).transpose()
+    find_as(conn, id, from_row)
 }
 
 /// A run as reads answer with it.
-#[instrument(skip_all)]
+#[instrument(level = "debug", skip_all)]
 pub fn find_record(conn: &Connection, id: &str) -> Result<Option<RunRecord>, StoreError> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {} FROM runs WHERE id = ?1",
-        record_columns()
-    ))?;
+    find_as(conn, id, record_from_row)
+}
+
+fn find_as<T>(
+    conn: &Connection,
+    id: &str,
+    map: fn(&Row<'_>) -> Result<T, StoreError>,
+) -> Result<Option<T>, StoreError> {
+    // Built once: reads by id are the hottest statement.
+    static SQL: LazyLock<String> =
+        LazyLock::new(|| format!("SELECT {COLUMNS} FROM runs WHERE id = ?1"));
+    let mut stmt = conn.prepare_cached(&SQL)?;
     let mut rows = stmt.query(params![id])?;
-    rows.next()?.map(record_from_row).transpose()
+    rows.next()?.map(map).transpose()
 }
 
 /// The contract a run belongs to, if the run exists.
@@ -153,14 +157,14 @@ pub fn contract_of(conn: &Connection, id: &str) -> Result<Option<String>, StoreE
 /// How many runs have each status; statuses without runs are left out.
 /// SQLite answers it by walking the `runs_by_status` index (no table rows
 /// are read), which is still one step per run: callers cache it.
-#[instrument(skip_all)]
+#[instrument(level = "debug", skip_all)]
 pub fn count_by_status(conn: &Connection) -> Result<Vec<(RunStatus, u64)>, StoreError> {
     per_status(conn, "", None)
 }
 
 /// One contract's runs per status (statuses without runs left out), in
 /// one walk of `runs_by_contract_status`, however many runs it has.
-#[instrument(skip_all)]
+#[instrument(level = "debug", skip_all)]
 pub fn count_by_status_of_contract(
     conn: &Connection,
     contract_id: &str,
@@ -185,7 +189,7 @@ fn per_status(
 /// Runs in one of `statuses` whose stored heartbeat deadline is before
 /// `now`. The deadline column is written from the domain's rule on every
 /// save, and indexed, so this finds candidates cheaply.
-#[instrument(skip_all)]
+#[instrument(level = "debug", skip_all)]
 pub fn past_deadline(
     conn: &Connection,
     now: Timestamp,
@@ -267,7 +271,7 @@ const RUN_WEIGHT: query::Weight = query::Weight {
 /// One page of runs, newest `started_at` first with ties broken by id, and
 /// how many runs the filter matches in all; cut short before `max_bytes`.
 /// `live` are the statuses a stale run can be in.
-#[instrument(skip_all)]
+#[instrument(level = "debug", skip_all)]
 pub fn list(
     conn: &Connection,
     filter: &RunFilter,
@@ -275,11 +279,11 @@ pub fn list(
     page: (u32, &Position),
     max_bytes: usize,
 ) -> Result<Page<Run>, StoreError> {
-    list_as(conn, (filter, live), page, max_bytes, COLUMNS, from_row)
+    list_as(conn, (filter, live), page, max_bytes, from_row)
 }
 
 /// [`list`], each run as reads answer with it.
-#[instrument(skip_all)]
+#[instrument(level = "debug", skip_all)]
 pub fn list_records(
     conn: &Connection,
     filter: &RunFilter,
@@ -287,14 +291,7 @@ pub fn list_records(
     page: (u32, &Position),
     max_bytes: usize,
 ) -> Result<Page<RunRecord>, StoreError> {
-    list_as(
-        conn,
-        (filter, live),
-        page,
-        max_bytes,
-        &record_columns(),
-        record_from_row,
-    )
+    list_as(conn, (filter, live), page, max_bytes, record_from_row)
 }
 
 fn list_as<T>(
@@ -302,7 +299,6 @@ fn list_as<T>(
     (filter, live): (&RunFilter, &[RunStatus]),
     (limit, position): (u32, &Position),
     max_bytes: usize,
-    columns: &str,
     map: impl Fn(&Row<'_>) -> Result<T, StoreError>,
 ) -> Result<Page<T>, StoreError> {
     let mut filters = filters(filter, live);
@@ -310,7 +306,7 @@ fn list_as<T>(
     query::page_within(
         conn,
         "runs",
-        columns,
+        COLUMNS,
         &filters,
         counted(conn, filter)?,
         "started_at DESC, id DESC",

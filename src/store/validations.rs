@@ -142,7 +142,7 @@ fn record_from_row(row: &Row<'_>) -> Result<ValidationRecord, StoreError> {
 }
 
 /// Stores `v`, and one row per error code for the stats.
-#[instrument(skip_all)]
+#[instrument(level = "debug", skip_all)]
 pub fn insert(conn: &Connection, v: &Validation) -> Result<(), StoreError> {
     let text = |j: Json| j.to_string();
     conn.prepare_cached(&format!(
@@ -178,21 +178,26 @@ pub fn insert(conn: &Connection, v: &Validation) -> Result<(), StoreError> {
     Ok(())
 }
 
-#[instrument(skip_all)]
+#[instrument(level = "debug", skip_all)]
 pub fn find(conn: &Connection, id: &str) -> Result<Option<Validation>, StoreError> {
-    let mut stmt =
-        conn.prepare_cached(&format!("SELECT {COLUMNS} FROM validations WHERE id = ?1"))?;
-    let mut rows = stmt.query(params![id])?;
-    rows.next()?.map(from_row).transpose()
+    find_as(conn, id, from_row)
 }
 
 /// A validation as reads answer with it.
-#[instrument(skip_all)]
+#[instrument(level = "debug", skip_all)]
 pub fn find_record(conn: &Connection, id: &str) -> Result<Option<ValidationRecord>, StoreError> {
+    find_as(conn, id, record_from_row)
+}
+
+fn find_as<T>(
+    conn: &Connection,
+    id: &str,
+    map: fn(&Row<'_>) -> Result<T, StoreError>,
+) -> Result<Option<T>, StoreError> {
     let mut stmt =
         conn.prepare_cached(&format!("SELECT {COLUMNS} FROM validations WHERE id = ?1"))?;
     let mut rows = stmt.query(params![id])?;
-    rows.next()?.map(record_from_row).transpose()
+    rows.next()?.map(map).transpose()
 }
 
 /// A run's validations, oldest first.
@@ -294,7 +299,7 @@ const VALIDATION_WEIGHT: query::Weight = query::Weight {
 
 /// One page of validations, newest first with ties broken by id, and the
 /// number the filter matches; cut short before `max_bytes`.
-#[instrument(skip_all)]
+#[instrument(level = "debug", skip_all)]
 pub fn list(
     conn: &Connection,
     filter: &ValidationFilter,
@@ -305,7 +310,7 @@ pub fn list(
 }
 
 /// [`list`], each validation as reads answer with it.
-#[instrument(skip_all)]
+#[instrument(level = "debug", skip_all)]
 pub fn list_records(
     conn: &Connection,
     filter: &ValidationFilter,
@@ -340,7 +345,7 @@ fn list_as<T>(
 /// Counts per status in each `granularity` bucket of `[from, to]` for one
 /// contract, computed by SQLite; only buckets with validations appear, keyed
 /// by the bucket's start in seconds since the epoch.
-#[instrument(skip_all)]
+#[instrument(level = "debug", skip_all)]
 pub fn counts_by_bucket(
     conn: &Connection,
     contract_id: &str,

@@ -33,7 +33,7 @@ fn subscription(row: &Row<'_>) -> Result<Subscription, StoreError> {
     })
 }
 
-#[instrument(skip_all)]
+#[instrument(level = "debug", skip_all)]
 pub fn insert(
     conn: &Connection,
     sub: &Subscription,
@@ -144,7 +144,7 @@ fn message(row: &Row<'_>) -> Result<Message, StoreError> {
     })
 }
 
-#[instrument(skip_all)]
+#[instrument(level = "debug", skip_all)]
 pub fn insert_message(conn: &Connection, m: &Message) -> Result<(), StoreError> {
     conn.prepare_cached(
         "INSERT INTO webhook_messages (id, webhook_id, event_type, subject_id, body, created_at, \
