@@ -53,6 +53,39 @@ async fn assert_reader_returned(store: &Store) {
         .await
         .unwrap();
     assert_eq!(one, 1);
+    // ...and holds no snapshot, which would keep checkpoints from finishing.
+    let ended = store
+        .read_blocking(|c| Ok::<_, StoreError>(c.is_autocommit()))
+        .unwrap();
+    assert!(ended, "the interrupted read's transaction is still open");
+}
+
+/// Every statement of one read sees the same snapshot: a write that commits
+/// between two of them is seen by neither, and by the next read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_sees_one_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir, Duration::from_secs(10));
+    let tables = "SELECT count(*) FROM sqlite_master";
+    let writer = store.clone();
+    let (before, during) = store
+        .read(move |c| {
+            let before: i64 = c.query_row(tables, [], |r| r.get(0))?;
+            writer.write_blocking(|w| {
+                w.execute_batch("CREATE TABLE written_meanwhile (x)")?;
+                Ok::<_, StoreError>(())
+            })?;
+            let during: i64 = c.query_row(tables, [], |r| r.get(0))?;
+            Ok::<_, StoreError>((before, during))
+        })
+        .await
+        .unwrap();
+    assert_eq!(before, during);
+    let after: i64 = store
+        .read(move |c| Ok::<_, StoreError>(c.query_row(tables, [], |r| r.get(0))?))
+        .await
+        .unwrap();
+    assert_eq!(after, before + 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -352,8 +352,14 @@ impl Store {
         let cancel_side = cancel.clone();
         let mut task = tokio::task::spawn_blocking(move || {
             let conn = store.reader()?;
-            let _armed = cancel.arm(&conn)?;
-            f(&conn)
+            let read = {
+                let _armed = cancel.arm(&conn)?;
+                begin_snapshot(&conn).map_err(E::from)?;
+                f(&conn)
+            };
+            // Ended once no interrupt can reach it any more.
+            end_snapshot(&conn);
+            read
         });
         let joined = match tokio::time::timeout(self.query_timeout, &mut task).await {
             Ok(joined) => joined,
@@ -570,6 +576,31 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         info!(version = m.version, "applied database migration");
     }
     Ok(())
+}
+
+/// Starts a read transaction, so that every statement of one read (a page,
+/// its count and its validation summaries) sees the same snapshot of the
+/// file, and SQLite takes its WAL read lock once per read rather than once
+/// per statement.
+fn begin_snapshot(conn: &Connection) -> Result<(), StoreError> {
+    conn.prepare_cached("BEGIN")?.execute([])?;
+    Ok(())
+}
+
+/// Ends the read's transaction, whatever became of the read, so that no
+/// connection goes back to the pool holding a snapshot (which would keep
+/// checkpoints from finishing).
+fn end_snapshot(conn: &Connection) {
+    if conn.is_autocommit() {
+        return;
+    }
+    let ended = conn
+        .prepare_cached("COMMIT")
+        .and_then(|mut s| s.execute([]))
+        .or_else(|_| conn.execute_batch("ROLLBACK").map(|()| 0));
+    if let Err(e) = ended {
+        tracing::error!(error = %e, "a read transaction could not be ended");
+    }
 }
 
 #[cfg(test)]
