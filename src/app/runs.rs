@@ -261,7 +261,7 @@ pub async fn list(
     stale: bool,
     page: (u32, Position),
 ) -> Result<Page<RunListItem>, AppError> {
-    list_as(app, (filter, stale), page, runs::list, |r| &r.id).await
+    list_as(app, (filter, stale), page, runs::list).await
 }
 
 /// [`list`], each run as reads answer with it: nothing parsed.
@@ -271,7 +271,7 @@ pub async fn list_records(
     stale: bool,
     page: (u32, Position),
 ) -> Result<Page<RunListItem<RunRecord>>, AppError> {
-    list_as(app, (filter, stale), page, runs::list_records, |r| &r.id).await
+    list_as(app, (filter, stale), page, runs::list_records).await
 }
 
 type ListRuns<R> = fn(
@@ -280,41 +280,20 @@ type ListRuns<R> = fn(
     &[RunStatus],
     (u32, &Position),
     usize,
-) -> Result<Page<R>, StoreError>;
+) -> Result<Page<RunListItem<R>>, StoreError>;
 
 async fn list_as<R: Send + 'static>(
     app: &App,
     (mut filter, stale): (RunFilter, bool),
     page: (u32, Position),
     list: ListRuns<R>,
-    id: fn(&R) -> &str,
 ) -> Result<Page<RunListItem<R>>, AppError> {
     filter.stale_at = stale.then(|| app.clock.now());
     let max_bytes = app.settings.limits.max_page_bytes;
-    app.store
-        .read(move |c| {
-            let page = list(c, &filter, LIVE_STATUSES, (page.0, &page.1), max_bytes)?;
-            let ids: Vec<&str> = page.items.iter().map(id).collect();
-            let mut summaries = validations::summaries_for_runs(c, &ids)?;
-            let items = page
-                .items
-                .into_iter()
-                .map(|run| {
-                    let validation_summary = summaries.remove(id(&run)).unwrap_or_default();
-                    RunListItem {
-                        run,
-                        validation_summary,
-                    }
-                })
-                .collect();
-            Ok::<_, AppError>(Page {
-                items,
-                total: page.total,
-                truncated: page.truncated,
-                more: page.more,
-            })
-        })
-        .await
+    Ok(app
+        .store
+        .read(move |c| list(c, &filter, LIVE_STATUSES, (page.0, &page.1), max_bytes))
+        .await?)
 }
 
 /// How many runs a contract has in each status, every status listed (0

@@ -12,8 +12,9 @@ use super::{
 };
 use crate::domain::{
     Position,
-    run::{Run, RunFilter, RunRecord, RunStatus},
+    run::{Run, RunFilter, RunListItem, RunRecord, RunStatus},
     time::Timestamp,
+    validation::{ValidationStatus, ValidationSummary},
 };
 
 columns!(
@@ -268,9 +269,10 @@ const RUN_WEIGHT: query::Weight = query::Weight {
     overhead: 512,
 };
 
-/// One page of runs, newest `started_at` first with ties broken by id, and
-/// how many runs the filter matches in all; cut short before `max_bytes`.
-/// `live` are the statuses a stale run can be in.
+/// One page of runs, newest `started_at` first with ties broken by id, each
+/// with its validations counted per status, and how many runs the filter
+/// matches in all; cut short before `max_bytes`. `live` are the statuses a
+/// stale run can be in.
 #[instrument(level = "debug", skip_all)]
 pub fn list(
     conn: &Connection,
@@ -278,7 +280,7 @@ pub fn list(
     live: &[RunStatus],
     page: (u32, &Position),
     max_bytes: usize,
-) -> Result<Page<Run>, StoreError> {
+) -> Result<Page<RunListItem>, StoreError> {
     list_as(conn, (filter, live), page, max_bytes, from_row)
 }
 
@@ -290,29 +292,64 @@ pub fn list_records(
     live: &[RunStatus],
     page: (u32, &Position),
     max_bytes: usize,
-) -> Result<Page<RunRecord>, StoreError> {
+) -> Result<Page<RunListItem<RunRecord>>, StoreError> {
     list_as(conn, (filter, live), page, max_bytes, record_from_row)
 }
 
-fn list_as<T>(
+/// What a list selects: every column, then the statuses of the run's
+/// validations (comma-separated, NULL when it has none), read with one
+/// search of `validations_by_run` per run of the page.
+static LIST_COLUMNS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{COLUMNS}, (SELECT group_concat(v.status) FROM validations v \
+         WHERE v.run_id = runs.id) AS validation_statuses"
+    )
+});
+
+/// The position of `validation_statuses` in `LIST_COLUMNS`.
+const STATUSES_AT: usize = Col::heartbeat_deadline.at() + 1;
+
+fn summary(row: &Row<'_>) -> Result<ValidationSummary, StoreError> {
+    let mut counts = ValidationSummary::default();
+    let statuses = row.get_ref(STATUSES_AT)?;
+    let Some(statuses) = statuses
+        .as_str_or_null()
+        .map_err(|e| StoreError::Corrupt(format!("validation statuses are not text: {e}")))?
+    else {
+        return Ok(counts);
+    };
+    for s in statuses.split(',') {
+        let status = ValidationStatus::parse(s)
+            .ok_or_else(|| StoreError::Corrupt(format!("'{s}' is not a validation status")))?;
+        counts.add(status, 1);
+    }
+    Ok(counts)
+}
+
+fn list_as<R>(
     conn: &Connection,
     (filter, live): (&RunFilter, &[RunStatus]),
     (limit, position): (u32, &Position),
     max_bytes: usize,
-    map: impl Fn(&Row<'_>) -> Result<T, StoreError>,
-) -> Result<Page<T>, StoreError> {
+    map: fn(&Row<'_>) -> Result<R, StoreError>,
+) -> Result<Page<RunListItem<R>>, StoreError> {
     let mut filters = filters(filter, live);
     let offset = filters.start_at(position, "started_at");
     query::page_within(
         conn,
         "runs",
-        COLUMNS,
+        &LIST_COLUMNS,
         &filters,
         counted(conn, filter)?,
         "started_at DESC, id DESC",
         (limit, offset),
         (max_bytes, RUN_WEIGHT),
-        map,
+        |row| {
+            Ok(RunListItem {
+                run: map(row)?,
+                validation_summary: summary(row)?,
+            })
+        },
     )
 }
 
@@ -385,6 +422,28 @@ mod tests {
             "{plan}"
         );
         assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+    }
+
+    /// A page's validation counts are one index search per run, not a scan.
+    #[test]
+    fn validation_statuses_are_searched_by_run() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::migrate(&mut conn).unwrap();
+        let plan: Vec<String> = conn
+            .prepare(&format!(
+                "EXPLAIN QUERY PLAN SELECT {} FROM runs LIMIT 1",
+                *LIST_COLUMNS
+            ))
+            .unwrap()
+            .query_map([], |r| r.get(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let plan = plan.join("; ");
+        assert!(
+            plan.contains("SEARCH v USING INDEX validations_by_run (run_id=?)"),
+            "{plan}"
+        );
     }
 
     fn plans(conn: &Connection, f: &Filters) -> [String; 2] {

@@ -1,8 +1,6 @@
 //! The `validations` table, and `validation_errors`, its per-error-code index
 //! for stats.
 
-use std::collections::HashMap;
-
 use r2d2_sqlite::rusqlite::{Connection, Row, params};
 use serde_json::{Map, Value as Json, json};
 use tracing::instrument;
@@ -17,7 +15,7 @@ use crate::domain::{
     time::Timestamp,
     validation::{
         CommonError, Granularity, Validation, ValidationFilter, ValidationIssue, ValidationRecord,
-        ValidationRef, ValidationStatus, ValidationSummary, ValidationWarning,
+        ValidationRef, ValidationStatus, ValidationWarning,
     },
 };
 
@@ -214,33 +212,6 @@ pub fn refs_for_run(conn: &Connection, run_id: &str) -> Result<Vec<ValidationRef
             status: row.get(1)?,
             recorded_at: row.get(2)?,
         });
-    }
-    Ok(out)
-}
-
-/// Counts per status for each of `run_ids`, in one query for the whole page.
-/// The ids travel as one JSON array, so the statement text never changes and
-/// stays prepared.
-pub fn summaries_for_runs(
-    conn: &Connection,
-    run_ids: &[&str],
-) -> Result<HashMap<String, ValidationSummary>, StoreError> {
-    let mut out: HashMap<String, ValidationSummary> = HashMap::new();
-    if run_ids.is_empty() {
-        return Ok(out);
-    }
-    let ids = sql::json_text(&run_ids)?;
-    let mut stmt = conn.prepare_cached(
-        "SELECT run_id, status, count(*) FROM validations \
-         WHERE run_id IN (SELECT value FROM json_each(?1)) GROUP BY run_id, status",
-    )?;
-    let mut rows = stmt.query(params![ids])?;
-    while let Some(row) = rows.next()? {
-        let run_id: String = row.get(0)?;
-        let n: i64 = row.get(2)?;
-        out.entry(run_id)
-            .or_default()
-            .add(row.get(1)?, u64::try_from(n).unwrap_or(0));
     }
     Ok(out)
 }
