@@ -662,6 +662,22 @@ mod tests {
                 text(JsonBytes::of(&ValidationBody::from(v)).body())
             );
         }
+        // The table takes any JSON in metrics and metadata; what is not an
+        // object reads as {} either way.
+        conn.execute(
+            "UPDATE validations SET metrics = '[1]', metadata = ' null' WHERE id = ?1",
+            ["val_00000000000000000000000003"],
+        )
+        .unwrap();
+        let odd = "val_00000000000000000000000003";
+        let parsed = store::validations::find(&conn, odd).unwrap().unwrap();
+        let stored = store::validations::find_record(&conn, odd)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            text(write_one(&stored).body()),
+            text(JsonBytes::of(&ValidationBody::from(parsed)).body())
+        );
         let filter = ValidationFilter::default();
         let at = (4, &Position::Offset(1));
         let parsed = store::validations::list(&conn, &filter, at, usize::MAX).unwrap();

@@ -12,6 +12,7 @@ use super::{
 };
 use crate::domain::{
     Position,
+    metadata::JsonText,
     time::Timestamp,
     validation::{
         CommonError, Granularity, Validation, ValidationFilter, ValidationIssue, ValidationRecord,
@@ -132,10 +133,21 @@ fn record_from_row(row: &Row<'_>) -> Result<ValidationRecord, StoreError> {
         status: row.get(Col::status.at())?,
         errors: errors_from_json(list(Col::errors)?),
         warnings: warnings_from_json(list(Col::warnings)?),
-        metrics: row.get(Col::metrics.at())?,
-        metadata: row.get(Col::metadata.at())?,
+        metrics: object_text(row, Col::metrics)?,
+        metadata: object_text(row, Col::metadata)?,
         recorded_at: row.get(Col::recorded_at.at())?,
         recorded_by: row.get(Col::recorded_by.at())?,
+    })
+}
+
+/// Metrics and metadata are objects on the wire, but the table only checks
+/// that they are JSON: anything else reads as `{}`, as [`from_row`] reads it.
+fn object_text(row: &Row<'_>, col: Col) -> Result<JsonText, StoreError> {
+    let text: JsonText = row.get(col.at())?;
+    Ok(if text.0.trim_start().starts_with('{') {
+        text
+    } else {
+        JsonText("{}".to_owned())
     })
 }
 
