@@ -375,7 +375,7 @@ impl Counts {
         });
     }
 
-    fn merge(&mut self, other: Counts) {
+    pub fn merge(&mut self, other: Counts) {
         self.answered += other.answered;
         for (k, v) in other.errors {
             *self.errors.entry(k).or_default() += v;

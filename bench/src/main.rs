@@ -3,7 +3,8 @@
 //! Fills a temporary database through the library's store, starts the
 //! release server on it, drives HTTP load over loopback, compares the
 //! results with what SQLite does on its own, and prints a markdown report
-//! (and writes it as JSON). See BENCHMARKS.md.
+//! (and writes it as JSON). With `--vs-mlflow` it compares the server with
+//! MLflow's tracking server instead (`vs.rs`). See BENCHMARKS.md.
 //!
 //! ```sh
 //! cargo build --release -p griot-registry -p griot-bench

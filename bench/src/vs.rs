@@ -331,13 +331,7 @@ async fn fill_rest(
     let mut requests = 0;
     for t in tasks {
         let (c, r) = t.await.map_err(|e| format!("a fill task failed: {e}"))?;
-        for (kind, n) in c.errors {
-            let sample = c.samples.get(&kind).cloned().unwrap_or_default();
-            for _ in 0..n {
-                counts.error(kind.clone(), || sample.clone());
-            }
-        }
-        counts.answered += c.answered;
+        counts.merge(c);
         requests += r;
     }
     let elapsed = job.started.elapsed();
@@ -431,7 +425,27 @@ struct MlflowLog {
 fn scan_mlflow_log(path: &Path) -> MlflowLog {
     let mut s = MlflowLog::default();
     let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut in_traceback = false;
     for line in text.lines() {
+        if in_traceback {
+            // Its log lines start with the date (2026/11/27 ...); a
+            // traceback's lines do not.
+            let log_line = line.get(4..5) == Some("/") && line.starts_with("20");
+            if !log_line {
+                // The unindented lines of a traceback are what was raised
+                // (one per chained exception), the line worth keeping.
+                let raised = !line.is_empty()
+                    && !line.starts_with(' ')
+                    && !line.starts_with("Traceback")
+                    && !line.starts_with("During handling")
+                    && !line.starts_with("The above exception");
+                if raised && s.samples.len() < 12 {
+                    s.samples.push(line.chars().take(300).collect());
+                }
+                continue;
+            }
+            in_traceback = false;
+        }
         // uvicorn's access line: ... "POST /api/... HTTP/1.1" 200 OK
         let status = line
             .split_once("HTTP/1.1\" ")
@@ -459,6 +473,7 @@ fn scan_mlflow_log(path: &Path) -> MlflowLog {
                 }
                 if line.starts_with("Traceback") {
                     s.traceback += 1;
+                    in_traceback = true;
                     note = true;
                 }
             }
@@ -972,7 +987,11 @@ impl Report {
             ("fill MLflow", &self.fill_mlflow.counts),
         ] {
             for (k, v) in &c.samples {
-                lines.push(format!("- {what}: {k} ({}): `{v}`", c.errors[k]));
+                lines.push(format!(
+                    "- {what}: {k} ({}): `{}`",
+                    c.errors[k],
+                    v.replace('`', "'").replace('\n', " ")
+                ));
             }
         }
         for r in &self.rows {
@@ -983,7 +1002,7 @@ impl Report {
                         "- {}: {k} ({}): `{}`",
                         side.row.result.name,
                         c.errors[k],
-                        v.replace('`', "'")
+                        v.replace('`', "'").replace('\n', " ")
                     ));
                 }
             }
@@ -1097,5 +1116,62 @@ impl Report {
                 "met": create_ratio.map(|r| r >= CREATE_TARGET),
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mlflow_log_keeps_what_a_traceback_raised() {
+        let dir = std::env::temp_dir().join(format!("griot-bench-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("mlflow.log");
+        std::fs::write(
+            &log,
+            "2026/11/27 14:45:14 INFO:     127.0.0.1:1 - \"POST /api/2.0/mlflow/runs/create HTTP/1.1\" 200 OK\n\
+             2026/11/27 14:45:14 ERROR mlflow.server: Exception on /api/2.0/mlflow/runs/search [POST]\n\
+             Traceback (most recent call last):\n  File \"x.py\", line 1, in f\n    g()\n\
+             sqlite3.OperationalError: database is locked\n\n\
+             The above exception was the direct cause of the following exception:\n\n\
+             Traceback (most recent call last):\n  File \"y.py\", line 2, in h\n\
+             sqlalchemy.exc.OperationalError: (sqlite3.OperationalError) database is locked\n\
+             2026/11/27 14:45:15 INFO:     127.0.0.1:2 - \"POST /api/2.0/mlflow/runs/search HTTP/1.1\" 500 Internal Server Error\n",
+        )
+        .unwrap();
+        let s = scan_mlflow_log(&log);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!((s.access_lines, s.status_5xx, s.status_4xx), (2, 1, 0));
+        // One chain of two exceptions is one traceback in the log.
+        assert_eq!((s.error, s.traceback), (1, 1));
+        assert!(
+            s.samples
+                .iter()
+                .any(|l| l == "sqlite3.OperationalError: database is locked")
+        );
+        assert!(
+            s.samples
+                .iter()
+                .any(|l| l.starts_with("sqlalchemy.exc.OperationalError"))
+        );
+        assert!(
+            s.samples
+                .iter()
+                .any(|l| l.ends_with("500 Internal Server Error"))
+        );
+    }
+
+    #[test]
+    fn json_str_reads_pretty_printed_answers() {
+        let body =
+            b"{\n  \"run\": {\n    \"info\": {\n      \"run_id\": \"86c7acbd\"\n    }\n  }\n}";
+        assert_eq!(json_str(body, "run_id").as_deref(), Some("86c7acbd"));
+        assert_eq!(
+            json_str(br#"{"experiment_id":"1"}"#, "experiment_id").as_deref(),
+            Some("1")
+        );
+        assert_eq!(json_str(br#"{"run_id": 5}"#, "run_id"), None);
+        assert_eq!(json_str(br#"{"other":"x"}"#, "run_id"), None);
     }
 }
