@@ -1,5 +1,5 @@
-//! What must not outlive the bench: the server process and the temporary
-//! folder. Normal exits and errors clean up through `TempDir`'s and
+//! What must not outlive the bench: the server process (and in the MLflow
+//! comparison, MLflow's process group) and the temporary folder. Normal exits and errors clean up through `TempDir`'s and
 //! `Server`'s drops; Ctrl-C and SIGTERM through `install_signal_handler`.
 
 use std::{
@@ -10,11 +10,16 @@ use std::{
 
 struct State {
     server: Option<u32>,
+    /// A process group to kill whole: MLflow's server forks a uvicorn
+    /// supervisor, its workers and a job runner, which a kill of the first
+    /// process alone would leave running.
+    group: Option<u32>,
     dir: Option<PathBuf>,
 }
 
 static STATE: Mutex<State> = Mutex::new(State {
     server: None,
+    group: None,
     dir: None,
 });
 
@@ -26,6 +31,20 @@ fn state() -> std::sync::MutexGuard<'static, State> {
 
 pub fn set_server(pid: Option<u32>) {
     state().server = pid;
+}
+
+pub fn set_group(pgid: Option<u32>) {
+    state().group = pgid;
+}
+
+/// Sends `signal` ("TERM", "KILL") to every process of group `pgid`.
+pub fn signal_group(pgid: u32, signal: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg("--")
+        .arg(format!("-{pgid}"))
+        .stderr(std::process::Stdio::null())
+        .status();
 }
 
 /// A folder removed with everything in it when dropped.
@@ -81,10 +100,13 @@ pub fn install_signal_handler() {
                 () = term => {},
             }
         });
-        let (server, dir) = {
+        let (server, group, dir) = {
             let s = state();
-            (s.server, s.dir.clone())
+            (s.server, s.group, s.dir.clone())
         };
+        if let Some(pgid) = group {
+            signal_group(pgid, "KILL");
+        }
         if let Some(pid) = server {
             let _ = Command::new("kill")
                 .arg("-KILL")

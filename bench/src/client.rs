@@ -261,3 +261,28 @@ pub fn json_id(body: &[u8]) -> Option<String> {
     let len = body[start..].iter().position(|b| *b == b'"')?;
     String::from_utf8(body[start..start + len].to_vec()).ok()
 }
+
+/// The string value of `key` in a JSON body, found without parsing it all;
+/// unlike `json_id` it allows whitespace around the colon, as MLflow
+/// pretty-prints its answers.
+pub fn json_str(body: &[u8], key: &str) -> Option<String> {
+    let quoted = format!("\"{key}\"");
+    let mut at = find(body, quoted.as_bytes())? + quoted.len();
+    let skip_space = |at: &mut usize| {
+        while body.get(*at).is_some_and(u8::is_ascii_whitespace) {
+            *at += 1;
+        }
+    };
+    skip_space(&mut at);
+    if body.get(at) != Some(&b':') {
+        return None;
+    }
+    at += 1;
+    skip_space(&mut at);
+    if body.get(at) != Some(&b'"') {
+        return None;
+    }
+    let start = at + 1;
+    let len = body[start..].iter().position(|b| *b == b'"')?;
+    String::from_utf8(body[start..start + len].to_vec()).ok()
+}

@@ -201,7 +201,7 @@ fn tally<S: PartialEq>(counts: &mut [(S, u64)], status: &S) {
 }
 
 /// The seeded dataset, one run at a time in time order.
-struct Generator<'a> {
+pub struct Generator<'a> {
     o: &'a FillOptions,
     rng: Rng,
     now: Timestamp,
@@ -212,7 +212,7 @@ struct Generator<'a> {
 }
 
 impl<'a> Generator<'a> {
-    fn new(o: &'a FillOptions) -> Self {
+    pub fn new(o: &'a FillOptions) -> Self {
         let rng = Rng::new(o.seed);
         let now = Timestamp::now();
         let now_micros = now.unix_micros();
@@ -229,7 +229,7 @@ impl<'a> Generator<'a> {
 
     /// Run `n`, the contract it belongs to and its start in Unix
     /// microseconds.
-    fn run(&mut self, n: u64) -> (Run, u32, i64) {
+    pub fn run(&mut self, n: u64) -> (Run, u32, i64) {
         let rng = &mut self.rng;
         // Runs arrive in time order, as they would in production: one per
         // slot, at a random point inside it.
@@ -330,6 +330,12 @@ fn create(db: &Path, durability: Durability) -> Result<(Store, String), String> 
         .map_err(|e| format!("cannot create the API key: {e}"))?;
     let api_key = secret.expose().to_owned();
     Ok((store, api_key))
+}
+
+/// A fresh database that holds only the load's write key, for a server
+/// that is then filled through its API; the key.
+pub fn create_empty(db: &Path, durability: Durability) -> Result<String, String> {
+    create(db, durability).map(|(_, api_key)| api_key)
 }
 
 pub fn fill(db: &Path, o: &FillOptions) -> Result<Filled, String> {

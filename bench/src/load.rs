@@ -12,7 +12,7 @@ use std::{
 use griot_registry::domain::time::Timestamp;
 
 use crate::{
-    client::{Conn, Response, json_id},
+    client::{Conn, Response, json_id, json_str},
     fill::{RunRef, contract_name, pipeline_name, pipeline_of},
     rng::Rng,
 };
@@ -42,10 +42,15 @@ pub enum Op {
     ListByPipeline,
     ListByContractPipeline,
     ListValidationsByContract,
+    ListCompleted,
+    MlflowCreateRun,
+    MlflowGetRun,
+    MlflowUpdateRun,
+    MlflowSearch,
 }
 
 impl Op {
-    pub const ALL: [Op; 23] = [
+    pub const ALL: [Op; 28] = [
         Op::CreateRun,
         Op::UpdateRun,
         Op::GetRun,
@@ -69,6 +74,11 @@ impl Op {
         Op::ListByPipeline,
         Op::ListByContractPipeline,
         Op::ListValidationsByContract,
+        Op::ListCompleted,
+        Op::MlflowCreateRun,
+        Op::MlflowGetRun,
+        Op::MlflowUpdateRun,
+        Op::MlflowSearch,
     ];
 
     pub fn name(self) -> &'static str {
@@ -96,6 +106,11 @@ impl Op {
             Op::ListByPipeline => "list_pipeline",
             Op::ListByContractPipeline => "list_contract_pipeline",
             Op::ListValidationsByContract => "list_validations_contract",
+            Op::ListCompleted => "list_completed",
+            Op::MlflowCreateRun => "mlflow_create_run",
+            Op::MlflowGetRun => "mlflow_get_run",
+            Op::MlflowUpdateRun => "mlflow_update_run",
+            Op::MlflowSearch => "mlflow_search_runs",
         }
     }
 
@@ -244,10 +259,83 @@ pub const SCENARIOS: &[Scenario] = &[
     },
 ];
 
+/// One scenario of the MLflow comparison: the same work asked of each
+/// server through its own API.
+pub struct Pair {
+    pub name: &'static str,
+    pub griot: Scenario,
+    pub mlflow: Scenario,
+}
+
+/// MLflow's tracking REST API, version 2.0.
+pub const MLFLOW_API: &str = "/api/2.0/mlflow";
+
+pub const VS_MLFLOW: &[Pair] = &[
+    Pair {
+        name: "create",
+        griot: Scenario {
+            name: "create_run",
+            what: "POST /api/v1/runs (pending run: contract, pipeline name and id, 3 metadata keys)",
+            mix: &[(Op::CreateRun, 1)],
+        },
+        mlflow: Scenario {
+            name: "mlflow_create_run",
+            what: "POST /api/2.0/mlflow/runs/create (start_time and 6 tags: contract, pipeline \
+                   name and id, the same 3 metadata keys)",
+            mix: &[(Op::MlflowCreateRun, 1)],
+        },
+    },
+    Pair {
+        name: "get",
+        griot: Scenario {
+            name: "get_run",
+            what: "GET /api/v1/runs/{id}, random filled run",
+            mix: &[(Op::GetRun, 1)],
+        },
+        mlflow: Scenario {
+            name: "mlflow_get_run",
+            what: "GET /api/2.0/mlflow/runs/get?run_id=.., random filled run",
+            mix: &[(Op::MlflowGetRun, 1)],
+        },
+    },
+    Pair {
+        name: "update",
+        griot: Scenario {
+            name: "update_run",
+            what: "PATCH /api/v1/runs/{id} on runs the load created: pending->running with 2 \
+                   metadata keys, then a patch of 2 metadata keys, alternating",
+            mix: &[(Op::UpdateRun, 1)],
+        },
+        mlflow: Scenario {
+            name: "mlflow_update_run",
+            what: "on runs the load created: POST runs/update (RUNNING->FINISHED, end_time), \
+                   then POST runs/log-batch with 2 tags, alternating",
+            mix: &[(Op::MlflowUpdateRun, 1)],
+        },
+    },
+    Pair {
+        name: "search",
+        griot: Scenario {
+            name: "list_completed",
+            what: "GET /api/v1/runs?status=completed&limit=50 (newest first, with the total)",
+            mix: &[(Op::ListCompleted, 1)],
+        },
+        mlflow: Scenario {
+            name: "mlflow_search_runs",
+            what: "POST /api/2.0/mlflow/runs/search, filter attributes.status = 'FINISHED', \
+                   max_results 50 (newest first by its default order)",
+            mix: &[(Op::MlflowSearch, 1)],
+        },
+    },
+];
+
 /// What every connection shares.
 pub struct Target {
     pub addr: SocketAddr,
     pub api_key: String,
+    /// The MLflow experiment the runs go into, when the target is MLflow's
+    /// tracking server.
+    pub experiment_id: Option<String>,
     pub runs: Arc<Vec<RunRef>>,
     pub contracts: u32,
     pub pipelines: u32,
@@ -259,6 +347,10 @@ pub struct Target {
 }
 
 impl Target {
+    fn experiment(&self) -> &str {
+        self.experiment_id.as_deref().unwrap_or_default()
+    }
+
     fn pending(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -275,7 +367,7 @@ pub struct Counts {
 }
 
 impl Counts {
-    fn error(&mut self, kind: String, sample: impl FnOnce() -> String) {
+    pub fn error(&mut self, kind: String, sample: impl FnOnce() -> String) {
         *self.errors.entry(kind.clone()).or_default() += 1;
         self.samples.entry(kind).or_insert_with(|| {
             let s = sample();
@@ -283,7 +375,7 @@ impl Counts {
         });
     }
 
-    fn merge(&mut self, other: Counts) {
+    pub fn merge(&mut self, other: Counts) {
         self.answered += other.answered;
         for (k, v) in other.errors {
             *self.errors.entry(k).or_default() += v;
@@ -466,7 +558,101 @@ impl Worker {
                 self.get(&format!("/api/v1/validations?contract_id={c}"))
                     .await
             }
+            Op::ListCompleted => self.get("/api/v1/runs?status=completed&limit=50").await,
+            Op::MlflowCreateRun => self.mlflow_create_run(&t).await,
+            Op::MlflowGetRun => {
+                let id = &self.random_run(&t).id;
+                self.get(&format!("{MLFLOW_API}/runs/get?run_id={id}"))
+                    .await
+            }
+            Op::MlflowUpdateRun => self.mlflow_update_run(&t).await,
+            Op::MlflowSearch => {
+                let body = format!(
+                    r#"{{"experiment_ids":["{}"],"filter":"attributes.status = 'FINISHED'","max_results":50}}"#,
+                    t.experiment()
+                );
+                self.conn()
+                    .request(
+                        "POST",
+                        &format!("{MLFLOW_API}/runs/search"),
+                        None,
+                        Some(&body),
+                    )
+                    .await
+            }
         }
+    }
+
+    /// What `create_run` sends, as MLflow takes it: the run's fields and
+    /// metadata become tags, the only run data `runs/create` accepts.
+    async fn mlflow_create_run(&mut self, t: &Target) -> io::Result<Response> {
+        let (n, seq) = (self.n, self.seq);
+        let c = self.random_contract(t);
+        let p = pipeline_name(pipeline_of(c, t.pipelines));
+        let body = format!(
+            r#"{{"experiment_id":"{}","start_time":{},"tags":[{{"key":"contract_id","value":"{}"}},{{"key":"pipeline_name","value":"{p}"}},{{"key":"pipeline_id","value":"bench-{n}-{seq}"}},{{"key":"dag_id","value":"{p}"}},{{"key":"trigger","value":"scheduled"}},{{"key":"attempt","value":"1"}}]}}"#,
+            t.experiment(),
+            Timestamp::now().unix_micros() / 1_000,
+            contract_name(c)
+        );
+        let resp = self
+            .conn()
+            .request(
+                "POST",
+                &format!("{MLFLOW_API}/runs/create"),
+                None,
+                Some(&body),
+            )
+            .await?;
+        if resp.status == 200
+            && let Some(id) = json_str(&resp.body, "run_id")
+        {
+            t.pending().push(id);
+        }
+        Ok(resp)
+    }
+
+    /// `update_run`'s alternation in MLflow's terms: the status change is
+    /// `runs/update` (the only way to change a run's status), the
+    /// metadata-only patch is `runs/log-batch` of tags (MLflow's free-form
+    /// key-values; `runs/update` takes none).
+    async fn mlflow_update_run(&mut self, t: &Target) -> io::Result<Response> {
+        let (id, metadata_only, moves) = match (self.current.take(), self.metadata_next) {
+            (Some(id), true) => (id, true, false),
+            (current, _) => match t.pending().pop() {
+                Some(fresh) => (fresh, false, true),
+                None => (
+                    current.unwrap_or_else(|| self.random_run(t).id.clone()),
+                    true,
+                    false,
+                ),
+            },
+        };
+        let (path, body) = if metadata_only {
+            (
+                "runs/log-batch",
+                format!(
+                    r#"{{"run_id":"{id}","tags":[{{"key":"progress_pct","value":"{}"}},{{"key":"rows_processed","value":"{}"}}]}}"#,
+                    self.rng.below(100),
+                    self.rng.below(10_000_000)
+                ),
+            )
+        } else {
+            (
+                "runs/update",
+                format!(
+                    r#"{{"run_id":"{id}","status":"FINISHED","end_time":{}}}"#,
+                    Timestamp::now().unix_micros() / 1_000
+                ),
+            )
+        };
+        let resp = self
+            .conn()
+            .request("POST", &format!("{MLFLOW_API}/{path}"), None, Some(&body))
+            .await?;
+        self.metadata_next = moves;
+        self.current = Some(id);
+        Ok(resp)
     }
 
     /// The open connection (`send` opens it first).
@@ -647,16 +833,31 @@ pub async fn top_up_pending(target: &Arc<Target>, want: usize) -> Result<(), Str
     let mut n = 0u64;
     while target.pending().len() < want {
         n += 1;
-        let body = format!(
-            r#"{{"contract_id":"{}","pipeline_name":"pipeline-000","status":"pending"}}"#,
-            contract_name((n % u64::from(target.contracts)) as u32)
-        );
-        let resp = conn
-            .request("POST", "/api/v1/runs", Some(&target.api_key), Some(&body))
-            .await
-            .map_err(|e| format!("creating runs to patch: {e}"))?;
-        match json_id(&resp.body) {
-            Some(id) if resp.status == 201 => target.pending().push(id),
+        let contract = contract_name((n % u64::from(target.contracts)) as u32);
+        let resp = match &target.experiment_id {
+            None => {
+                let body = format!(
+                    r#"{{"contract_id":"{contract}","pipeline_name":"pipeline-000","status":"pending"}}"#
+                );
+                conn.request("POST", "/api/v1/runs", Some(&target.api_key), Some(&body))
+                    .await
+            }
+            Some(experiment) => {
+                let body = format!(
+                    r#"{{"experiment_id":"{experiment}","start_time":{},"tags":[{{"key":"contract_id","value":"{contract}"}},{{"key":"pipeline_name","value":"pipeline-000"}}]}}"#,
+                    Timestamp::now().unix_micros() / 1_000
+                );
+                conn.request("POST", &format!("{MLFLOW_API}/runs/create"), None, Some(&body))
+                    .await
+            }
+        }
+        .map_err(|e| format!("creating runs to patch: {e}"))?;
+        let id = match target.experiment_id {
+            None => json_id(&resp.body).filter(|_| resp.status == 201),
+            Some(_) => json_str(&resp.body, "run_id").filter(|_| resp.status == 200),
+        };
+        match id {
+            Some(id) => target.pending().push(id),
             _ => {
                 return Err(format!(
                     "creating runs to patch got {}: {}",
@@ -678,7 +879,11 @@ pub async fn run_scenario(
     connections: usize,
     duration: Duration,
 ) -> Result<ScenarioResult, String> {
-    if scenario.mix.iter().any(|m| m.0 == Op::UpdateRun) {
+    if scenario
+        .mix
+        .iter()
+        .any(|m| matches!(m.0, Op::UpdateRun | Op::MlflowUpdateRun))
+    {
         top_up_pending(target, connections * 4).await?;
     }
     let conns = connect_all(target.addr, connections).await?;

@@ -3,7 +3,8 @@
 //! Fills a temporary database through the library's store, starts the
 //! release server on it, drives HTTP load over loopback, compares the
 //! results with what SQLite does on its own, and prints a markdown report
-//! (and writes it as JSON). See BENCHMARKS.md.
+//! (and writes it as JSON). With `--vs-mlflow` it compares the server with
+//! MLflow's tracking server instead (`vs.rs`). See BENCHMARKS.md.
 //!
 //! ```sh
 //! cargo build --release -p griot-registry -p griot-bench
@@ -14,10 +15,12 @@ mod cleanup;
 mod client;
 mod fill;
 mod load;
+mod mlflow;
 mod raw;
 mod report;
 mod rng;
 mod server;
+mod vs;
 
 use std::{
     net::SocketAddr,
@@ -111,6 +114,23 @@ struct Args {
     /// to its own schema when it opens it.
     #[arg(long, value_name = "PATH")]
     db_cache: Option<PathBuf>,
+    /// Compare with MLflow's tracking server instead: both filled through
+    /// their REST APIs with --mlflow-runs runs, then create, get, update
+    /// and search against each (BENCHMARKS.md, "Side by side with MLflow").
+    /// --scenarios then takes create, get, update, search.
+    #[arg(long)]
+    vs_mlflow: bool,
+    /// Runs each server is filled with in --vs-mlflow.
+    #[arg(long, default_value_t = 10_000)]
+    mlflow_runs: u64,
+    /// Passed to `mlflow server --workers` [default: MLflow's own default].
+    #[arg(long, value_name = "N")]
+    mlflow_workers: Option<u32>,
+    /// The venv MLflow is installed into (created, with the pinned release
+    /// from PyPI, if it has no `mlflow`) [default: .cache/mlflow-venv in the
+    /// workspace].
+    #[arg(long, value_name = "PATH")]
+    mlflow_venv: Option<PathBuf>,
 }
 
 impl Args {
@@ -217,6 +237,21 @@ fn check(args: &Args) -> Result<(), String> {
             return Err(format!("{flag} must be positive"));
         }
     }
+    if args.vs_mlflow {
+        if args.mlflow_runs == 0 {
+            return Err("--mlflow-runs must be positive".into());
+        }
+        if args.mlflow_workers == Some(0) {
+            return Err("--mlflow-workers must be positive".into());
+        }
+        if let Some(s) = args.scenarios.iter().find(|s| !vs::known(s)) {
+            return Err(format!(
+                "unknown scenario '{s}' for --vs-mlflow; known: {}",
+                vs::names().join(", ")
+            ));
+        }
+        return Ok(());
+    }
     for s in &args.scenarios {
         if !load::SCENARIOS.iter().any(|x| x.name == s) {
             let names: Vec<&str> = load::SCENARIOS.iter().map(|x| x.name).collect();
@@ -237,6 +272,9 @@ fn run(args: &Args) -> Result<(), String> {
             "griot-bench: warning: this is a debug build of the load generator; \
              run it with `cargo run --release -p griot-bench`"
         );
+    }
+    if args.vs_mlflow {
+        return vs::run(args, &server_bin);
     }
     let base = args.tmp_dir.clone().unwrap_or_else(std::env::temp_dir);
     let machine = report::Machine::probe(&base);
@@ -305,6 +343,11 @@ fn run(args: &Args) -> Result<(), String> {
 
 /// The machine and the flags, before anything starts.
 fn announce(args: &Args, machine: &report::Machine) {
+    announce_machine(machine);
+    eprintln!("griot-bench: flags: {}", args.as_flags());
+}
+
+fn announce_machine(machine: &report::Machine) {
     eprintln!(
         "griot-bench: {} × {}, {:.1} GiB; temp in {} ({})",
         machine.nproc,
@@ -313,7 +356,6 @@ fn announce(args: &Args, machine: &report::Machine) {
         machine.tmp_dir,
         machine.tmp_fs
     );
-    eprintln!("griot-bench: flags: {}", args.as_flags());
 }
 
 fn fill_db(args: &Args, db: &Path) -> Result<fill::Filled, String> {
@@ -459,6 +501,7 @@ fn load_target(args: &Args, addr: SocketAddr, filled: fill::Filled) -> Arc<load:
     Arc::new(load::Target {
         addr,
         api_key: filled.api_key,
+        experiment_id: None,
         runs: Arc::new(filled.runs),
         contracts: args.contracts,
         pipelines: args.pipelines,
@@ -515,7 +558,36 @@ fn run_scenario(
     scenario: &'static load::Scenario,
     index: usize,
 ) -> Result<report::ScenarioRow, String> {
-    let server_cpu = server::cpu_ticks(&pid.to_string());
+    let server = Probe {
+        cpu_ticks: &|| server::cpu_ticks(&pid.to_string()),
+        memory_kib: &|| server::memory_kib(pid),
+        memory_label: "VmHWM",
+    };
+    measure_scenario(args, rt, ticks_per_sec, &server, target, scenario, index)
+}
+
+/// How to read a server's CPU time (user, system ticks) and memory (two
+/// figures in KiB, the row's VmRSS and VmHWM in the normal mode): of one
+/// process, or summed over a process group.
+pub struct Probe<'a> {
+    pub cpu_ticks: &'a dyn Fn() -> (u64, u64),
+    pub memory_kib: &'a dyn Fn() -> (u64, u64),
+    /// What the second memory figure is, for the progress line.
+    pub memory_label: &'static str,
+}
+
+/// One scenario against the server `probe` reads, with the CPU it and the
+/// load generator spent on it and its memory after it.
+fn measure_scenario(
+    args: &Args,
+    rt: &tokio::runtime::Runtime,
+    ticks_per_sec: f64,
+    probe: &Probe<'_>,
+    target: &Arc<load::Target>,
+    scenario: &'static load::Scenario,
+    index: usize,
+) -> Result<report::ScenarioRow, String> {
+    let server_cpu = (probe.cpu_ticks)();
     let client_cpu = server::cpu_ticks("self");
     let t0 = Instant::now();
     let result = rt.block_on(load::run_scenario(
@@ -526,24 +598,27 @@ fn run_scenario(
         Duration::from_secs_f64(args.seconds),
     ))?;
     let wall = t0.elapsed().as_secs_f64();
-    let server_after = server::cpu_ticks(&pid.to_string());
+    let server_after = (probe.cpu_ticks)();
     let client_after = server::cpu_ticks("self");
     let pct = |ticks: u64| ticks as f64 / ticks_per_sec / wall * 100.0;
-    let (rss, hwm) = server::memory_kib(pid);
+    let (rss, hwm) = (probe.memory_kib)();
     eprintln!(
-        "    {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} errors, VmHWM {:.1} MiB",
+        "    {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} errors, {} {:.1} MiB",
         result.per_sec(),
         load::quantile_ms(&result.latencies_us, 0.5),
         load::quantile_ms(&result.latencies_us, 0.99),
         result.counts.error_total(),
+        probe.memory_label,
         hwm as f64 / 1024.0
     );
     Ok(report::ScenarioRow {
         result,
         rss_after_kib: rss,
         hwm_after_kib: hwm,
-        server_cpu_pct: pct(server_after.0 + server_after.1 - server_cpu.0 - server_cpu.1),
-        server_sys_pct: pct(server_after.1 - server_cpu.1),
+        server_cpu_pct: pct(
+            (server_after.0 + server_after.1).saturating_sub(server_cpu.0 + server_cpu.1)
+        ),
+        server_sys_pct: pct(server_after.1.saturating_sub(server_cpu.1)),
         client_cpu_pct: pct(client_after.0 + client_after.1 - client_cpu.0 - client_cpu.1),
     })
 }

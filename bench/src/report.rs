@@ -170,15 +170,15 @@ pub struct Report {
     pub scenarios: Vec<ScenarioRow>,
 }
 
-fn mib(kib: u64) -> f64 {
+pub fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
 
-fn r1(x: f64) -> f64 {
+pub fn r1(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
 }
 
-fn r2(x: f64) -> f64 {
+pub fn r2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
@@ -690,7 +690,7 @@ fn latency_json(sorted_us: &[u32]) -> Value {
     })
 }
 
-fn scenario_json(s: &ScenarioRow) -> Value {
+pub fn scenario_json(s: &ScenarioRow) -> Value {
     let r = &s.result;
     json!({
         "name": r.name,

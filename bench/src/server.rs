@@ -21,7 +21,7 @@ pub struct Server {
 }
 
 /// A port nobody listens on right now.
-fn free_port() -> Result<u16, String> {
+pub fn free_port() -> Result<u16, String> {
     let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free port: {e}"))?;
     l.local_addr()
         .map(|a| a.port())
@@ -29,7 +29,7 @@ fn free_port() -> Result<u16, String> {
 }
 
 /// One blocking GET, `Connection: close`; the status code.
-fn probe(addr: SocketAddr, path: &str) -> Option<u16> {
+pub fn probe(addr: SocketAddr, path: &str) -> Option<u16> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     write!(
@@ -54,7 +54,7 @@ fn probe(addr: SocketAddr, path: &str) -> Option<u16> {
         .ok()
 }
 
-fn log_tail(path: &Path) -> String {
+pub fn log_tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(15)..].join("\n")
