@@ -295,7 +295,7 @@ fn checkpoint(conn: &Connection) -> rusqlite::Result<Option<WalState>> {
 /// checkpointing itself past a WAL size instead (SQLite's autocheckpoint,
 /// as before) put that copy, and a sort of every frame in the WAL on each
 /// commit past the size even when nothing could be copied, in front of
-/// the queued writes: create p99 82-115 ms at 1M runs, against 19-23 ms
+/// the queued writes: create p99 76-113 ms at 1M runs, against 19-23 ms
 /// (BENCHMARKS.md, "Write tails").
 ///
 /// A failure that lasts (a read-only file) is logged with backoff, not
