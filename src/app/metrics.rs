@@ -341,6 +341,14 @@ impl Collector for StoreCollector {
             Some(&Unit::Seconds),
             &stats.commit_seconds.snapshot(),
         )?;
+        histogram(
+            e,
+            "writer_checkpoint_hold_duration",
+            "Time the checkpoint thread held the writer off to copy the WAL's last frames, so \
+             that the WAL starts over; writes queued meanwhile wait that long.",
+            Some(&Unit::Seconds),
+            &stats.checkpoint_hold_seconds.snapshot(),
+        )?;
         single(
             e,
             "writer_failed_batches",

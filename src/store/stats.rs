@@ -88,6 +88,10 @@ pub struct StoreStats {
     pub batch_sizes: AtomicHistogram,
     /// Time from BEGIN to the end of COMMIT of each batch.
     pub commit_seconds: AtomicHistogram,
+    /// How long each hold of the writer by the checkpoint thread lasted
+    /// (waiting for the open batch, then copying the WAL's last frames):
+    /// the writes queued meanwhile wait that long.
+    pub checkpoint_hold_seconds: AtomicHistogram,
     /// Batches whose transaction failed as a whole.
     pub(super) failed_batches: AtomicU64,
     /// Time spent waiting for a reader connection from the pool.
@@ -104,6 +108,7 @@ impl Default for StoreStats {
             queued: AtomicI64::new(0),
             batch_sizes: AtomicHistogram::new(BATCH_SIZES),
             commit_seconds: AtomicHistogram::new(SECONDS),
+            checkpoint_hold_seconds: AtomicHistogram::new(SECONDS),
             failed_batches: AtomicU64::new(0),
             pool_wait_seconds: AtomicHistogram::new(SECONDS),
             pool_timeouts: AtomicU64::new(0),
@@ -132,6 +137,10 @@ impl StoreStats {
         if !committed {
             self.failed_batches.fetch_add(1, Relaxed);
         }
+    }
+
+    pub(super) fn record_checkpoint_hold(&self, took: Duration) {
+        self.checkpoint_hold_seconds.observe(took.as_secs_f64());
     }
 
     pub(super) fn record_pool_wait(&self, took: Duration, got: bool) {

@@ -8,12 +8,15 @@
 //! after the commit that holds its write, so an acknowledged write is on
 //! disk. One commit for many writes is what makes this faster than a commit
 //! per write: the pages a batch touches are written to the WAL once.
+//!
+//! A second thread copies the WAL back into the database (checkpoints), so
+//! that the writer never does: see `checkpoint_until`.
 
 use std::{
     panic::{AssertUnwindSafe, catch_unwind},
-    sync::{Arc, atomic::Ordering::Relaxed, mpsc},
+    sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, atomic::Ordering::Relaxed, mpsc},
     thread,
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use r2d2_sqlite::rusqlite::{self, Connection};
@@ -88,32 +91,28 @@ impl Writer {
         checkpointer: Connection,
         stats: Arc<StoreStats>,
     ) -> Result<Self, StoreError> {
-        // The checkpointer thread copies most of the WAL back while writes
-        // go on, but it can never finish while the writer keeps appending,
-        // and the WAL only starts over after a finished checkpoint: left
-        // alone it grew to 7 GB in 60 s of load. So the writer still
-        // checkpoints itself past RESTART_PAGES; by then most pages are
-        // already copied and the inline part is short. The WAL file is
-        // truncated back to JOURNAL_LIMIT when it starts over.
+        // SQLite's own checkpoint after a commit would run here, on the
+        // writer, with every queued write waiting behind it: the checkpoint
+        // thread does that work instead.
         conn.execute_batch(&format!(
-            "PRAGMA wal_autocheckpoint = {RESTART_PAGES}; \
-             PRAGMA journal_size_limit = {JOURNAL_LIMIT};"
+            "PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = {JOURNAL_LIMIT};"
         ))?;
+        let turns = Arc::new(Turns::default());
         let (jobs, queue) = mpsc::channel::<Box<dyn Job>>();
-        let (done, finished) = mpsc::channel::<()>();
         let spawn_failed = |e: std::io::Error| StoreError::Task(TaskError::Spawn(e));
+        let (checkpoint_turns, checkpoint_stats) = (turns.clone(), stats.clone());
         thread::Builder::new()
             .name("griot-checkpoint".into())
-            .spawn(move || checkpoint_until(&checkpointer, &finished))
+            .spawn(move || checkpoint_until(&checkpointer, &checkpoint_turns, &checkpoint_stats))
             .map_err(spawn_failed)?;
         let counted = stats.clone();
         thread::Builder::new()
             .name("griot-writer".into())
             .spawn(move || {
-                run(&conn, &queue, &counted);
+                run(&conn, &queue, &counted, &turns);
                 // The writer is gone: stop checkpointing; closing the last
                 // connection checkpoints what is left.
-                drop(done);
+                turns.stop();
             })
             .map_err(spawn_failed)?;
         Ok(Self { jobs, stats })
@@ -168,39 +167,260 @@ impl Writer {
     }
 }
 
-/// WAL pages after which the writer checkpoints inline (32 MiB of 4 KiB
-/// pages).
-const RESTART_PAGES: u32 = 8000;
+/// Bytes the WAL file is cut back to after it starts over: above the size
+/// it starts over at (`Policy::restart_frames`), so that a WAL going round
+/// under load writes into blocks the file already has. Growing the file
+/// again each round allocates blocks (a profile of creates at 1M runs had
+/// 23% of its samples in `pwrite`, most of it at the WAL's growing end).
+const JOURNAL_LIMIT: u64 = 320 << 20;
 
-/// Bytes the WAL file is cut back to after it starts over.
-const JOURNAL_LIMIT: u64 = 64 << 20;
+/// When the checkpoint thread acts, in WAL frames (one 4 KiB page each).
+#[derive(Debug, Clone, Copy)]
+struct Policy {
+    /// A WAL this long is started over: the writer is held off for the
+    /// last copy once the backlog is short. Each hold costs the writes
+    /// queued meanwhile 0.05-0.25 s at 1M runs on the benchmark machine,
+    /// so holds must be rare enough to stay out of the p99.
+    restart_frames: i64,
+    /// The backlog short enough to copy with the writer held off.
+    finish_backlog: i64,
+    /// Past this the writer is held off whatever the backlog, so the WAL
+    /// stays bounded when the copying falls behind (unless a reader pins
+    /// it: then holding the writer cannot help).
+    bound_frames: i64,
+    /// The writer is held off only after a checkpoint this quick.
+    finish_within: Duration,
+}
 
-/// How often the WAL is copied back into the database file.
-const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+const POLICY: Policy = Policy {
+    // 256 MiB: at 16 connections creating flat out (about 45,000 frames a
+    // second at 1M runs) one hold every 1.5 s, so 0.2% of the creates wait
+    // for one. At 64 MiB holds came every 0.4 s and the create p99 was
+    // 28 ms against 19-23 ms.
+    restart_frames: 65536,
+    finish_backlog: 512,
+    // 512 MiB.
+    bound_frames: 131_072,
+    finish_within: Duration::from_millis(20),
+};
 
-/// PASSIVE checkpoints never wait for the writer or readers; what they
-/// cannot copy now is copied next time.
+/// How long the checkpoint thread sleeps when the WAL is all copied, or
+/// pinned by a reader.
+const CHECKPOINT_IDLE: Duration = Duration::from_millis(100);
+
+/// How long it sleeps when a little is left to copy: copying a few pages
+/// at a time would pay an fsync of the WAL for each few.
+const CHECKPOINT_SOON: Duration = Duration::from_millis(10);
+
+/// Where the WAL stands, as `PRAGMA wal_checkpoint` reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct WalState {
+    /// Frames in the WAL.
+    frames: i64,
+    /// Of those, frames copied into the database.
+    copied: i64,
+}
+
+/// What the checkpoint thread does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// Copy more at once: the backlog is long.
+    Again,
+    /// Hold the writer off and copy the rest, so the WAL starts over.
+    Finish,
+    /// Copy again after `CHECKPOINT_SOON`.
+    Soon,
+    /// Nothing to copy, or nothing that can be: after `CHECKPOINT_IDLE`.
+    Idle,
+}
+
+/// Decides from the last two checkpoints (`before`, then `now`, which took
+/// `took`) what to do. A checkpoint reports the WAL as it was when it
+/// began: if the writer went on meanwhile, more is already waiting.
+fn plan(policy: &Policy, before: WalState, now: WalState, took: Duration) -> Next {
+    let backlog = now.frames - now.copied;
+    let wrote = now.frames != before.frames;
+    // All copied and nothing new: the next commit starts the WAL over by
+    // itself.
+    if backlog <= 0 && !wrote {
+        return Next::Idle;
+    }
+    // No progress: a read transaction holds a snapshot older than the
+    // frames left (a long read, a backup), and nothing past it can be
+    // copied until it ends; holding the writer would only stop writes.
+    if backlog > 0 && now.copied == before.copied && now.frames >= before.frames {
+        return Next::Idle;
+    }
+    if now.frames >= policy.bound_frames {
+        return Next::Finish;
+    }
+    if now.frames >= policy.restart_frames {
+        // A quick checkpoint that left little means little has been
+        // written since it began, so the hold copies little. It still
+        // costs far more than the checkpoint before it (75-250 ms against
+        // 6-10 ms at 1M runs): SQLite syncs the database file only after a
+        // copy that reaches the WAL's end, so the hold flushes every page
+        // copied since the WAL last started over.
+        if backlog <= policy.finish_backlog && took <= policy.finish_within {
+            Next::Finish
+        } else {
+            Next::Again
+        }
+    } else if backlog > policy.finish_backlog {
+        Next::Again
+    } else {
+        Next::Soon
+    }
+}
+
+/// A PASSIVE checkpoint: copies what no reader still needs from the WAL,
+/// without waiting for the writer or readers; `None` when another
+/// checkpoint runs (a second process).
+fn checkpoint(conn: &Connection) -> rusqlite::Result<Option<WalState>> {
+    let (busy, frames, copied): (i64, i64, i64) =
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+    Ok((busy == 0).then_some(WalState { frames, copied }))
+}
+
+/// Copies the WAL back into the database while writes go on, so that
+/// neither the writer nor a write waiting for it ever does that work.
+///
+/// SQLite starts the WAL over (writes from its beginning again) only at a
+/// commit that finds every frame copied, and while the writer appends a
+/// copy never catches up: left alone the WAL grew to 7 GB in 60 s. So when
+/// little is left, the writer is held off between two batches while the
+/// rest is copied (`Next::Finish`), rarely (see `POLICY`). The writer
+/// checkpointing itself past a WAL size instead (SQLite's autocheckpoint,
+/// as before) put that copy, and a sort of every frame in the WAL on each
+/// commit past the size even when nothing could be copied, in front of
+/// the queued writes: create p99 76-113 ms at 1M runs, against 19-23 ms
+/// (BENCHMARKS.md, "Write tails").
+///
 /// A failure that lasts (a read-only file) is logged with backoff, not
-/// ten times a second.
-fn checkpoint_until(conn: &Connection, finished: &mpsc::Receiver<()>) {
+/// at every attempt.
+fn checkpoint_until(conn: &Connection, turns: &Turns, stats: &StoreStats) {
     let mut log = LogBackoff::default();
-    while let Err(mpsc::RecvTimeoutError::Timeout) = finished.recv_timeout(CHECKPOINT_EVERY) {
-        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            Ok(()) => {
+    let mut before = WalState::default();
+    loop {
+        let began = Instant::now();
+        let result = checkpoint(conn);
+        let took = began.elapsed();
+        let next = match result {
+            Ok(Some(now)) => {
                 if let Some(failures) = log.recovered() {
                     info!(failures, "WAL checkpoints work again");
                 }
+                let next = plan(&POLICY, before, now, took);
+                before = now;
+                if next == Next::Finish {
+                    let asked = Instant::now();
+                    let hold = turns.hold();
+                    let finished = checkpoint(conn);
+                    drop(hold);
+                    stats.record_checkpoint_hold(asked.elapsed());
+                    if let Ok(Some(after)) = finished {
+                        before = after;
+                    }
+                }
+                next
             }
+            Ok(None) => Next::Idle,
             Err(e) => {
-                if let Some(left_out) = log.should_log(std::time::Instant::now()) {
+                if let Some(left_out) = log.should_log(Instant::now()) {
                     error!(
                         error = %e,
                         left_out,
                         "WAL checkpoint failed; retrying (repeats are logged less often)"
                     );
                 }
+                Next::Idle
             }
+        };
+        let pause = match next {
+            Next::Again => Duration::ZERO,
+            Next::Finish | Next::Soon => CHECKPOINT_SOON,
+            Next::Idle => CHECKPOINT_IDLE,
+        };
+        if turns.sleep(pause) {
+            return;
         }
+    }
+}
+
+/// Whose turn it is between the writer and the checkpoint thread.
+#[derive(Default)]
+struct Turns {
+    state: Mutex<TurnState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct TurnState {
+    /// A batch's transaction is open.
+    writing: bool,
+    /// The checkpoint thread holds the writer off.
+    held: bool,
+    /// The writer has ended.
+    stopped: bool,
+}
+
+impl Turns {
+    fn lock(&self) -> MutexGuard<'_, TurnState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The writer, before a batch: waits out a hold.
+    fn begin_write(&self) {
+        let state = self.lock();
+        let mut state = self
+            .changed
+            .wait_while(state, |s| s.held)
+            .unwrap_or_else(PoisonError::into_inner);
+        state.writing = true;
+    }
+
+    fn end_write(&self) {
+        self.lock().writing = false;
+        self.changed.notify_all();
+    }
+
+    /// Holds the writer off once its open batch (if any) has committed,
+    /// until the returned guard drops.
+    fn hold(&self) -> Hold<'_> {
+        let mut state = self.lock();
+        state.held = true;
+        drop(
+            self.changed
+                .wait_while(state, |s| s.writing && !s.stopped)
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        Hold(self)
+    }
+
+    fn stop(&self) {
+        self.lock().stopped = true;
+        self.changed.notify_all();
+    }
+
+    /// Sleeps up to `pause`; true once the writer has ended.
+    fn sleep(&self, pause: Duration) -> bool {
+        let state = self.lock();
+        let (state, _) = self
+            .changed
+            .wait_timeout_while(state, pause, |s| !s.stopped)
+            .unwrap_or_else(PoisonError::into_inner);
+        state.stopped
+    }
+}
+
+struct Hold<'a>(&'a Turns);
+
+impl Drop for Hold<'_> {
+    fn drop(&mut self) {
+        self.0.lock().held = false;
+        self.0.changed.notify_all();
     }
 }
 
@@ -208,8 +428,9 @@ fn stopped() -> StoreError {
     StoreError::Task(TaskError::WriterStopped)
 }
 
-fn run(conn: &Connection, queue: &mpsc::Receiver<Box<dyn Job>>, stats: &StoreStats) {
+fn run(conn: &Connection, queue: &mpsc::Receiver<Box<dyn Job>>, stats: &StoreStats, turns: &Turns) {
     while let Ok(first) = queue.recv() {
+        turns.begin_write();
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match queue.try_recv() {
@@ -221,6 +442,7 @@ fn run(conn: &Connection, queue: &mpsc::Receiver<Box<dyn Job>>, stats: &StoreSta
         stats.queued.fetch_sub(size as i64, Relaxed);
         let began = Instant::now();
         let committed = commit_batch(conn, batch);
+        turns.end_write();
         stats.record_batch(size, began.elapsed(), committed);
     }
 }
@@ -307,6 +529,93 @@ mod tests {
             })
             .unwrap();
         assert_eq!(kept, (0..32).step_by(2).collect::<Vec<_>>());
+    }
+
+    const TEST_POLICY: Policy = Policy {
+        restart_frames: 1000,
+        finish_backlog: 10,
+        bound_frames: 5000,
+        finish_within: Duration::from_millis(20),
+    };
+
+    fn wal(frames: i64, copied: i64) -> WalState {
+        WalState { frames, copied }
+    }
+
+    fn plan_after(before: WalState, now: WalState, took_ms: u64) -> Next {
+        plan(&TEST_POLICY, before, now, Duration::from_millis(took_ms))
+    }
+
+    #[test]
+    fn a_copied_wal_nobody_writes_to_is_left_alone() {
+        assert_eq!(plan_after(wal(2000, 2000), wal(2000, 2000), 1), Next::Idle);
+        assert_eq!(plan_after(wal(0, 0), wal(0, 0), 0), Next::Idle);
+    }
+
+    #[test]
+    fn a_wal_pinned_by_a_reader_never_holds_the_writer() {
+        // Nothing copied since the last time although frames are waiting,
+        // even past the bound: only the reader's end can help.
+        assert_eq!(plan_after(wal(4000, 100), wal(4100, 100), 1), Next::Idle);
+        assert_eq!(plan_after(wal(9000, 0), wal(9500, 0), 1), Next::Idle);
+    }
+
+    #[test]
+    fn a_long_wal_is_finished_only_after_a_quick_checkpoint_that_caught_up() {
+        assert_eq!(plan_after(wal(900, 900), wal(1200, 1195), 5), Next::Finish);
+        // Caught up, but the checkpoint took long: as much again was
+        // written meanwhile, so copy once more before holding the writer.
+        assert_eq!(plan_after(wal(900, 900), wal(1200, 1200), 50), Next::Again);
+        assert_eq!(plan_after(wal(900, 900), wal(1200, 1100), 5), Next::Again);
+        // The writer went on while it copied: still worth the finish.
+        assert_eq!(
+            plan_after(wal(1100, 1100), wal(1200, 1200), 5),
+            Next::Finish
+        );
+    }
+
+    #[test]
+    fn a_short_wal_is_copied_as_it_grows() {
+        assert_eq!(plan_after(wal(100, 100), wal(300, 300), 1), Next::Soon);
+        assert_eq!(plan_after(wal(100, 100), wal(300, 250), 1), Next::Again);
+        // Started over since the last checkpoint.
+        assert_eq!(plan_after(wal(1200, 1200), wal(40, 40), 1), Next::Soon);
+    }
+
+    #[test]
+    fn past_the_bound_the_writer_is_held_whatever_the_backlog() {
+        assert_eq!(
+            plan_after(wal(4000, 3000), wal(6000, 4000), 500),
+            Next::Finish
+        );
+    }
+
+    #[test]
+    fn a_hold_waits_for_the_open_batch_and_holds_the_next() {
+        let turns = Arc::new(Turns::default());
+        turns.begin_write();
+        let holder = {
+            let turns = turns.clone();
+            thread::spawn(move || {
+                let hold = turns.hold();
+                // The batch has ended; the writer cannot start another.
+                assert!(!turns.lock().writing);
+                thread::sleep(Duration::from_millis(50));
+                drop(hold);
+            })
+        };
+        while !turns.lock().held {
+            thread::yield_now();
+        }
+        turns.end_write();
+        let asked = Instant::now();
+        turns.begin_write();
+        assert!(
+            asked.elapsed() >= Duration::from_millis(20),
+            "the writer waited"
+        );
+        turns.end_write();
+        holder.join().unwrap();
     }
 
     #[test]

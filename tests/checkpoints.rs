@@ -1,0 +1,65 @@
+//! The checkpoint thread: the WAL reaches the database file while the
+//! store stays open (nothing else copies it now that the writer does not),
+//! and its holds of the writer are visible in /metrics.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::TestApp;
+use griot_registry::store::{Store, StoreError, StoreOptions};
+
+#[test]
+fn committed_writes_reach_the_database_file_while_the_store_is_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.db");
+    let store = Store::open(&path, &StoreOptions::default()).unwrap();
+    let empty = std::fs::metadata(&path).unwrap().len();
+    store
+        .write_blocking(|c| {
+            c.execute_batch("CREATE TABLE t (body TEXT NOT NULL)")?;
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+    // About 4 MB in many commits, as a busy server writes.
+    for _ in 0..200 {
+        store
+            .write_blocking(|c| {
+                let mut insert = c.prepare_cached("INSERT INTO t (body) VALUES (?1)")?;
+                for _ in 0..20 {
+                    insert.execute([&"x".repeat(1000)])?;
+                }
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::metadata(&path).unwrap().len() < empty + (3 << 20) {
+        assert!(
+            Instant::now() < deadline,
+            "the WAL was not copied into the database file within 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test]
+async fn the_writer_holds_show_in_the_metrics() {
+    let app = TestApp::spawn().await;
+    app.create_run_for("c").await;
+    let body = app
+        .client
+        .get("/metrics")
+        .send()
+        .await
+        .0
+        .into_body()
+        .into_string()
+        .await
+        .unwrap();
+    assert!(
+        body.lines()
+            .any(|l| l.starts_with("griot_writer_checkpoint_hold_duration_seconds_count ")),
+        "{body}"
+    );
+}
