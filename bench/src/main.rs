@@ -101,6 +101,14 @@ struct Args {
     /// the server).
     #[arg(long, default_value_t = 1)]
     client_threads: usize,
+    /// Seconds to wait, after the server is ready and the copied or filled
+    /// file is flushed to disk, before the first scenario: the server's
+    /// first readiness check starts an integrity check of the whole file
+    /// (about 10 s of one core at 1M runs), and the kernel is still
+    /// writing the fresh copy back; scenarios that run meanwhile measure
+    /// those too.
+    #[arg(long, default_value_t = 0.0)]
+    settle_seconds: f64,
     /// Only these scenarios, comma-separated [default: all].
     #[arg(long, value_delimiter = ',')]
     scenarios: Vec<String>,
@@ -155,6 +163,9 @@ impl Args {
         }
         if let Some(p) = &self.db_cache {
             s.push_str(&format!(" --db-cache {}", p.display()));
+        }
+        if self.settle_seconds > 0.0 {
+            s.push_str(&format!(" --settle-seconds {}", self.settle_seconds));
         }
         s
     }
@@ -481,6 +492,15 @@ fn start_server(args: &Args, bin: &Path, db: &Path, dir: &Path) -> Result<Runnin
         server::Server::start(bin, db, args.durability.name(), dir.join("server.log"))?;
     std::thread::sleep(Duration::from_millis(300));
     let (idle_rss_kib, idle_hwm_kib) = server::memory_kib(server.pid);
+    if args.settle_seconds > 0.0 {
+        eprintln!(
+            "griot-bench: flushing the file and settling for {} s",
+            args.settle_seconds
+        );
+        // sync(1) flushes every filesystem: simpler than finding the file's.
+        let _ = std::process::Command::new("sync").status();
+        std::thread::sleep(Duration::from_secs_f64(args.settle_seconds));
+    }
     eprintln!(
         "griot-bench: server pid {} ready on {} in {:.0} ms; idle VmRSS {:.1} MiB",
         server.pid,
