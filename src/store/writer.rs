@@ -109,10 +109,12 @@ impl Writer {
         thread::Builder::new()
             .name("griot-writer".into())
             .spawn(move || {
+                // However the writer ends, a panic included, the checkpoint
+                // thread stops: it must not wait for a batch that will never
+                // commit. Closing the last connection checkpoints what is
+                // left.
+                let _stop = StopOnDrop(&turns);
                 run(&conn, &queue, &counted, &turns);
-                // The writer is gone: stop checkpointing; closing the last
-                // connection checkpoints what is left.
-                turns.stop();
             })
             .map_err(spawn_failed)?;
         Ok(Self { jobs, stats })
@@ -412,6 +414,15 @@ impl Turns {
             .wait_timeout_while(state, pause, |s| !s.stopped)
             .unwrap_or_else(PoisonError::into_inner);
         state.stopped
+    }
+}
+
+/// Tells the checkpoint thread the writer has ended, when dropped.
+struct StopOnDrop<'a>(&'a Turns);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.stop();
     }
 }
 
