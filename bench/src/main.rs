@@ -142,6 +142,19 @@ struct Args {
 }
 
 impl Args {
+    /// How `runs` runs are generated, from the spread the flags give.
+    fn fill_options(&self, runs: u64) -> fill::FillOptions {
+        fill::FillOptions {
+            runs,
+            contracts: self.contracts,
+            pipelines: self.pipelines,
+            days: self.days,
+            batch: self.batch,
+            durability: self.durability.store(),
+            seed: self.seed,
+        }
+    }
+
     fn as_flags(&self) -> String {
         let mut s = format!(
             "--runs {} --contracts {} --pipelines {} --days {} --batch {} --connections {} \
@@ -375,18 +388,7 @@ fn fill_db(args: &Args, db: &Path) -> Result<fill::Filled, String> {
         db.display(),
         args.runs
     );
-    let filled = fill::fill(
-        db,
-        &fill::FillOptions {
-            runs: args.runs,
-            contracts: args.contracts,
-            pipelines: args.pipelines,
-            days: args.days,
-            batch: args.batch,
-            durability: args.durability.store(),
-            seed: args.seed,
-        },
-    )?;
+    let filled = fill::fill(db, &args.fill_options(args.runs))?;
     eprintln!(
         "griot-bench: filled {} runs and {} validations in {:.1} s ({:.0} runs/s), {:.0} MiB",
         filled.runs.len(),

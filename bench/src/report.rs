@@ -46,6 +46,18 @@ fn filesystem_of(dir: &Path) -> String {
 }
 
 impl Machine {
+    /// The machine as both reports' JSON gives it.
+    pub fn json(&self) -> Value {
+        json!({
+            "nproc": self.nproc,
+            "cpu_model": self.cpu_model,
+            "mem_total_mib": self.mem_total_kib / 1024,
+            "kernel": self.kernel,
+            "tmp_dir": self.tmp_dir,
+            "tmp_filesystem": self.tmp_fs,
+        })
+    }
+
     pub fn probe(tmp: &Path) -> Self {
         Machine {
             nproc: std::thread::available_parallelism().map_or(0, |n| n.get()),
@@ -573,14 +585,7 @@ impl Report {
         let ratio = |r: Option<f64>| r.map(|r| (r * 1000.0).round() / 1000.0);
         json!({
             "when": self.when,
-            "machine": {
-                "nproc": m.nproc,
-                "cpu_model": m.cpu_model,
-                "mem_total_mib": m.mem_total_kib / 1024,
-                "kernel": m.kernel,
-                "tmp_dir": m.tmp_dir,
-                "tmp_filesystem": m.tmp_fs,
-            },
+            "machine": m.json(),
             "flags": self.flags,
             "connections": self.connections,
             "seconds_per_scenario": self.seconds,

@@ -75,15 +75,7 @@ fn mlflow_status(s: RunStatus) -> &'static str {
 /// The seeded dataset of the normal fill (without validations, which
 /// MLflow has no counterpart for), as request bodies for both servers.
 fn plan(args: &Args) -> (Vec<Planned>, Vec<(String, u64)>) {
-    let opts = fill::FillOptions {
-        runs: args.mlflow_runs,
-        contracts: args.contracts,
-        pipelines: args.pipelines,
-        days: args.days,
-        batch: args.batch,
-        durability: args.durability.store(),
-        seed: args.seed,
-    };
+    let opts = args.fill_options(args.mlflow_runs);
     let mut generator = fill::Generator::new(&opts);
     let mut counts: Vec<(String, u64)> = RunStatus::ALL
         .iter()
@@ -1051,14 +1043,7 @@ impl Report {
         json!({
             "mode": "vs-mlflow",
             "when": self.when,
-            "machine": {
-                "nproc": m.nproc,
-                "cpu_model": m.cpu_model,
-                "mem_total_mib": m.mem_total_kib / 1024,
-                "kernel": m.kernel,
-                "tmp_dir": m.tmp_dir,
-                "tmp_filesystem": m.tmp_fs,
-            },
+            "machine": m.json(),
             "flags": self.flags,
             "connections": self.connections,
             "seconds_per_scenario": self.seconds,

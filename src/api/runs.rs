@@ -21,7 +21,7 @@ use super::{
     page_bounds, samples,
     types::{DateFilter, DateTime, JsonObject, Name, OneOf, self_valued_type},
     validations::{ValidationRefBody, ValidationSummaryBody, write_ref, write_summary},
-    written::{JsonBytes, Obj, object},
+    written::{self, JsonBytes, Obj, object},
 };
 use super::{
     auth,
@@ -220,29 +220,15 @@ fn write_run(d: &RunDetail<RunRecord>) -> JsonBytes<RunBody> {
 /// A page of stored runs, as [`RunPage`].
 fn write_page(
     page: &Page<RunListItem<RunRecord>>,
-    (limit, offset): (u32, u64),
+    at: (u32, u64),
     next_cursor: Option<&str>,
 ) -> JsonBytes<RunPage> {
-    let size: usize = page
-        .items
-        .iter()
-        .map(|i| 700 + i.run.metadata.0.len())
-        .sum();
-    JsonBytes::written(object(size + 200, |o| {
-        o.list("items", &page.items, |o, item| {
-            write_fields(o, &item.run);
-            o.obj("validation_summary", |o| {
-                write_summary(o, &item.validation_summary)
-            });
-        })
-        .num("total", page.total)
-        .num(
-            "limit",
-            answered_limit(limit, page.items.len(), page.truncated),
-        )
-        .num("offset", offset)
-        .bool("truncated", page.truncated)
-        .opt_str("next_cursor", next_cursor);
+    let size = |i: &RunListItem<RunRecord>| 700 + i.run.metadata.0.len();
+    JsonBytes::written(written::page(page, at, next_cursor, size, |o, item| {
+        write_fields(o, &item.run);
+        o.obj("validation_summary", |o| {
+            write_summary(o, &item.validation_summary)
+        });
     }))
 }
 

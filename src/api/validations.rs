@@ -11,14 +11,14 @@ use poem_openapi::{
 use serde::Deserialize;
 
 use super::{
-    ApiTags, answered_limit,
+    ApiTags,
     auth::{ApiKeyAuth, ReadAccess},
     body::JsonBody,
     default_limit,
     enums::{GranularityBody, ValidationStatusBody},
     page_bounds, samples,
     types::{DateFilter, DateTime, JsonObject, Name, OneOf},
-    written::{JsonBytes, Obj, object},
+    written::{self, JsonBytes, Obj, object},
 };
 use super::{
     auth,
@@ -252,21 +252,16 @@ fn write_one(v: &ValidationRecord) -> JsonBytes<ValidationBody> {
 /// A page of stored validations, as [`ValidationPage`].
 fn write_page(
     page: &Page<ValidationRecord>,
-    (limit, offset): (u32, u64),
+    at: (u32, u64),
     next_cursor: Option<&str>,
 ) -> JsonBytes<ValidationPage> {
-    let size: usize = page.items.iter().map(size_of).sum();
-    JsonBytes::written(object(size + 200, |o| {
-        o.list("items", &page.items, write_validation)
-            .num("total", page.total)
-            .num(
-                "limit",
-                answered_limit(limit, page.items.len(), page.truncated),
-            )
-            .num("offset", offset)
-            .bool("truncated", page.truncated)
-            .opt_str("next_cursor", next_cursor);
-    }))
+    JsonBytes::written(written::page(
+        page,
+        at,
+        next_cursor,
+        size_of,
+        write_validation,
+    ))
 }
 
 /// One page of validations.

@@ -12,6 +12,9 @@
 use std::marker::PhantomData;
 
 use poem::{IntoResponse, Response, http::header};
+
+use super::answered_limit;
+use crate::domain::Page;
 use poem_openapi::{
     ApiResponse,
     payload::{Json, Payload},
@@ -203,6 +206,28 @@ impl<'a> Obj<'a> {
 fn string(out: &mut Vec<u8>, value: &str) {
     // Serialising a str into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, value);
+}
+
+/// A page of a list: its items, each written by `item`, then the fields
+/// every page type has, in their order (`total`, `limit`, `offset`,
+/// `truncated`, `next_cursor`). `size` guesses an item's written bytes.
+pub fn page<T>(
+    page: &Page<T>,
+    (limit, offset): (u32, u64),
+    next_cursor: Option<&str>,
+    size: impl Fn(&T) -> usize,
+    item: impl FnMut(&mut Obj<'_>, &T),
+) -> Vec<u8> {
+    let capacity = 200 + page.items.iter().map(size).sum::<usize>();
+    let answered = answered_limit(limit, page.items.len(), page.truncated);
+    object(capacity, |o| {
+        o.list("items", &page.items, item)
+            .num("total", page.total)
+            .num("limit", answered)
+            .num("offset", offset)
+            .bool("truncated", page.truncated)
+            .opt_str("next_cursor", next_cursor);
+    })
 }
 
 /// Writes one object into a fresh buffer of about `capacity` bytes.

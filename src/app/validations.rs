@@ -13,7 +13,7 @@ use crate::{
         },
         webhooks::validation_event,
     },
-    store::{runs, validations},
+    store::{Connection, StoreError, runs, validations},
 };
 
 /// How many error codes the stats list.
@@ -76,11 +76,7 @@ pub async fn list(
     filter: ValidationFilter,
     page: (u32, Position),
 ) -> Result<Page<Validation>, AppError> {
-    let max_bytes = app.settings.limits.max_page_bytes;
-    Ok(app
-        .store
-        .read(move |c| validations::list(c, &filter, (page.0, &page.1), max_bytes))
-        .await?)
+    list_as(app, filter, page, validations::list).await
 }
 
 /// [`list`], each validation as reads answer with it.
@@ -89,10 +85,22 @@ pub async fn list_records(
     filter: ValidationFilter,
     page: (u32, Position),
 ) -> Result<Page<ValidationRecord>, AppError> {
+    list_as(app, filter, page, validations::list_records).await
+}
+
+type ListValidations<T> =
+    fn(&Connection, &ValidationFilter, (u32, &Position), usize) -> Result<Page<T>, StoreError>;
+
+async fn list_as<T: Send + 'static>(
+    app: &App,
+    filter: ValidationFilter,
+    page: (u32, Position),
+    list: ListValidations<T>,
+) -> Result<Page<T>, AppError> {
     let max_bytes = app.settings.limits.max_page_bytes;
     Ok(app
         .store
-        .read(move |c| validations::list_records(c, &filter, (page.0, &page.1), max_bytes))
+        .read(move |c| list(c, &filter, (page.0, &page.1), max_bytes))
         .await?)
 }
 

@@ -243,6 +243,18 @@ pub fn page_within<T>(
     })
 }
 
+/// The one row `sql` selects for `id` (its `?1`), read by `map`.
+pub fn by_id<T>(
+    conn: &Connection,
+    sql: &str,
+    id: &str,
+    map: fn(&Row<'_>) -> Result<T, StoreError>,
+) -> Result<Option<T>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query([id])?;
+    rows.next()?.map(map).transpose()
+}
+
 /// The bit of a counter key's `dims` for each equality filter (see
 /// `run_counts` in schema.sql).
 pub const DIM_CONTRACT: i64 = 1;

@@ -123,28 +123,20 @@ pub fn save(conn: &Connection, run: &Run) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Reads one row by id: built once, as reads by id are the hottest
+/// statement.
+static FIND: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {COLUMNS} FROM runs WHERE id = ?1"));
+
 #[instrument(level = "debug", skip_all)]
 pub fn find(conn: &Connection, id: &str) -> Result<Option<Run>, StoreError> {
-    find_as(conn, id, from_row)
+    query::by_id(conn, &FIND, id, from_row)
 }
 
 /// A run as reads answer with it.
 #[instrument(level = "debug", skip_all)]
 pub fn find_record(conn: &Connection, id: &str) -> Result<Option<RunRecord>, StoreError> {
-    find_as(conn, id, record_from_row)
-}
-
-fn find_as<T>(
-    conn: &Connection,
-    id: &str,
-    map: fn(&Row<'_>) -> Result<T, StoreError>,
-) -> Result<Option<T>, StoreError> {
-    // Built once: reads by id are the hottest statement.
-    static SQL: LazyLock<String> =
-        LazyLock::new(|| format!("SELECT {COLUMNS} FROM runs WHERE id = ?1"));
-    let mut stmt = conn.prepare_cached(&SQL)?;
-    let mut rows = stmt.query(params![id])?;
-    rows.next()?.map(map).transpose()
+    query::by_id(conn, &FIND, id, record_from_row)
 }
 
 /// The contract a run belongs to, if the run exists.
@@ -404,19 +396,8 @@ mod tests {
     /// index once, in status order: nothing is sorted, no row is read.
     #[test]
     fn a_contracts_status_counts_use_one_index_walk() {
-        let mut conn = Connection::open_in_memory().unwrap();
-        super::super::migrate(&mut conn).unwrap();
-        let plan: Vec<String> = conn
-            .prepare(
-                "EXPLAIN QUERY PLAN SELECT status, count(*) FROM runs WHERE contract_id = 'c' \
-                 GROUP BY status",
-            )
-            .unwrap()
-            .query_map([], |r| r.get(3))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
-        let plan = plan.join("; ");
+        let plan =
+            plan_of("SELECT status, count(*) FROM runs WHERE contract_id = 'c' GROUP BY status");
         assert!(
             plan.contains("COVERING INDEX runs_by_contract_status"),
             "{plan}"
@@ -427,23 +408,25 @@ mod tests {
     /// A page's validation counts are one index search per run, not a scan.
     #[test]
     fn validation_statuses_are_searched_by_run() {
+        let plan = plan_of(&format!("SELECT {} FROM runs LIMIT 1", *LIST_COLUMNS));
+        assert!(
+            plan.contains("SEARCH v USING INDEX validations_by_run (run_id=?)"),
+            "{plan}"
+        );
+    }
+
+    /// SQLite's plan for `sql` on an empty database, its steps joined.
+    fn plan_of(sql: &str) -> String {
         let mut conn = Connection::open_in_memory().unwrap();
         super::super::migrate(&mut conn).unwrap();
-        let plan: Vec<String> = conn
-            .prepare(&format!(
-                "EXPLAIN QUERY PLAN SELECT {} FROM runs LIMIT 1",
-                *LIST_COLUMNS
-            ))
+        let steps: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
             .unwrap()
             .query_map([], |r| r.get(3))
             .unwrap()
             .map(Result::unwrap)
             .collect();
-        let plan = plan.join("; ");
-        assert!(
-            plan.contains("SEARCH v USING INDEX validations_by_run (run_id=?)"),
-            "{plan}"
-        );
+        steps.join("; ")
     }
 
     fn plans(conn: &Connection, f: &Filters) -> [String; 2] {
