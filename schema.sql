@@ -328,3 +328,64 @@ CREATE TABLE webhook_attempts (
     latency_ms      INTEGER NOT NULL
 ) STRICT;
 CREATE INDEX webhook_attempts_by_message ON webhook_attempts (message_id, attempt);
+
+-- migration: 7
+-- Each run's validations counted by status on the run's own row (issue 16),
+-- so that a page of runs reads no validation. Before, every run of a page
+-- searched validations_by_run and read its validations' rows: 40% of a
+-- contract page's time at 1M runs (BENCHMARKS.md). Kept by triggers in the
+-- transaction of every write, as the list counters are; a validation's
+-- run_id is only ever set when it is recorded, but an UPDATE is counted
+-- too, so no writer can leave a run's counts wrong.
+ALTER TABLE runs ADD COLUMN validations_passed  INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN validations_failed  INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN validations_warning INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN validations_skipped INTEGER NOT NULL DEFAULT 0;
+
+UPDATE runs
+SET validations_passed = c.passed, validations_failed = c.failed,
+    validations_warning = c.warning, validations_skipped = c.skipped
+FROM (SELECT run_id,
+             sum(status = 'passed') AS passed, sum(status = 'failed') AS failed,
+             sum(status = 'warning') AS warning, sum(status = 'skipped') AS skipped
+      FROM validations WHERE run_id IS NOT NULL GROUP BY run_id) AS c
+WHERE runs.id = c.run_id;
+
+CREATE TRIGGER run_validations_on_insert AFTER INSERT ON validations
+WHEN NEW.run_id IS NOT NULL
+BEGIN
+    UPDATE runs
+    SET validations_passed = validations_passed + (NEW.status = 'passed'),
+        validations_failed = validations_failed + (NEW.status = 'failed'),
+        validations_warning = validations_warning + (NEW.status = 'warning'),
+        validations_skipped = validations_skipped + (NEW.status = 'skipped')
+    WHERE id = NEW.run_id;
+END;
+
+CREATE TRIGGER run_validations_on_delete AFTER DELETE ON validations
+WHEN OLD.run_id IS NOT NULL
+BEGIN
+    UPDATE runs
+    SET validations_passed = validations_passed - (OLD.status = 'passed'),
+        validations_failed = validations_failed - (OLD.status = 'failed'),
+        validations_warning = validations_warning - (OLD.status = 'warning'),
+        validations_skipped = validations_skipped - (OLD.status = 'skipped')
+    WHERE id = OLD.run_id;
+END;
+
+CREATE TRIGGER run_validations_on_update AFTER UPDATE OF run_id, status ON validations
+WHEN OLD.run_id IS NOT NEW.run_id OR OLD.status IS NOT NEW.status
+BEGIN
+    UPDATE runs
+    SET validations_passed = validations_passed - (OLD.status = 'passed'),
+        validations_failed = validations_failed - (OLD.status = 'failed'),
+        validations_warning = validations_warning - (OLD.status = 'warning'),
+        validations_skipped = validations_skipped - (OLD.status = 'skipped')
+    WHERE id = OLD.run_id;
+    UPDATE runs
+    SET validations_passed = validations_passed + (NEW.status = 'passed'),
+        validations_failed = validations_failed + (NEW.status = 'failed'),
+        validations_warning = validations_warning + (NEW.status = 'warning'),
+        validations_skipped = validations_skipped + (NEW.status = 'skipped')
+    WHERE id = NEW.run_id;
+END;

@@ -1,7 +1,9 @@
 //! `total` in list answers comes from counters the triggers keep, not from
 //! counting rows: after every kind of write (create, status and pipeline
 //! changes, the reaper's expiries, validations, retention's deletes) it
-//! must equal a real count, for every combination of filters.
+//! must equal a real count, for every combination of filters. The same
+//! holds for each listed run's `validation_summary`, which triggers keep on
+//! the run's row.
 
 mod common;
 
@@ -115,6 +117,39 @@ async fn assert_totals_exact(app: &TestApp, stage: &str) {
         .unwrap(),
         "a date range after {stage}"
     );
+    assert_summaries_exact(app, &conn, stage).await;
+}
+
+/// Every listed run's `validation_summary` equals a real count of its
+/// validations by status.
+async fn assert_summaries_exact(app: &TestApp, conn: &Connection, stage: &str) {
+    let page: Value = app
+        .get("/api/v1/runs?limit=1000")
+        .await
+        .expect(StatusCode::OK);
+    let runs = page["items"].as_array().unwrap();
+    assert_eq!(runs.len() as u64, page["total"].as_u64().unwrap());
+    for run in runs {
+        let id = run["id"].as_str().unwrap();
+        let summary = &run["validation_summary"];
+        let mut total = 0;
+        for status in ["passed", "failed", "warning", "skipped"] {
+            let real: i64 = conn
+                .query_row(
+                    "SELECT count(*) FROM validations WHERE run_id = ?1 AND status = ?2",
+                    params![id, status],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(
+                summary[status].as_i64(),
+                Some(real),
+                "{status} validations of {id} after {stage}: {summary}"
+            );
+            total += real;
+        }
+        assert_eq!(summary["total"].as_i64(), Some(total), "{summary}");
+    }
 }
 
 fn id_of(v: &Value) -> String {
@@ -242,16 +277,19 @@ fn file_before_migration(path: &std::path::Path, next: u32) {
             ],
         )
         .unwrap();
-        conn.execute(
-            "INSERT INTO validations (id, contract_id, status, recorded_at, recorded_by) \
-             VALUES (?1, ?2, ?3, '2024-01-15T10:00:00.000000Z', 'old')",
-            params![
-                format!("val_{i:026}"),
-                contract,
-                if i % 2 == 0 { "passed" } else { "failed" }
-            ],
-        )
-        .unwrap();
+        // Two validations of most runs, one of none.
+        for (j, status) in ["passed", "failed", "warning", "passed"]
+            .into_iter()
+            .enumerate()
+        {
+            let run = (i % 3 != 2).then(|| format!("run_{:026}", (i + j) % (i + 1)));
+            conn.execute(
+                "INSERT INTO validations (id, contract_id, run_id, status, recorded_at, \
+                 recorded_by) VALUES (?1, ?2, ?3, ?4, '2024-01-15T10:00:00.000000Z', 'old')",
+                params![format!("val_{i:02}{j:024}"), contract, run, status],
+            )
+            .unwrap();
+        }
     }
     // A change under the old triggers too, so migration 5 meets counters
     // that have moved.
@@ -270,6 +308,41 @@ async fn a_migrated_file_counts_its_existing_rows() {
     file_before_migration(&dir.path().join("registry.db"), 4);
     let app = TestApp::in_dir(dir, Options::default());
     assert_totals_exact(&app, "the migration").await;
+}
+
+#[tokio::test]
+async fn a_migrated_file_counts_each_runs_validations() {
+    // Validations recorded before runs kept their own counts are counted
+    // onto their runs by migration 7, and counted on after it.
+    let dir = tempfile::tempdir().unwrap();
+    file_before_migration(&dir.path().join("registry.db"), 7);
+    let app = TestApp::in_dir(dir, Options::default());
+    assert_totals_exact(&app, "migration 7").await;
+    let run = format!("run_{:026}", 1);
+    app.record_validation(json!({"contract_id": "c1", "status": "skipped", "run_id": run}))
+        .await;
+    assert_totals_exact(&app, "a validation after migration 7").await;
+}
+
+#[tokio::test]
+async fn moving_a_validation_moves_its_count() {
+    // No endpoint changes a validation's run or status, but the triggers
+    // count such a change, so no future writer can leave a run's counts
+    // wrong.
+    let dir = tempfile::tempdir().unwrap();
+    file_before_migration(&dir.path().join("registry.db"), 7);
+    let app = TestApp::in_dir(dir, Options::default());
+    let conn = Connection::open(app.db_path()).unwrap();
+    for change in [
+        "UPDATE validations SET status = 'skipped' WHERE status = 'failed'",
+        "UPDATE validations SET run_id = 'run_00000000000000000000000003' WHERE run_id IS NULL",
+        "UPDATE validations SET run_id = NULL WHERE id LIKE 'val_01%'",
+        "DELETE FROM validations WHERE status = 'warning'",
+    ] {
+        let changed = conn.execute(change, []).unwrap();
+        assert!(changed > 0, "{change} changed nothing");
+        assert_totals_exact(&app, change).await;
+    }
 }
 
 #[tokio::test]

@@ -14,7 +14,7 @@ use crate::domain::{
     Position,
     run::{Run, RunFilter, RunListItem, RunRecord, RunStatus},
     time::Timestamp,
-    validation::{ValidationStatus, ValidationSummary},
+    validation::ValidationSummary,
 };
 
 columns!(
@@ -288,34 +288,32 @@ pub fn list_records(
     list_as(conn, (filter, live), page, max_bytes, record_from_row)
 }
 
-/// What a list selects: every column, then the statuses of the run's
-/// validations (comma-separated, NULL when it has none), read with one
-/// search of `validations_by_run` per run of the page.
+/// What a list selects: every column, then the run's validations counted
+/// by status, which triggers keep on its row (schema migration 7), so a
+/// page reads no validation.
 static LIST_COLUMNS: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "{COLUMNS}, (SELECT group_concat(v.status) FROM validations v \
-         WHERE v.run_id = runs.id) AS validation_statuses"
+        "{COLUMNS}, validations_passed, validations_failed, validations_warning, \
+         validations_skipped"
     )
 });
 
-/// The position of `validation_statuses` in `LIST_COLUMNS`.
-const STATUSES_AT: usize = Col::heartbeat_deadline.at() + 1;
+/// The position of `validations_passed` in `LIST_COLUMNS`; the other three
+/// follow it.
+const COUNTS_AT: usize = Col::heartbeat_deadline.at() + 1;
 
 fn summary(row: &Row<'_>) -> Result<ValidationSummary, StoreError> {
-    let mut counts = ValidationSummary::default();
-    let statuses = row.get_ref(STATUSES_AT)?;
-    let Some(statuses) = statuses
-        .as_str_or_null()
-        .map_err(|e| StoreError::Corrupt(format!("validation statuses are not text: {e}")))?
-    else {
-        return Ok(counts);
+    let count = |at: usize| -> Result<u64, StoreError> {
+        let n: i64 = row.get(at)?;
+        u64::try_from(n)
+            .map_err(|_| StoreError::Corrupt(format!("a run's validation count is {n}")))
     };
-    for s in statuses.split(',') {
-        let status = ValidationStatus::parse(s)
-            .ok_or_else(|| StoreError::Corrupt(format!("'{s}' is not a validation status")))?;
-        counts.add(status, 1);
-    }
-    Ok(counts)
+    Ok(ValidationSummary {
+        passed: count(COUNTS_AT)?,
+        failed: count(COUNTS_AT + 1)?,
+        warning: count(COUNTS_AT + 2)?,
+        skipped: count(COUNTS_AT + 3)?,
+    })
 }
 
 fn list_as<R>(
@@ -405,14 +403,12 @@ mod tests {
         assert!(!plan.contains("TEMP B-TREE"), "{plan}");
     }
 
-    /// A page's validation counts are one index search per run, not a scan.
+    /// A page's validation counts are read from the run's own row: the
+    /// page's plan touches no validation.
     #[test]
-    fn validation_statuses_are_searched_by_run() {
+    fn a_page_reads_no_validation() {
         let plan = plan_of(&format!("SELECT {} FROM runs LIMIT 1", *LIST_COLUMNS));
-        assert!(
-            plan.contains("SEARCH v USING INDEX validations_by_run (run_id=?)"),
-            "{plan}"
-        );
+        assert!(!plan.contains("validations"), "{plan}");
     }
 
     /// SQLite's plan for `sql` on an empty database, its steps joined.
