@@ -260,6 +260,29 @@ fn serve_fails_runs_whose_heartbeat_lapsed_and_stops_cleanly() {
 }
 
 #[test]
+fn mmap_serves_and_its_limit_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    let server = Server::start(&db, &[("GRIOT_MMAP_MIB", "512")]);
+    assert_eq!(
+        server
+            .http("GET", "/api/v1/runs?limit=1", None, None)
+            .unwrap()
+            .0,
+        200
+    );
+    assert!(server.terminate().success());
+    let refused = Command::new(BIN)
+        .args(["serve", "--mmap-mib", "4096", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let err = stderr(&refused);
+    assert!(err.contains("--mmap-mib") && err.contains("2047"), "{err}");
+}
+
+#[test]
 fn a_second_server_on_the_same_file_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("r.db");

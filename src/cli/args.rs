@@ -11,6 +11,10 @@ use crate::{
     store::Durability,
 };
 
+/// The most `--mmap-mib` can ask for: the bundled SQLite's own limit
+/// (`SQLITE_MAX_MMAP_SIZE`, 0x7fff0000 bytes), beyond which it maps no more.
+const MAX_MMAP_MIB: u64 = 2047;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "griot-registry",
@@ -213,6 +217,23 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(u64).range(1..)
     )]
     pub query_timeout_ms: u64,
+
+    /// MiB of the database file each reader connection maps into memory
+    /// instead of reading pages with a syscall (SQLite's mmap_size; 0, the
+    /// default, maps nothing). On a large file, lists of one contract or a
+    /// date range get about 2x faster. The cost: the mapped pages count in
+    /// the server's RSS once per reader connection (8), so RSS can reach
+    /// 8 times the file's size. They are shared, clean page cache the
+    /// kernel can reclaim, but RSS is what dashboards, container monitors
+    /// and the OOM killer's score read. At most 2047: SQLite maps no more
+    /// than 2 GiB of a file.
+    #[arg(
+        long,
+        env = "GRIOT_MMAP_MIB",
+        default_value_t = 0,
+        value_parser = clap::value_parser!(u64).range(0..=MAX_MMAP_MIB)
+    )]
+    pub mmap_mib: u64,
 
     /// How long an Idempotency-Key is remembered, in hours.
     #[arg(long, env = "GRIOT_IDEMPOTENCY_RETENTION_HOURS", default_value_t = 24)]

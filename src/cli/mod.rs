@@ -135,6 +135,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let options = StoreOptions {
         durability: args.durability.into(),
         query_timeout: Duration::from_millis(args.query_timeout_ms),
+        mmap_bytes: args.mmap_mib << 20,
         ..StoreOptions::default()
     };
     // Before the database is touched: a second server must not migrate or

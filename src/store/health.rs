@@ -27,6 +27,22 @@ const PROBE_EVERY: Duration = Duration::from_secs(1);
 /// than this, and readiness reports the last finished one.
 const PAGE_CHECK_EVERY: Duration = Duration::from_secs(300);
 
+/// `PRAGMA quick_check`'s findings (`["ok"]` when it finds nothing), on a
+/// connection of its own: the check reads the whole file for seconds on a
+/// large one, which would hold one of the readers' connections that long
+/// and, with `--mmap-mib`, map the whole file into it.
+fn quick_check(path: &std::path::Path) -> Result<Vec<String>, StoreError> {
+    use r2d2_sqlite::rusqlite::{Connection, OpenFlags};
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(super::BUSY_TIMEOUT)?;
+    let mut stmt = conn.prepare("PRAGMA quick_check")?;
+    let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
 /// Why the database is not ready; the text is safe to show to anyone
 /// (no path, no SQL).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -168,12 +184,7 @@ impl Store {
             check.running = true;
             let store = self.clone();
             tokio::task::spawn_blocking(move || {
-                let found = store
-                    .read_blocking(|c| {
-                        let mut stmt = c.prepare("PRAGMA quick_check")?;
-                        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
-                        Ok(rows.collect::<Result<Vec<_>, _>>()?)
-                    })
+                let found = quick_check(&store.probe.path)
                     .map(|lines| (lines != ["ok"]).then(|| lines.join("; ")))
                     .unwrap_or_else(|e: StoreError| Some(e.to_string()));
                 let mut check = store

@@ -208,6 +208,9 @@ pub struct StoreOptions {
     /// How long a read (`Store::read`) may run before SQLite interrupts it
     /// and it fails with `StoreError::Deadline`.
     pub query_timeout: Duration,
+    /// How much of the file each reader connection maps into memory
+    /// (SQLite's `mmap_size`); 0 reads every page with a syscall.
+    pub mmap_bytes: u64,
 }
 
 impl Default for StoreOptions {
@@ -217,6 +220,7 @@ impl Default for StoreOptions {
             read_connections: 8,
             pool_timeout: Duration::from_secs(30),
             query_timeout: Duration::from_secs(5),
+            mmap_bytes: 0,
         }
     }
 }
@@ -294,6 +298,13 @@ impl Store {
         let stats = std::sync::Arc::new(stats::StoreStats::default());
         let writer = writer::Writer::start(conn, checkpointer, stats.clone())?;
 
+        // Only readers map the file: each mapping counts in the process's
+        // RSS on its own, and reads are what random page access slows.
+        let mmap = options.mmap_bytes;
+        let reader_init = move |c: &mut Connection| {
+            init(c)?;
+            c.execute_batch(&format!("PRAGMA mmap_size = {mmap}"))
+        };
         let readers = Pool::builder()
             .max_size(options.read_connections.max(1))
             // r2d2 would run an empty statement on every checkout to see
@@ -302,7 +313,7 @@ impl Store {
             .test_on_check_out(false)
             .min_idle(Some(1))
             .connection_timeout(options.pool_timeout)
-            .build(SqliteConnectionManager::file(path).with_init(init))?;
+            .build(SqliteConnectionManager::file(path).with_init(reader_init))?;
         Ok(Self {
             readers,
             writer,
