@@ -21,11 +21,23 @@ use super::{SetupError, Store, StoreError};
 const PROBE_EVERY: Duration = Duration::from_secs(1);
 
 /// How often `PRAGMA quick_check` looks at every page. It reads the whole
-/// file (0.26 s for 200 MB from the page cache, so seconds for the 1.3 GiB
+/// file (0.26 s for 200 MB from the page cache, 9-12 s for the 1.7 GB
 /// benchmark file, more from disk): far too slow per request, so it runs
 /// in the background when readiness is asked and the last one is older
 /// than this, and readiness reports the last finished one.
 const PAGE_CHECK_EVERY: Duration = Duration::from_secs(300);
+
+/// A check holds one read snapshot while it runs, and no checkpoint can
+/// copy past it, so the WAL grows with every write meanwhile (to 0.5-1 GB
+/// under flat-out creates during a 10 s check). Checks are spaced so that
+/// one runs at most this share of the time: on a large file, less often
+/// than `PAGE_CHECK_EVERY`.
+const PAGE_CHECK_SHARE: u32 = 100;
+
+/// When the next check is due after one that took `took`.
+fn page_check_interval(took: Duration) -> Duration {
+    PAGE_CHECK_EVERY.max(took.saturating_mul(PAGE_CHECK_SHARE))
+}
 
 /// `PRAGMA quick_check`'s findings (`["ok"]` when it finds nothing), on a
 /// connection of its own: the check reads the whole file for seconds on a
@@ -65,6 +77,8 @@ pub(super) struct ProbeCache {
 #[derive(Default)]
 struct PageCheck {
     started: Option<Instant>,
+    /// How long the last finished check took.
+    took: Duration,
     running: bool,
     /// What the last finished check found wrong, if anything.
     damage: Option<String>,
@@ -178,12 +192,13 @@ impl Store {
             .unwrap_or_else(PoisonError::into_inner);
         let due = check
             .started
-            .is_none_or(|at| at.elapsed() >= PAGE_CHECK_EVERY);
+            .is_none_or(|at| at.elapsed() >= page_check_interval(check.took));
         if due && !check.running {
             check.started = Some(Instant::now());
             check.running = true;
             let store = self.clone();
             tokio::task::spawn_blocking(move || {
+                let began = Instant::now();
                 let found = quick_check(&store.probe.path)
                     .map(|lines| (lines != ["ok"]).then(|| lines.join("; ")))
                     .unwrap_or_else(|e: StoreError| Some(e.to_string()));
@@ -193,6 +208,7 @@ impl Store {
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner);
                 check.running = false;
+                check.took = began.elapsed();
                 check.damage = found;
             });
         }
@@ -326,6 +342,21 @@ mod tests {
                 .probes
                 .load(std::sync::atomic::Ordering::Relaxed),
             1
+        );
+    }
+
+    #[test]
+    fn page_checks_of_a_large_file_are_spaced_out() {
+        // A small file's check is due every five minutes; a 10 s one (a
+        // 1.7 GB file) every 1,000 s, so it holds the WAL 1% of the time.
+        assert_eq!(page_check_interval(Duration::ZERO), PAGE_CHECK_EVERY);
+        assert_eq!(
+            page_check_interval(Duration::from_millis(260)),
+            PAGE_CHECK_EVERY
+        );
+        assert_eq!(
+            page_check_interval(Duration::from_secs(10)),
+            Duration::from_secs(1000)
         );
     }
 
