@@ -97,6 +97,14 @@ async fn the_runs_list_shows_each_run_with_its_status_and_validations() {
     assert!(page.contains("10 min ago"), "{page}");
     assert!(page.contains("2024-03-14 14:50:00 UTC"));
     assert!(page.contains("10 min 0 s so far"), "{page}");
+    assert!(
+        page.contains("5 h 0 min<"),
+        "a finished run's duration: {page}"
+    );
+    assert!(
+        page.contains("datetime=\"2024-03-14T10:00:00.000000Z\""),
+        "{page}"
+    );
     assert!(page.contains("1 passed"));
     assert!(page.contains("1 failed"));
     // Labelled filters and the one-click views.
@@ -203,6 +211,10 @@ async fn the_stale_view_lists_runs_whose_heartbeat_lapsed() {
     app.clock.set(ts("2024-03-14T15:05:00Z"));
     let page = app.page("/ui?stale=true").await.expect(StatusCode::OK);
     assert_eq!(run_links(&page), vec![quiet.clone()]);
+    // In the list of all runs, only the overdue one is marked.
+    let all = app.page("/ui").await.expect(StatusCode::OK);
+    assert_eq!(run_links(&all).len(), 2);
+    assert_eq!(all.matches("badge stale").count(), 1, "{all}");
     let detail = app
         .page(&format!("/ui/runs/{quiet}"))
         .await

@@ -4,17 +4,16 @@
 use maud::{Markup, html};
 
 use crate::domain::{
-    run::{Run, RunStatus},
-    time::Timestamp,
+    run::{Run, RunRecord, RunStatus},
+    time::{TimeText, Timestamp},
     validation::{StatusCounts, ValidationStatus},
 };
 
-/// `2024-01-15 10:00:00 UTC`, from the canonical form.
-pub fn absolute(t: Timestamp) -> String {
-    let s = t.to_string();
-    match (s.get(..10), s.get(11..19)) {
+/// `2024-01-15 10:00:00 UTC`, from a time's canonical text.
+fn absolute_of(canonical: &str) -> String {
+    match (canonical.get(..10), canonical.get(11..19)) {
         (Some(date), Some(time)) => format!("{date} {time} UTC"),
-        _ => s,
+        _ => canonical.to_owned(),
     }
 }
 
@@ -46,10 +45,25 @@ fn span(secs: u64) -> String {
 /// A time as a `<time>` element: relative, with the absolute time beside it
 /// (and in the machine-readable attribute).
 pub fn when(t: Timestamp, now: Timestamp) -> Markup {
+    when_at(&t.to_string(), t, now)
+}
+
+/// [`when`] of a time as stored: its text is the canonical form already,
+/// so only the relative part needs the time itself. Text that is not a
+/// time is shown as it is.
+pub fn when_stored(t: &TimeText, now: Timestamp) -> Markup {
+    match t.timestamp() {
+        Some(parsed) => when_at(&t.0, parsed, now),
+        None => html! { (t.0) },
+    }
+}
+
+/// [`when`], given `t`'s canonical text too.
+fn when_at(canonical: &str, t: Timestamp, now: Timestamp) -> Markup {
     html! {
-        time datetime=(t.to_string()) {
+        time datetime=(canonical) {
             (relative(t, now))
-            span.abs { (absolute(t)) }
+            span.abs { (absolute_of(canonical)) }
         }
     }
 }
@@ -71,10 +85,24 @@ pub fn duration_micros(micros: i64) -> String {
 
 /// How long a run took, or has been going on for when it is live.
 pub fn run_duration(run: &Run, now: Timestamp) -> Markup {
-    let end = run.completed_at.unwrap_or(now);
-    let took = duration_micros(end.unix_micros() - run.started_at.unix_micros());
+    duration_between(run.started_at, run.completed_at, now)
+}
+
+/// [`run_duration`] of a run as stored; nothing when its times are not
+/// times.
+pub fn stored_run_duration(run: &RunRecord, now: Timestamp) -> Markup {
+    let completed = run.completed_at.as_ref().map(TimeText::timestamp);
+    match (run.started_at.timestamp(), completed) {
+        (Some(started), None) => duration_between(started, None, now),
+        (Some(started), Some(Some(completed))) => duration_between(started, Some(completed), now),
+        _ => html! {},
+    }
+}
+
+fn duration_between(started: Timestamp, completed: Option<Timestamp>, now: Timestamp) -> Markup {
+    let took = duration_micros(completed.unwrap_or(now).unix_micros() - started.unix_micros());
     html! {
-        @if run.completed_at.is_some() {
+        @if completed.is_some() {
             (took)
         } @else {
             span.live { (took) " so far" }
@@ -193,7 +221,7 @@ mod tests {
     #[test]
     fn absolute_is_readable_utc() {
         assert_eq!(
-            absolute(ts("2024-01-15T10:00:00Z")),
+            absolute_of(&ts("2024-01-15T10:00:00Z").to_string()),
             "2024-01-15 10:00:00 UTC"
         );
     }

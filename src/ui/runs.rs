@@ -22,7 +22,7 @@ use crate::{
     app::{self, App},
     domain::{
         Position,
-        run::{RunDetail, RunFilter, RunListItem, RunStatus},
+        run::{RunDetail, RunFilter, RunListItem, RunRecord, RunStatus},
         text::filter_value,
         time::Timestamp,
         validation::{ValidationFilter, ValidationStatus},
@@ -148,7 +148,7 @@ async fn list(app: &App, ctx: &Context, q: &RunQuery) -> Result<Response, UiErro
             layout::page(ctx, Section::Runs, "Runs", body),
         ));
     }
-    let page = app::runs::list(
+    let page = app::runs::list_records(
         app,
         parsed.filter,
         parsed.stale,
@@ -243,7 +243,8 @@ fn filter_form(q: &RunQuery) -> Markup {
     }
 }
 
-fn runs_table(ctx: &Context, items: &[RunListItem]) -> Markup {
+/// The runs as stored: the page shows no metadata, so none is parsed.
+fn runs_table(ctx: &Context, items: &[RunListItem<RunRecord>]) -> Markup {
     html! {
         div.table-wrap {
             table.runs {
@@ -266,7 +267,7 @@ fn runs_table(ctx: &Context, items: &[RunListItem]) -> Markup {
                         tr {
                             td {
                                 (format::run_badge(run.status))
-                                @if run.is_overdue(ctx.now) { " " span.badge.stale { "stale" } }
+                                @if overdue(run, ctx.now) { " " span.badge.stale { "stale" } }
                             }
                             td { a.id href=(run_href(&run.id)) { (run.id) } }
                             td { a href=(contract_href(&run.contract_id)) { (run.contract_id) } }
@@ -275,8 +276,8 @@ fn runs_table(ctx: &Context, items: &[RunListItem]) -> Markup {
                                     a href={"/ui" (query(&[("pipeline_name", p)]))} { (p) }
                                 } @else { span.muted { "—" } }
                             }
-                            td { (when(run.started_at, ctx.now)) }
-                            td { (format::run_duration(run, ctx.now)) }
+                            td { (format::when_stored(&run.started_at, ctx.now)) }
+                            td { (format::stored_run_duration(run, ctx.now)) }
                             td { (format::summary(&item.validation_summary)) }
                             td { (run.created_by) }
                         }
@@ -285,6 +286,16 @@ fn runs_table(ctx: &Context, items: &[RunListItem]) -> Markup {
             }
         }
     }
+}
+
+/// [`Run::is_overdue`](crate::domain::run::Run::is_overdue) of a stored
+/// run: its stored deadline is set only while it is live with a heartbeat
+/// timeout, and is when it lapses.
+fn overdue(run: &RunRecord, now: Timestamp) -> bool {
+    run.heartbeat_deadline
+        .as_ref()
+        .and_then(|d| d.timestamp())
+        .is_some_and(|deadline| deadline < now)
 }
 
 #[poem::handler]
