@@ -220,8 +220,8 @@ pub struct ServeArgs {
 
     /// MiB of the database file each reader connection maps into memory
     /// instead of reading pages with a syscall (SQLite's mmap_size; 0, the
-    /// default, maps nothing). On a large file, lists of one contract or a
-    /// date range get about 2x faster. The cost: the mapped pages count in
+    /// default, maps nothing). On a large file, lists whose rows lie all
+    /// over it (one pipeline, a date range) get up to 2x faster. The cost: the mapped pages count in
     /// the server's RSS once per reader connection (8), so RSS can reach
     /// 8 times the file's size. They are shared, clean page cache the
     /// kernel can reclaim, but RSS is what dashboards, container monitors
