@@ -191,6 +191,17 @@ pub struct RunRecord {
     pub heartbeat_deadline: Option<TimeText>,
 }
 
+impl RunRecord {
+    /// [`Run::is_overdue`] of the run as stored: the stored deadline is
+    /// set only while the run is live with a heartbeat timeout.
+    pub fn is_overdue(&self, now: Timestamp) -> bool {
+        self.heartbeat_deadline
+            .as_ref()
+            .and_then(TimeText::timestamp)
+            .is_some_and(|deadline| deadline < now)
+    }
+}
+
 /// A run with the validations recorded during it, oldest first; the run as
 /// a [`Run`] or, for reads, a [`RunRecord`].
 #[derive(Debug, Clone, PartialEq)]

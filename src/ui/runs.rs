@@ -267,7 +267,7 @@ fn runs_table(ctx: &Context, items: &[RunListItem<RunRecord>]) -> Markup {
                         tr {
                             td {
                                 (format::run_badge(run.status))
-                                @if overdue(run, ctx.now) { " " span.badge.stale { "stale" } }
+                                @if run.is_overdue(ctx.now) { " " span.badge.stale { "stale" } }
                             }
                             td { a.id href=(run_href(&run.id)) { (run.id) } }
                             td { a href=(contract_href(&run.contract_id)) { (run.contract_id) } }
@@ -286,16 +286,6 @@ fn runs_table(ctx: &Context, items: &[RunListItem<RunRecord>]) -> Markup {
             }
         }
     }
-}
-
-/// [`Run::is_overdue`](crate::domain::run::Run::is_overdue) of a stored
-/// run: its stored deadline is set only while it is live with a heartbeat
-/// timeout, and is when it lapses.
-fn overdue(run: &RunRecord, now: Timestamp) -> bool {
-    run.heartbeat_deadline
-        .as_ref()
-        .and_then(|d| d.timestamp())
-        .is_some_and(|deadline| deadline < now)
 }
 
 #[poem::handler]
