@@ -300,7 +300,7 @@ enum CreatedRun {
     /// The run was created.
     #[oai(status = 201)]
     Created(
-        Json<RunBody>,
+        JsonBytes<RunBody>,
         /// The run's version, quoted (`"1"`): send it back in `If-Match`.
         #[oai(header = "ETag")]
         String,
@@ -309,7 +309,7 @@ enum CreatedRun {
     /// nothing new was created, and this is that run as it is now.
     #[oai(status = 200)]
     Replayed(
-        Json<RunBody>,
+        JsonBytes<RunBody>,
         /// `true`: this answer replays an earlier create.
         #[oai(header = "Idempotent-Replayed")]
         String,
@@ -337,8 +337,7 @@ fn etag(version: i64) -> String {
 
 impl TaggedRun {
     fn of(detail: RunDetail) -> Self {
-        let tag = etag(detail.run.version);
-        TaggedRun::Ok(JsonBytes::of(&detail.into()), tag)
+        Self::of_record(&detail.record())
     }
 
     fn of_record(detail: &RunDetail<RunRecord>) -> Self {
@@ -499,10 +498,11 @@ impl RunsApi {
         };
         let created = app::runs::create(&app, &caller, input, idempotency_key.as_deref()).await?;
         let tag = etag(created.detail.run.version);
+        let body = write_run(&created.detail.record());
         Ok(if created.replayed {
-            CreatedRun::Replayed(Json(created.detail.into()), "true".into(), tag)
+            CreatedRun::Replayed(body, "true".into(), tag)
         } else {
-            CreatedRun::Created(Json(created.detail.into()), tag)
+            CreatedRun::Created(body, tag)
         })
     }
 
@@ -877,6 +877,19 @@ mod tests {
                 validations,
             });
             assert_eq!(text(written.body()), text(JsonBytes::of(&expected).body()));
+        }
+    }
+
+    /// A write answers from `Run::record`, without reading the row back:
+    /// it must be the text a read of that row finds.
+    #[test]
+    fn a_runs_record_is_its_stored_row() {
+        let conn = runs();
+        for i in 0..9 {
+            let id = format!("run_{:026}", i);
+            let run = store::runs::find(&conn, &id).unwrap().unwrap();
+            let stored = store::runs::find_record(&conn, &id).unwrap().unwrap();
+            assert_eq!(run.record(), stored, "{id}");
         }
     }
 }

@@ -378,7 +378,7 @@ impl From<ValidationStats> for ValidationStatsBody {
 enum CreatedValidation {
     /// The validation was recorded.
     #[oai(status = 201)]
-    Created(Json<ValidationBody>),
+    Created(JsonBytes<ValidationBody>),
 }
 
 fn default_days() -> i64 {
@@ -440,7 +440,7 @@ impl ValidationsApi {
             recorded_at: b.recorded_at.map(|t| t.0),
         };
         let stored = app::validations::record(&app, &caller, validation).await?;
-        Ok(CreatedValidation::Created(Json(stored.into())))
+        Ok(CreatedValidation::Created(write_one(&stored.record())))
     }
 
     /// Get a validation
@@ -651,6 +651,9 @@ mod tests {
             let stored = store::validations::find_record(&conn, &v.id)
                 .unwrap()
                 .unwrap();
+            // A write answers from `Validation::record`, without reading
+            // the row back.
+            assert_eq!(v.record(), stored);
             let written = write_one(&stored);
             assert_eq!(
                 text(written.body()),

@@ -51,7 +51,7 @@ impl Authenticator {
         let hash = hash_secret(presented);
         let key = self
             .store
-            .read(move |c| keys::find_by_hash(c, &hash))
+            .read_key(move |c| keys::find_by_hash(c, &hash))
             .await?
             .ok_or(AuthError::Unknown)?;
         if let Some(at) = key.revoked_at {

@@ -11,6 +11,14 @@ pub type Metadata = Map<String, Value>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JsonText(pub String);
 
+impl JsonText {
+    /// `metadata` written as the store writes it: compact, keys in order.
+    pub fn of(metadata: &Metadata) -> Self {
+        // A map with string keys always serialises; "{}" is never reached.
+        JsonText(serde_json::to_string(metadata).unwrap_or_else(|_| "{}".to_owned()))
+    }
+}
+
 /// Applies `patch` to `target` as RFC 7396 describes: keys in the patch are
 /// set, a key whose patch value is null is removed, nested objects merge
 /// recursively, and keys the patch does not name are left alone.

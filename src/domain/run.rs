@@ -191,6 +191,39 @@ pub struct RunRecord {
     pub heartbeat_deadline: Option<TimeText>,
 }
 
+impl Run {
+    /// The run as the store keeps it: a write answers with the run it
+    /// stored, written from the same text a read would find.
+    pub fn record(&self) -> RunRecord {
+        RunRecord {
+            id: self.id.clone(),
+            contract_id: self.contract_id.clone(),
+            pipeline_name: self.pipeline_name.clone(),
+            pipeline_id: self.pipeline_id.clone(),
+            status: self.status,
+            metadata: JsonText::of(&self.metadata),
+            started_at: self.started_at.into(),
+            completed_at: self.completed_at.map(Into::into),
+            created_by: self.created_by.clone(),
+            updated_at: self.updated_at.into(),
+            version: self.version,
+            heartbeat_timeout_seconds: self.heartbeat_timeout_seconds,
+            last_heartbeat_at: self.last_heartbeat_at.map(Into::into),
+            heartbeat_deadline: self.heartbeat_deadline().map(Into::into),
+        }
+    }
+}
+
+impl RunDetail {
+    /// [`Run::record`], with the validations.
+    pub fn record(&self) -> RunDetail<RunRecord> {
+        RunDetail {
+            run: self.run.record(),
+            validations: self.validations.clone(),
+        }
+    }
+}
+
 impl RunRecord {
     /// [`Run::is_overdue`] of the run as stored: the stored deadline is
     /// set only while the run is live with a heartbeat timeout.

@@ -118,6 +118,23 @@ impl Validation {
     pub fn duration_ms(&self) -> Option<i64> {
         self.metrics.get("duration_ms").and_then(Value::as_i64)
     }
+
+    /// The validation as the store keeps it: a write answers with what it
+    /// stored, written from the same text a read would find.
+    pub fn record(&self) -> ValidationRecord {
+        ValidationRecord {
+            id: self.id.clone(),
+            contract_id: self.contract_id.clone(),
+            run_id: self.run_id.clone(),
+            status: self.status,
+            errors: self.errors.clone(),
+            warnings: self.warnings.clone(),
+            metrics: JsonText::of(&self.metrics),
+            metadata: JsonText::of(&self.metadata),
+            recorded_at: self.recorded_at.into(),
+            recorded_by: self.recorded_by.clone(),
+        }
+    }
 }
 
 /// Metrics whose meaning we know, and so check.
