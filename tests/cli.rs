@@ -69,6 +69,50 @@ fn serve_without_keys_warns_and_refuses_writes() {
     assert!(log.contains("keys create"), "{log}");
 }
 
+/// A clean stop leaves every acknowledged write in the database file
+/// itself: copied alone, without its `-wal`, it holds them all.
+#[test]
+fn a_clean_stop_leaves_every_write_in_the_file_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    let secret = create_key(&db, "loader", "write");
+    let server = Server::start(&db, &[]);
+    // A burst right before the stop, so the checkpoint thread has not
+    // copied its end yet.
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            s.spawn(|| {
+                for _ in 0..25 {
+                    let (status, run) = server
+                        .http(
+                            "POST",
+                            "/api/v1/runs",
+                            Some(&secret),
+                            Some(r#"{"contract_id":"c","status":"running"}"#),
+                        )
+                        .unwrap();
+                    assert_eq!(status, 201, "{run}");
+                }
+            });
+        }
+    });
+    let exit = server.terminate();
+    assert!(exit.success(), "serve exits 0 on SIGTERM: {exit:?}");
+    let wal = dir.path().join("r.db-wal");
+    assert_eq!(
+        std::fs::metadata(&wal).map_or(0, |m| m.len()),
+        0,
+        "the WAL was emptied"
+    );
+    let copy = dir.path().join("copy.db");
+    std::fs::copy(&db, &copy).unwrap();
+    let conn = rusqlite::Connection::open(&copy).unwrap();
+    let n: i64 = conn
+        .query_row("SELECT count(*) FROM runs", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 200, "every acknowledged run is in the file itself");
+}
+
 #[test]
 fn bootstrap_key_is_registered_once_and_never_logged() {
     let dir = tempfile::tempdir().unwrap();

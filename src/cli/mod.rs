@@ -189,6 +189,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             app.clone(),
             stopped.clone(),
         ));
+        let store = app.store.clone();
         let reaper = tokio::spawn(lifecycle::run_reaper(app, interval, stopped));
         let served = crate::run_with_options(
             endpoint,
@@ -212,6 +213,18 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let _ = deliveries.await;
         if let Some(retention) = retention {
             let _ = retention.await;
+        }
+        // An operator who stops the service and copies the database file
+        // expects all of it in that one file.
+        match tokio::task::spawn_blocking(move || store.checkpoint_for_stop()).await {
+            Ok(Ok(true)) => info!("database checkpointed: the file holds every write"),
+            Ok(Ok(false)) => warn!(
+                "the WAL could not be emptied (a request still ran): the next start replays it"
+            ),
+            Ok(Err(e)) => {
+                warn!(error = %e, "the WAL could not be emptied: the next start replays it")
+            }
+            Err(e) => warn!(error = %e, "the WAL could not be emptied: the next start replays it"),
         }
         // Held until every request has finished.
         drop(lock);
