@@ -218,13 +218,17 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         // expects all of it in that one file.
         match tokio::task::spawn_blocking(move || store.checkpoint_for_stop()).await {
             Ok(Ok(true)) => info!("database checkpointed: the file holds every write"),
-            Ok(Ok(false)) => warn!(
-                "the WAL could not be emptied (a request still ran): the next start replays it"
-            ),
-            Ok(Err(e)) => {
-                warn!(error = %e, "the WAL could not be emptied: the next start replays it")
+            outcome => {
+                let reason = match outcome {
+                    Ok(Ok(_)) => "a request or check still read or wrote".to_owned(),
+                    Ok(Err(e)) => e.to_string(),
+                    Err(e) => e.to_string(),
+                };
+                warn!(
+                    reason,
+                    "the WAL could not be emptied: the next start replays it"
+                );
             }
-            Err(e) => warn!(error = %e, "the WAL could not be emptied: the next start replays it"),
         }
         // Held until every request has finished.
         drop(lock);

@@ -419,18 +419,28 @@ impl Store {
     ///
     /// Every write authenticates its key this way: handing the lookup to
     /// the blocking pool and back cost more than the lookup itself (two
-    /// thread wake-ups, a seventh of a create's CPU). Only for reads whose
-    /// size is bounded by the schema: an inline read has no deadline, and
-    /// the async worker it runs on serves nothing else meanwhile.
+    /// thread wake-ups; creates 1.15x without them, BENCHMARKS.md). Only
+    /// for reads whose size is bounded by the schema: an inline read has no
+    /// deadline, and the async worker it runs on serves nothing else
+    /// meanwhile.
     pub async fn read_key<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         F: Fn(&Connection) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
     {
         for slot in self.inline.iter() {
-            let Ok(conn) = slot.try_lock() else { continue };
-            let read = begin_snapshot(&conn).and_then(|()| f(&conn));
-            end_snapshot(&conn);
+            let conn = match slot.try_lock() {
+                Ok(conn) => conn,
+                // A read that panicked still ended its snapshot (below).
+                Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => continue,
+            };
+            let read = {
+                // Ended however `f` ends: a snapshot left open would keep
+                // every later checkpoint from finishing.
+                let _snapshot = EndSnapshot(&conn);
+                begin_snapshot(&conn).and_then(|()| f(&conn))
+            };
             match read {
                 Err(StoreError::Sqlite(e)) if is_busy(&e) => break,
                 read => return read,
@@ -673,6 +683,15 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 fn begin_snapshot(conn: &Connection) -> Result<(), StoreError> {
     conn.prepare_cached("BEGIN")?.execute([])?;
     Ok(())
+}
+
+/// Ends the read's transaction when dropped.
+struct EndSnapshot<'a>(&'a Connection);
+
+impl Drop for EndSnapshot<'_> {
+    fn drop(&mut self) {
+        end_snapshot(self.0);
+    }
 }
 
 /// Ends the read's transaction, whatever became of the read, so that no
