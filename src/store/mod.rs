@@ -173,6 +173,9 @@ pub enum TaskError {
 
     #[error("the database writer stopped")]
     WriterStopped,
+
+    #[error("the WAL checkpoint thread panicked")]
+    CheckpointPanicked,
 }
 
 /// True when SQLite could not take the lock it needed.
@@ -449,28 +452,10 @@ impl Store {
         self.read(f).await
     }
 
-    /// Copies the whole WAL back into the database file and empties it, for
-    /// a clean stop: the file then holds every acknowledged write by
-    /// itself, so a copy of it taken without its `-wal` loses nothing.
-    /// False when a read or write still running kept part of the WAL; what
-    /// is left there is replayed at the next open, as after a crash.
+    /// Empties the WAL into the database file for a clean stop: see
+    /// [`writer::Writer::empty_wal`].
     pub fn checkpoint_for_stop(&self) -> Result<bool, StoreError> {
-        let conn = Connection::open(&*self.path)?;
-        conn.busy_timeout(BUSY_TIMEOUT)?;
-        let began = std::time::Instant::now();
-        loop {
-            // While the checkpoint thread copies, SQLite refuses a second
-            // checkpoint at once, without waiting: its copy is short, so
-            // ask again.
-            let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
-            if busy == 0 {
-                return Ok(true);
-            }
-            if began.elapsed() > BUSY_TIMEOUT {
-                return Ok(false);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.writer.empty_wal()
     }
 
     /// The reader connections idle in the pool (for tests and health).

@@ -80,6 +80,9 @@ where
 pub struct Writer {
     jobs: mpsc::Sender<Box<dyn Job>>,
     stats: Arc<StoreStats>,
+    turns: Arc<Turns>,
+    /// The checkpoint thread, until `empty_wal` has joined it.
+    checkpoints: Arc<Mutex<Option<thread::JoinHandle<rusqlite::Result<bool>>>>>,
 }
 
 impl Writer {
@@ -109,10 +112,11 @@ impl Writer {
         let (jobs, queue) = mpsc::channel::<Box<dyn Job>>();
         let spawn_failed = |e: std::io::Error| StoreError::Task(TaskError::Spawn(e));
         let (checkpoint_turns, checkpoint_stats) = (turns.clone(), stats.clone());
-        thread::Builder::new()
+        let checkpoints = thread::Builder::new()
             .name("griot-checkpoint".into())
             .spawn(move || checkpoint_until(&checkpointer, &checkpoint_turns, &checkpoint_stats))
             .map_err(spawn_failed)?;
+        let writer_turns = turns.clone();
         let counted = stats.clone();
         thread::Builder::new()
             .name("griot-writer".into())
@@ -121,11 +125,36 @@ impl Writer {
                 // thread stops: it must not wait for a batch that will never
                 // commit. Closing the last connection checkpoints what is
                 // left.
-                let _stop = StopOnDrop(&turns);
-                run(&conn, &queue, &counted, &turns);
+                let _stop = StopOnDrop(&writer_turns);
+                run(&conn, &queue, &counted, &writer_turns);
             })
             .map_err(spawn_failed)?;
-        Ok(Self { jobs, stats })
+        Ok(Self {
+            jobs,
+            stats,
+            turns,
+            checkpoints: Arc::new(Mutex::new(Some(checkpoints))),
+        })
+    }
+
+    /// Stops the checkpoint thread, which copies the whole WAL back into
+    /// the database and empties it as it ends: for a clean stop, so the
+    /// file holds every acknowledged write by itself. False when a read or
+    /// write still running kept part of the WAL (it is replayed at the next
+    /// open, as after a crash), or when the thread had already ended.
+    /// Blocks until the thread has ended.
+    pub fn empty_wal(&self) -> Result<bool, StoreError> {
+        self.turns.stop();
+        let thread = self
+            .checkpoints
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        match thread.map(thread::JoinHandle::join) {
+            None => Ok(false),
+            Some(Ok(emptied)) => Ok(emptied?),
+            Some(Err(_)) => Err(StoreError::Task(TaskError::CheckpointPanicked)),
+        }
     }
 
     fn submit<T, E, F>(&self, write: F, reply: impl FnOnce(Result<T, E>) + Send + 'static)
@@ -310,7 +339,11 @@ fn checkpoint(conn: &Connection) -> rusqlite::Result<Option<WalState>> {
 ///
 /// A failure that lasts (a read-only file) is logged with backoff, not
 /// at every attempt.
-fn checkpoint_until(conn: &Connection, turns: &Turns, stats: &StoreStats) {
+fn checkpoint_until(
+    conn: &Connection,
+    turns: &Turns,
+    stats: &StoreStats,
+) -> rusqlite::Result<bool> {
     let mut log = LogBackoff::default();
     let mut before = WalState::default();
     loop {
@@ -354,7 +387,10 @@ fn checkpoint_until(conn: &Connection, turns: &Turns, stats: &StoreStats) {
             Next::Idle => CHECKPOINT_IDLE,
         };
         if turns.sleep(pause) {
-            return;
+            // The writer has ended, or the server is stopping: one last copy
+            // of everything, which also empties the WAL.
+            let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+            return Ok(busy == 0);
         }
     }
 }
