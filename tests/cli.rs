@@ -317,13 +317,16 @@ fn mmap_serves_and_its_limit_is_named() {
     );
     assert!(server.terminate().success());
     let refused = Command::new(BIN)
-        .args(["serve", "--mmap-mib", "4096", "--db"])
+        .args(["serve", "--mmap-mib", "2000000", "--db"])
         .arg(&db)
         .output()
         .unwrap();
     assert!(!refused.status.success());
     let err = stderr(&refused);
-    assert!(err.contains("--mmap-mib") && err.contains("2047"), "{err}");
+    assert!(
+        err.contains("--mmap-mib") && err.contains("1048576"),
+        "{err}"
+    );
 }
 
 #[test]
