@@ -43,6 +43,55 @@ fn committed_writes_reach_the_database_file_while_the_store_is_open() {
     }
 }
 
+/// After a burst the WAL file stays as long as the burst made it (up to
+/// 320 MiB); once writes stop for a few seconds it is emptied, and the
+/// writes are all in the database file.
+#[test]
+fn a_quiet_store_empties_its_wal_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q.db");
+    let wal = dir.path().join("q.db-wal");
+    let store = Store::open(&path, &StoreOptions::default()).unwrap();
+    store
+        .write_blocking(|c| {
+            c.execute_batch("CREATE TABLE t (body TEXT NOT NULL)")?;
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+    for _ in 0..100 {
+        store
+            .write_blocking(|c| {
+                let mut insert = c.prepare_cached("INSERT INTO t (body) VALUES (?1)")?;
+                for _ in 0..20 {
+                    insert.execute([&"x".repeat(1000)])?;
+                }
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
+    }
+    assert!(std::fs::metadata(&wal).unwrap().len() > 1 << 20);
+    let stopped = Instant::now();
+    while std::fs::metadata(&wal).map_or(0, |m| m.len()) > 0 {
+        assert!(
+            stopped.elapsed() < Duration::from_secs(20),
+            "the WAL file was not emptied within 20 s of the last write"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Not before the quiet spell: a server between two writes keeps it.
+    assert!(
+        stopped.elapsed() >= Duration::from_secs(4),
+        "{:?}",
+        stopped.elapsed()
+    );
+    let rows: i64 = store
+        .read_blocking(|c| {
+            Ok::<_, StoreError>(c.query_row("SELECT count(*) FROM t", [], |r| r.get(0))?)
+        })
+        .unwrap();
+    assert_eq!(rows, 2000);
+}
+
 #[tokio::test]
 async fn the_writer_holds_show_in_the_metrics() {
     let app = TestApp::spawn().await;

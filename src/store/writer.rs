@@ -20,7 +20,7 @@ use std::{
 };
 
 use r2d2_sqlite::rusqlite::{self, Connection};
-use tracing::{error, info};
+use tracing::{debug, error, info};
 
 use super::{StoreError, TaskError, health::LogBackoff, stats::StoreStats};
 
@@ -247,6 +247,16 @@ const POLICY: Policy = Policy {
 /// pinned by a reader.
 const CHECKPOINT_IDLE: Duration = Duration::from_millis(100);
 
+/// How long the WAL must have been all copied, with no write since, before
+/// the checkpoint thread empties its file: a burst leaves it at up to
+/// `JOURNAL_LIMIT` on disk, which a quiet server has no use for.
+const WAL_QUIET: Duration = Duration::from_secs(5);
+
+/// How long emptying the WAL file waits for readers that still read from
+/// it (the writer is held off meanwhile, so not long; it is tried again
+/// after the next quiet spell).
+const EMPTY_WAIT: Duration = Duration::from_millis(50);
+
 /// How long it sleeps when a little is left to copy: copying a few pages
 /// at a time would pay an fsync of the WAL for each few.
 const CHECKPOINT_SOON: Duration = Duration::from_millis(10);
@@ -346,6 +356,7 @@ fn checkpoint_until(
 ) -> rusqlite::Result<bool> {
     let mut log = LogBackoff::default();
     let mut before = WalState::default();
+    let mut quiet_since = None;
     loop {
         let began = Instant::now();
         let result = checkpoint(conn);
@@ -354,6 +365,19 @@ fn checkpoint_until(
             Ok(Some(now)) => {
                 if let Some(failures) = log.recovered() {
                     info!(failures, "WAL checkpoints work again");
+                }
+                let settled = now.frames > 0 && now.copied >= now.frames && now == before;
+                quiet_since = settled.then(|| quiet_since.unwrap_or(began));
+                if quiet_since.is_some_and(|since| since.elapsed() >= WAL_QUIET) {
+                    let asked = Instant::now();
+                    let hold = turns.hold();
+                    let emptied = empty_wal(conn, EMPTY_WAIT);
+                    drop(hold);
+                    stats.record_checkpoint_hold(asked.elapsed());
+                    if let Err(e) = emptied {
+                        debug!(error = %e, "the quiet WAL could not be emptied; trying later");
+                    }
+                    quiet_since = None;
                 }
                 let next = plan(&POLICY, before, now, took);
                 before = now;
@@ -389,10 +413,21 @@ fn checkpoint_until(
         if turns.sleep(pause) {
             // The writer has ended, or the server is stopping: one last copy
             // of everything, which also empties the WAL.
-            let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
-            return Ok(busy == 0);
+            return empty_wal(conn, super::BUSY_TIMEOUT);
         }
     }
+}
+
+/// Copies all of the WAL into the database and cuts its file to nothing,
+/// waiting up to `wait` for readers still reading from it; false when
+/// they did not finish in time (or another process was checkpointing).
+fn empty_wal(conn: &Connection, wait: Duration) -> rusqlite::Result<bool> {
+    conn.busy_timeout(wait)?;
+    let busy = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+        r.get::<_, i64>(0)
+    });
+    conn.busy_timeout(super::BUSY_TIMEOUT)?;
+    Ok(busy? == 0)
 }
 
 /// Whose turn it is between the writer and the checkpoint thread.
