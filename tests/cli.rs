@@ -329,6 +329,42 @@ fn mmap_serves_and_its_limit_is_named() {
     );
 }
 
+/// Where the file cannot be mapped (here an address-space limit smaller
+/// than the mapping), the server says so once and reads by syscall: every
+/// answer is the same, only slower.
+#[test]
+fn a_file_that_cannot_be_mapped_is_read_by_syscall() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    let key = create_key(&db, "limited", "write");
+    let server = Server::start_as(
+        &["prlimit", "--as=8589934592", "--"],
+        &db,
+        &[("GRIOT_MMAP_MIB", "16384")],
+        "/health/ready",
+    );
+    for i in 0..50 {
+        let body = format!(r#"{{"contract_id":"c-{i}","status":"completed"}}"#);
+        let (status, _) = server
+            .http("POST", "/api/v1/runs", Some(&key), Some(&body))
+            .unwrap();
+        assert_eq!(status, 201);
+    }
+    let (status, page) = server
+        .http("GET", "/api/v1/runs?limit=100", None, None)
+        .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(page["total"], 50);
+    assert_eq!(page["items"].as_array().unwrap().len(), 50);
+    let log = server.log();
+    assert_eq!(
+        log.matches("the database file could not be mapped").count(),
+        1,
+        "{log}"
+    );
+    assert!(server.terminate().success());
+}
+
 #[test]
 fn a_second_server_on_the_same_file_is_refused() {
     let dir = tempfile::tempdir().unwrap();

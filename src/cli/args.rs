@@ -222,7 +222,7 @@ pub struct ServeArgs {
     /// MiB of the database file the readers read through one shared
     /// memory mapping instead of a syscall per page (0 turns it off; the
     /// rest of a larger file is read with syscalls). On a large file, lists
-    /// whose rows lie all over it (one pipeline, a date range) get 1.5-3x
+    /// whose rows lie all over it (a contract, a date range) get up to 1.8x
     /// faster. The file's pages the server has read then count in its RSS,
     /// once: they are the kernel's page cache, which it can reclaim, and
     /// which a container's memory is charged for either way.

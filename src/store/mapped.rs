@@ -121,6 +121,18 @@ fn mappings() -> &'static Mappings {
     ALL.get_or_init(Default::default)
 }
 
+/// Says once per process that reads go by syscall: slower, not wrong.
+fn warn_unmapped(reason: &dyn std::fmt::Display) {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !WARNED.swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            %reason,
+            "the database file could not be mapped (--mmap-mib); reads fall back to a \
+             syscall per page"
+        );
+    }
+}
+
 fn stat_fd(fd: c_int) -> Option<libc::stat> {
     let mut st = std::mem::MaybeUninit::<libc::stat>::zeroed();
     // SAFETY: fstat writes a whole stat on success; any fd is safe to ask.
@@ -156,6 +168,7 @@ impl Mapping {
             )
         };
         if base == libc::MAP_FAILED {
+            warn_unmapped(&std::io::Error::last_os_error());
             return None;
         }
         let mapping = Arc::new(Mapping {
@@ -311,7 +324,10 @@ unsafe extern "C" fn fetch(
                 (Some(a), Some(b)) if (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino) => {
                     Mapping::of(fd, &a, me.limit as usize)
                 }
-                _ => None,
+                _ => {
+                    warn_unmapped(&"its descriptor could not be told from its path");
+                    None
+                }
             };
             me.unmappable = me.mapping.is_none();
         }
