@@ -42,7 +42,8 @@ fn page_check_interval(took: Duration) -> Duration {
 /// `PRAGMA quick_check`'s findings (`["ok"]` when it finds nothing), on a
 /// connection of its own: the check reads the whole file for seconds on a
 /// large one, which would hold one of the readers' connections that long
-/// and, with `--mmap-mib`, map the whole file into it.
+/// and, through the readers' mapping, bring the whole file into the
+/// server's RSS.
 fn quick_check(path: &std::path::Path) -> Result<Vec<String>, StoreError> {
     use r2d2_sqlite::rusqlite::{Connection, OpenFlags};
     let conn = Connection::open_with_flags(
