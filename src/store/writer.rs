@@ -371,7 +371,7 @@ fn checkpoint_until(
                 if quiet_since.is_some_and(|since| since.elapsed() >= WAL_QUIET) {
                     let asked = Instant::now();
                     let hold = turns.hold();
-                    let emptied = empty_wal(conn, EMPTY_WAIT);
+                    let emptied = truncate_wal(conn, EMPTY_WAIT);
                     drop(hold);
                     stats.record_checkpoint_hold(asked.elapsed());
                     if let Err(e) = emptied {
@@ -413,7 +413,7 @@ fn checkpoint_until(
         if turns.sleep(pause) {
             // The writer has ended, or the server is stopping: one last copy
             // of everything, which also empties the WAL.
-            return empty_wal(conn, super::BUSY_TIMEOUT);
+            return truncate_wal(conn, super::BUSY_TIMEOUT);
         }
     }
 }
@@ -421,7 +421,7 @@ fn checkpoint_until(
 /// Copies all of the WAL into the database and cuts its file to nothing,
 /// waiting up to `wait` for readers still reading from it; false when
 /// they did not finish in time (or another process was checkpointing).
-fn empty_wal(conn: &Connection, wait: Duration) -> rusqlite::Result<bool> {
+fn truncate_wal(conn: &Connection, wait: Duration) -> rusqlite::Result<bool> {
     conn.busy_timeout(wait)?;
     let busy = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
         r.get::<_, i64>(0)
