@@ -9,20 +9,16 @@ use std::time::{Duration, Instant};
 use common::TestApp;
 use griot_registry::store::{Store, StoreError, StoreOptions};
 
-#[test]
-fn committed_writes_reach_the_database_file_while_the_store_is_open() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("c.db");
-    let store = Store::open(&path, &StoreOptions::default()).unwrap();
-    let empty = std::fs::metadata(&path).unwrap().len();
+/// Creates table `t` and writes `commits` commits of 20 rows of 1,000
+/// bytes each.
+fn write_burst(store: &Store, commits: usize) {
     store
         .write_blocking(|c| {
             c.execute_batch("CREATE TABLE t (body TEXT NOT NULL)")?;
             Ok::<_, StoreError>(())
         })
         .unwrap();
-    // About 4 MB in many commits, as a busy server writes.
-    for _ in 0..200 {
+    for _ in 0..commits {
         store
             .write_blocking(|c| {
                 let mut insert = c.prepare_cached("INSERT INTO t (body) VALUES (?1)")?;
@@ -33,6 +29,16 @@ fn committed_writes_reach_the_database_file_while_the_store_is_open() {
             })
             .unwrap();
     }
+}
+
+#[test]
+fn committed_writes_reach_the_database_file_while_the_store_is_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.db");
+    let store = Store::open(&path, &StoreOptions::default()).unwrap();
+    let empty = std::fs::metadata(&path).unwrap().len();
+    // About 4 MB in many commits, as a busy server writes.
+    write_burst(&store, 200);
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::fs::metadata(&path).unwrap().len() < empty + (3 << 20) {
         assert!(
@@ -52,23 +58,7 @@ fn a_quiet_store_empties_its_wal_file() {
     let path = dir.path().join("q.db");
     let wal = dir.path().join("q.db-wal");
     let store = Store::open(&path, &StoreOptions::default()).unwrap();
-    store
-        .write_blocking(|c| {
-            c.execute_batch("CREATE TABLE t (body TEXT NOT NULL)")?;
-            Ok::<_, StoreError>(())
-        })
-        .unwrap();
-    for _ in 0..100 {
-        store
-            .write_blocking(|c| {
-                let mut insert = c.prepare_cached("INSERT INTO t (body) VALUES (?1)")?;
-                for _ in 0..20 {
-                    insert.execute([&"x".repeat(1000)])?;
-                }
-                Ok::<_, StoreError>(())
-            })
-            .unwrap();
-    }
+    write_burst(&store, 100);
     assert!(std::fs::metadata(&wal).unwrap().len() > 1 << 20);
     let stopped = Instant::now();
     while std::fs::metadata(&wal).map_or(0, |m| m.len()) > 0 {

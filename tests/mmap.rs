@@ -79,6 +79,28 @@ fn checkpoint(path: &Path) {
     }
 }
 
+/// The table `add_rows` fills.
+const BLOBS: &str = "CREATE TABLE blobs (id INTEGER PRIMARY KEY, body BLOB)";
+
+fn four_readers() -> StoreOptions {
+    StoreOptions {
+        read_connections: 4,
+        ..StoreOptions::default()
+    }
+}
+
+/// A store at `path` with one table of the test's own, made by `ddl`.
+fn store_with_table(path: &Path, options: &StoreOptions, ddl: &'static str) -> Store {
+    let store = Store::open(path, options).unwrap();
+    store
+        .write_blocking(move |c| {
+            c.execute_batch(ddl)?;
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+    store
+}
+
 /// Adds `n` rows of 3,000 bytes each, whose content follows from the id.
 fn add_rows(store: &Store, n: u32) {
     store
@@ -130,20 +152,7 @@ fn every_reader_maps_what_it_is_given() {
 fn all_readers_share_one_mapping_and_read_what_was_written_as_the_file_grows() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("registry.db");
-    let store = Store::open(
-        &path,
-        &StoreOptions {
-            read_connections: 4,
-            ..StoreOptions::default()
-        },
-    )
-    .unwrap();
-    store
-        .write_blocking(|c| {
-            c.execute_batch("CREATE TABLE blobs (id INTEGER PRIMARY KEY, body BLOB)")?;
-            Ok::<_, StoreError>(())
-        })
-        .unwrap();
+    let store = store_with_table(&path, &four_readers(), BLOBS);
 
     add_rows(&store, 300);
     checkpoint(&path);
@@ -173,18 +182,15 @@ fn all_readers_share_one_mapping_and_read_what_was_written_as_the_file_grows() {
 fn with_mmap_off_nothing_is_mapped() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("registry.db");
-    let options = StoreOptions {
-        read_connections: 3,
-        mmap_bytes: 0,
-        ..StoreOptions::default()
-    };
-    let store = Store::open(&path, &options).unwrap();
-    store
-        .write_blocking(|c| {
-            c.execute_batch("CREATE TABLE blobs (id INTEGER PRIMARY KEY, body BLOB)")?;
-            Ok::<_, StoreError>(())
-        })
-        .unwrap();
+    let store = store_with_table(
+        &path,
+        &StoreOptions {
+            read_connections: 3,
+            mmap_bytes: 0,
+            ..StoreOptions::default()
+        },
+        BLOBS,
+    );
     add_rows(&store, 300);
     checkpoint(&path);
     assert_eq!(on_every_reader(&store, 3, &mmap_size), vec![0; 3]);
@@ -201,23 +207,12 @@ fn with_mmap_off_nothing_is_mapped() {
 fn reads_through_the_mapping_see_whole_snapshots_while_the_file_changes() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("registry.db");
-    let store = Store::open(
+    let store = store_with_table(
         &path,
-        &StoreOptions {
-            read_connections: 4,
-            ..StoreOptions::default()
-        },
-    )
-    .unwrap();
-    store
-        .write_blocking(|c| {
-            c.execute_batch(
-                "CREATE TABLE t (id INTEGER PRIMARY KEY, a INTEGER NOT NULL, \
-                 b INTEGER NOT NULL, pad BLOB NOT NULL)",
-            )?;
-            Ok::<_, StoreError>(())
-        })
-        .unwrap();
+        &four_readers(),
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, a INTEGER NOT NULL, \
+         b INTEGER NOT NULL, pad BLOB NOT NULL)",
+    );
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let readers: Vec<_> = (0..4)
         .map(|_| {

@@ -369,27 +369,17 @@ fn checkpoint_until(
                 let settled = now.frames > 0 && now.copied >= now.frames && now == before;
                 quiet_since = settled.then(|| quiet_since.unwrap_or(began));
                 if quiet_since.is_some_and(|since| since.elapsed() >= WAL_QUIET) {
-                    let asked = Instant::now();
-                    let hold = turns.hold();
-                    let emptied = truncate_wal(conn, EMPTY_WAIT);
-                    drop(hold);
-                    stats.record_checkpoint_hold(asked.elapsed());
-                    if let Err(e) = emptied {
+                    if let Err(e) = held(turns, stats, || truncate_wal(conn, EMPTY_WAIT)) {
                         debug!(error = %e, "the quiet WAL could not be emptied; trying later");
                     }
                     quiet_since = None;
                 }
                 let next = plan(&POLICY, before, now, took);
                 before = now;
-                if next == Next::Finish {
-                    let asked = Instant::now();
-                    let hold = turns.hold();
-                    let finished = checkpoint(conn);
-                    drop(hold);
-                    stats.record_checkpoint_hold(asked.elapsed());
-                    if let Ok(Some(after)) = finished {
-                        before = after;
-                    }
+                if next == Next::Finish
+                    && let Ok(Some(after)) = held(turns, stats, || checkpoint(conn))
+                {
+                    before = after;
                 }
                 next
             }
@@ -416,6 +406,17 @@ fn checkpoint_until(
             return truncate_wal(conn, super::BUSY_TIMEOUT);
         }
     }
+}
+
+/// Runs `f` with the writer held off between two batches, the wait for the
+/// hold and `f` counted as one hold in the metrics.
+fn held<T>(turns: &Turns, stats: &StoreStats, f: impl FnOnce() -> T) -> T {
+    let asked = Instant::now();
+    let hold = turns.hold();
+    let done = f();
+    drop(hold);
+    stats.record_checkpoint_hold(asked.elapsed());
+    done
 }
 
 /// Copies all of the WAL into the database and cuts its file to nothing,
