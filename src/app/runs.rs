@@ -147,16 +147,37 @@ pub async fn get(app: &App, id: String) -> Result<RunDetail, AppError> {
     app.store.read(move |c| detail(c, &id)).await
 }
 
-/// [`get`], the run as reads answer with it: nothing parsed.
+/// [`get`], the run as reads answer with it: nothing parsed. Read on the
+/// async worker itself when the run has at most `INLINE_VALIDATIONS`
+/// validations (`Store::read_bounded`).
 pub async fn get_record(app: &App, id: String) -> Result<RunDetail<RunRecord>, AppError> {
+    let inline_id = id.clone();
+    let whole_id = id.clone();
     app.store
-        .read(move |c| {
-            let run = runs::find_record(c, &id)?.ok_or_else(|| AppError::not_found("Run", &id))?;
-            let validations = validations::refs_for_run(c, &id)?;
-            Ok(RunDetail { run, validations })
-        })
-        .await
+        .read_bounded(
+            move |c| {
+                let Some(run) = runs::find_record(c, &inline_id)? else {
+                    return Ok(Some(None));
+                };
+                let validations =
+                    validations::refs_for_run_upto(c, &inline_id, INLINE_VALIDATIONS)?;
+                Ok(validations.map(|validations| Some(RunDetail { run, validations })))
+            },
+            move |c| {
+                let Some(run) = runs::find_record(c, &whole_id)? else {
+                    return Ok(None);
+                };
+                let validations = validations::refs_for_run(c, &whole_id)?;
+                Ok::<_, AppError>(Some(RunDetail { run, validations }))
+            },
+        )
+        .await?
+        .ok_or_else(|| AppError::not_found("Run", &id))
 }
+
+/// The most validations a get run reads on the async worker; a run with
+/// more is read on the read threads, under the query deadline.
+const INLINE_VALIDATIONS: usize = 64;
 
 /// Applies `patch` in one write transaction, so concurrent patches of one
 /// run each see the other's result: no metadata key is lost to a race. The

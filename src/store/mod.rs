@@ -13,6 +13,7 @@ pub mod retention;
 pub mod runs;
 pub(crate) mod sql;
 pub mod stats;
+mod threads;
 pub mod validations;
 pub mod webhooks;
 mod writer;
@@ -150,9 +151,8 @@ pub enum SetupError {
 /// How the thread that ran a read or write failed.
 #[derive(Debug, thiserror::Error)]
 pub enum TaskError {
-    /// The blocking task of a read panicked or was cancelled.
-    #[error("{0}")]
-    Join(tokio::task::JoinError),
+    #[error("a database read panicked")]
+    ReadPanicked,
 
     #[error("a database write panicked")]
     WritePanicked,
@@ -242,6 +242,7 @@ impl Default for StoreOptions {
 #[derive(Clone)]
 pub struct Store {
     readers: Pool<Readers>,
+    read_threads: std::sync::Arc<threads::ReadThreads>,
     /// Connections for `read_key`'s reads, run on the calling thread.
     inline: std::sync::Arc<[std::sync::Mutex<Connection>]>,
     writer: writer::Writer,
@@ -317,6 +318,7 @@ impl Store {
         let sync = options.durability.pragma();
         let init = move |c: &mut Connection| {
             c.busy_timeout(BUSY_TIMEOUT)?;
+            stable_plans(c)?;
             c.execute_batch(&format!(
                 "PRAGMA foreign_keys = ON; PRAGMA synchronous = {sync}; \
                  PRAGMA cache_size = -{CACHE_KIB};"
@@ -349,6 +351,26 @@ impl Store {
         } else {
             0
         };
+        let manager = Readers {
+            path: path.to_owned(),
+            init: Box::new(move |c| {
+                init(c)?;
+                c.execute_batch(&format!("PRAGMA mmap_size = {mmap}"))
+            }),
+        };
+        // Set up as the readers are, through the same mapping: a get run
+        // reads a random run's pages here.
+        let inline = (0..INLINE_CONNECTIONS)
+            .map(|_| {
+                let conn = r2d2::ManageConnection::connect(&manager)?;
+                // No busy handler (the readers wait up to 5 s): it would
+                // sleep on an async worker. A busy file sends the read to
+                // the read threads instead.
+                conn.busy_timeout(Duration::ZERO)?;
+                conn.execute_batch("PRAGMA query_only = ON")?;
+                Ok(std::sync::Mutex::new(conn))
+            })
+            .collect::<Result<_, StoreError>>()?;
         let readers = Pool::builder()
             .max_size(options.read_connections.max(1))
             // r2d2 would run an empty statement on every checkout to see
@@ -357,26 +379,12 @@ impl Store {
             .test_on_check_out(false)
             .min_idle(Some(1))
             .connection_timeout(options.pool_timeout)
-            .build(Readers {
-                path: path.to_owned(),
-                init: Box::new(move |c| {
-                    init(c)?;
-                    c.execute_batch(&format!("PRAGMA mmap_size = {mmap}"))
-                }),
-            })?;
-        let inline = (0..INLINE_CONNECTIONS)
-            .map(|_| {
-                let conn = Connection::open(path)?;
-                // No busy handler (rusqlite sets one of 5 s): it would sleep
-                // on an async worker. A busy file sends the read to the
-                // pool instead.
-                conn.busy_timeout(Duration::ZERO)?;
-                conn.execute_batch("PRAGMA query_only = ON")?;
-                Ok(std::sync::Mutex::new(conn))
-            })
-            .collect::<Result<_, StoreError>>()?;
+            .build(manager)?;
         Ok(Self {
             readers,
+            read_threads: std::sync::Arc::new(threads::ReadThreads::start(
+                options.read_connections,
+            )?),
             inline,
             writer,
             probe: std::sync::Arc::new(health::ProbeCache::new(path)),
@@ -405,7 +413,7 @@ impl Store {
         std::fs::metadata(wal).map_or(0, |m| m.len())
     }
 
-    /// Runs `f` on a reader connection, on the blocking thread pool. `f`
+    /// Runs `f` on a reader connection, on the read threads. `f`
     /// fails with a store error or with the caller's own error type.
     ///
     /// No work for the departed: if the returned future is dropped (the
@@ -423,32 +431,33 @@ impl Store {
         let cancel = interrupt::Cancel::default();
         let on_drop = cancel.on_drop();
         let cancel_side = cancel.clone();
-        let mut task = tokio::task::spawn_blocking(move || {
-            let conn = store.reader()?;
-            let read = {
+        let (answer, mut answered) = tokio::sync::oneshot::channel();
+        self.read_threads.run(move || {
+            let read = store.reader().map_err(E::from).and_then(|conn| {
+                // Ended however `f` ends, a panic included, and once no
+                // interrupt can reach it any more (`_armed` drops first).
+                let _snapshot = EndSnapshot(&conn);
                 let _armed = cancel.arm(&conn)?;
                 begin_snapshot(&conn).map_err(E::from)?;
                 f(&conn)
-            };
-            // Ended once no interrupt can reach it any more.
-            end_snapshot(&conn);
-            read
+            });
+            let _ = answer.send(read);
         });
-        let joined = match tokio::time::timeout(self.query_timeout, &mut task).await {
+        let joined = match tokio::time::timeout(self.query_timeout, &mut answered).await {
             Ok(joined) => joined,
             Err(_) => {
                 // A read that has its connection is waited for, so the
                 // connection is back in the pool before the answer goes
                 // out; one still waiting for a connection will not run.
                 if cancel_side.stop().await {
-                    let _ = task.await;
+                    let _ = answered.await;
                 }
                 on_drop.disarm();
                 return Err(StoreError::Deadline(self.query_timeout).into());
             }
         };
         on_drop.disarm();
-        joined.map_err(|e| E::from(StoreError::Task(TaskError::Join(e))))?
+        joined.map_err(|_| E::from(StoreError::Task(TaskError::ReadPanicked)))?
     }
 
     /// Runs `f`, a read of a few rows found by a unique key, right on the
@@ -456,7 +465,7 @@ impl Store {
     /// [`Store::read`] otherwise.
     ///
     /// Every write authenticates its key this way: handing the lookup to
-    /// the blocking pool and back cost more than the lookup itself (two
+    /// the read threads and back cost more than the lookup itself (two
     /// thread wake-ups; creates 1.15x without them, BENCHMARKS.md). Only
     /// for reads whose size is bounded by the schema: an inline read has no
     /// deadline, and the async worker it runs on serves nothing else
@@ -466,6 +475,40 @@ impl Store {
         F: Fn(&Connection) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
     {
+        match self.try_inline(&f) {
+            Some(read) => read,
+            None => self.read(f).await,
+        }
+    }
+
+    /// Runs `inline` right on the calling thread, as [`Store::read_key`]
+    /// does, for a read whose size only the data can tell: `inline` reads a
+    /// bounded amount and answers `None` when that was not all, and then
+    /// `whole` runs like [`Store::read`], with its deadline.
+    ///
+    /// A get run goes this way: one row and a run's few validations
+    /// (BENCHMARKS.md, "Reads on threads of their own").
+    pub async fn read_bounded<T, E, I, F>(&self, inline: I, whole: F) -> Result<T, E>
+    where
+        I: Fn(&Connection) -> Result<Option<T>, StoreError>,
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        match self.try_inline(&inline) {
+            Some(Ok(Some(read))) => Ok(read),
+            Some(Err(e)) => Err(e.into()),
+            Some(Ok(None)) | None => self.read(whole).await,
+        }
+    }
+
+    /// `f` on a free inline connection, in a snapshot of its own; `None`
+    /// when both are taken or the file is busy (the caller then reads on
+    /// the read threads, which wait for it).
+    fn try_inline<T>(
+        &self,
+        f: &impl Fn(&Connection) -> Result<T, StoreError>,
+    ) -> Option<Result<T, StoreError>> {
         for slot in self.inline.iter() {
             let conn = match slot.try_lock() {
                 Ok(conn) => conn,
@@ -480,11 +523,11 @@ impl Store {
                 begin_snapshot(&conn).and_then(|()| f(&conn))
             };
             match read {
-                Err(StoreError::Sqlite(e)) if is_busy(&e) => break,
-                read => return read,
+                Err(StoreError::Sqlite(e)) if is_busy(&e) => return None,
+                read => return Some(read),
             }
         }
-        self.read(f).await
+        None
     }
 
     /// Empties the WAL into the database file for a clean stop: see
@@ -700,6 +743,31 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 /// its count and its validation summaries) sees the same snapshot of the
 /// file, and SQLite takes its WAL read lock once per read rather than once
 /// per statement.
+/// Plans that do not depend on the values bound to a statement. Without
+/// this, the SQLite we bundle (3.53) reads a bound LIMIT or OFFSET while
+/// planning and marks the statement to be planned again whenever that
+/// parameter is bound anew: every page of every list was parsed and planned
+/// again, a quarter of a list's time (BENCHMARKS.md, "Reads on threads of
+/// their own"). No plan of ours needs the values: the plan tests in
+/// `runs.rs` and `validations.rs` run with this set.
+fn stable_plans(conn: &Connection) -> rusqlite::Result<()> {
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
+    Ok(())
+}
+
+/// An empty database in memory, set up as the store sets up its own
+/// connections: for the tests of plans and schema.
+#[cfg(test)]
+pub(crate) fn test_connection() -> Connection {
+    let mut conn = Connection::open_in_memory().expect("in-memory database");
+    stable_plans(&conn).expect("QPSG");
+    migrate(&mut conn).expect("migrate");
+    conn
+}
+
 fn begin_snapshot(conn: &Connection) -> Result<(), StoreError> {
     conn.prepare_cached("BEGIN")?.execute([])?;
     Ok(())

@@ -315,8 +315,7 @@ mod tests {
     /// The code asks a counter exactly for the keys the triggers keep.
     #[test]
     fn counted_dims_match_the_schema() {
-        let mut conn = Connection::open_in_memory().unwrap();
-        super::super::migrate(&mut conn).unwrap();
+        let conn = super::super::test_connection();
         let mut stmt = conn
             .prepare("SELECT dims FROM count_dims ORDER BY dims")
             .unwrap();

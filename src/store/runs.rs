@@ -353,8 +353,7 @@ mod tests {
     /// an index.
     #[test]
     fn every_list_shape_uses_an_index() {
-        let mut conn = Connection::open_in_memory().unwrap();
-        super::super::migrate(&mut conn).unwrap();
+        let conn = super::super::test_connection();
         let t = |s: &str| Timestamp::parse_lenient(s).unwrap();
         let live = crate::domain::run::LIVE_STATUSES;
         for bits in 0..16 {
@@ -413,8 +412,7 @@ mod tests {
 
     /// SQLite's plan for `sql` on an empty database, its steps joined.
     fn plan_of(sql: &str) -> String {
-        let mut conn = Connection::open_in_memory().unwrap();
-        super::super::migrate(&mut conn).unwrap();
+        let conn = super::super::test_connection();
         let steps: Vec<String> = conn
             .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
             .unwrap()

@@ -208,11 +208,27 @@ pub fn find_record(conn: &Connection, id: &str) -> Result<Option<ValidationRecor
 
 /// A run's validations, oldest first.
 pub fn refs_for_run(conn: &Connection, run_id: &str) -> Result<Vec<ValidationRef>, StoreError> {
+    refs(conn, run_id, i64::MAX)
+}
+
+/// A run's validations, oldest first, if it has at most `max`; `None`
+/// (having read `max + 1`) if it has more.
+pub fn refs_for_run_upto(
+    conn: &Connection,
+    run_id: &str,
+    max: usize,
+) -> Result<Option<Vec<ValidationRef>>, StoreError> {
+    let limit = i64::try_from(max).unwrap_or(i64::MAX - 1) + 1;
+    let refs = refs(conn, run_id, limit)?;
+    Ok((refs.len() <= max).then_some(refs))
+}
+
+fn refs(conn: &Connection, run_id: &str, limit: i64) -> Result<Vec<ValidationRef>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, status, recorded_at FROM validations WHERE run_id = ?1 \
-         ORDER BY recorded_at, id",
+         ORDER BY recorded_at, id LIMIT ?2",
     )?;
-    let mut rows = stmt.query(params![run_id])?;
+    let mut rows = stmt.query(params![run_id, limit])?;
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {
         out.push(ValidationRef {
@@ -403,8 +419,7 @@ mod tests {
     /// order: no full scan, no sort of the matches.
     #[test]
     fn every_list_shape_uses_an_index() {
-        let mut conn = Connection::open_in_memory().unwrap();
-        super::super::migrate(&mut conn).unwrap();
+        let conn = super::super::test_connection();
         let t = |s: &str| Timestamp::parse_lenient(s).unwrap();
         for bits in 0..16 {
             let on = |bit: u32| bits & (1 << bit) != 0;

@@ -1,0 +1,204 @@
+//! Where reads run: lists on the store's read threads, a queue in front of
+//! the reader connections; a get run on the async worker itself when the
+//! run has few validations, on the read threads when it has many.
+
+mod common;
+
+use std::{sync::mpsc, time::Duration};
+
+use common::TestApp;
+use griot_registry::{
+    HttpOptions,
+    app::keys,
+    build_app,
+    domain::{keys::KeyScope, time::Clock},
+    store::{Store, StoreError, StoreOptions, TaskError},
+};
+use poem::{EndpointExt, http::StatusCode, test::TestClient};
+use serde_json::{Value, json};
+
+fn store(dir: &tempfile::TempDir, read_connections: u32) -> Store {
+    Store::open(
+        &dir.path().join("registry.db"),
+        &StoreOptions {
+            read_connections,
+            pool_timeout: Duration::from_millis(500),
+            query_timeout: Duration::from_secs(2),
+            ..StoreOptions::default()
+        },
+    )
+    .unwrap()
+}
+
+fn select_one(c: &r2d2_sqlite::rusqlite::Connection) -> Result<i64, StoreError> {
+    Ok(c.query_row("SELECT 1", [], |r| r.get(0))?)
+}
+
+/// More reads at once than there are threads to run them: each waits in
+/// the queue and is answered (a thread left asleep with work queued would
+/// show as a read past its deadline).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_beyond_the_thread_count_queue_and_are_all_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir, 2);
+
+    for _ in 0..20 {
+        let reads: Vec<_> = (0..50)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move { store.read(select_one).await })
+            })
+            .collect();
+        for read in reads {
+            assert_eq!(read.await.unwrap().unwrap(), 1);
+        }
+    }
+}
+
+/// A read that panics fails alone: its caller gets an error, its connection
+/// goes back to the pool with no transaction open, and the thread that ran
+/// it serves the next read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_that_panics_fails_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir, 1);
+
+    let err = store
+        .read(|c| {
+            select_one(c)?;
+            panic!("a bug in a read");
+            #[allow(unreachable_code)]
+            Ok::<(), StoreError>(())
+        })
+        .await
+        .unwrap_err();
+
+    assert!(
+        matches!(err, StoreError::Task(TaskError::ReadPanicked)),
+        "{err}"
+    );
+    assert_eq!(store.read(select_one).await.unwrap(), 1);
+    let ended = store
+        .read_blocking(|c| Ok::<_, StoreError>(c.is_autocommit()))
+        .unwrap();
+    assert!(ended, "the panicked read's transaction is still open");
+}
+
+/// With every reader connection held, a list waits and fails with 503, but
+/// a get run is still answered: it is read on the async worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_get_run_is_answered_while_every_reader_is_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir, 1);
+    let (_, key) = keys::create(&store, "bot", KeyScope::Write).unwrap();
+    let app = build_app(
+        griot_registry::new_app(store.clone(), Default::default(), Clock::System),
+        &HttpOptions::default(),
+    );
+    let client = TestClient::new(app.boxed());
+    let created: Value = client
+        .post("/api/v1/runs")
+        .header("X-API-Key", key.expose())
+        .body_json(&json!({"contract_id": "c"}))
+        .send()
+        .await
+        .0
+        .into_body()
+        .into_json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+
+    let (holding, held) = mpsc::channel();
+    let (release, released) = mpsc::channel::<()>();
+    let holder = std::thread::spawn({
+        let store = store.clone();
+        move || {
+            store.read_blocking(|_| {
+                holding.send(()).unwrap();
+                released.recv().unwrap();
+                Ok::<_, StoreError>(())
+            })
+        }
+    });
+    held.recv().unwrap();
+
+    let got = client.get(format!("/api/v1/runs/{id}")).send().await;
+    got.assert_status_is_ok();
+    let got: Value = got.0.into_body().into_json().await.unwrap();
+    assert_eq!(got["id"], created["id"]);
+    let missing = client
+        .get("/api/v1/runs/01JAAAAAAAAAAAAAAAAAAAAAAA")
+        .send()
+        .await;
+    missing.assert_status(StatusCode::NOT_FOUND);
+    client
+        .get("/api/v1/runs")
+        .send()
+        .await
+        .assert_status(StatusCode::SERVICE_UNAVAILABLE);
+
+    release.send(()).unwrap();
+    holder.join().unwrap().unwrap();
+}
+
+/// A get run answers with all of the run's validations, oldest first, on
+/// either side of the bound past which it is read on the read threads.
+#[tokio::test]
+async fn a_run_with_many_validations_is_answered_whole() {
+    let app = TestApp::spawn().await;
+    let run = app.create_run_for("c").await;
+    let run_id = run["id"].as_str().unwrap();
+
+    let mut recorded = Vec::new();
+    for i in 0..66 {
+        // Recorded newest first, so the order comes from the read.
+        let s = 100 - i;
+        let at = format!("2024-01-15T10:{:02}:{:02}Z", s / 60, s % 60);
+        let v = app
+            .record_validation(
+                json!({"contract_id": "c", "status": "passed", "run_id": run_id, "recorded_at": at}),
+            )
+            .await;
+        recorded.insert(0, v["id"].as_str().unwrap().to_owned());
+        if matches!(recorded.len(), 63..=66) {
+            let got = app.get_run(run_id).await.expect(StatusCode::OK);
+            let listed: Vec<&str> = got["validations"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v["id"].as_str().unwrap())
+                .collect();
+            assert_eq!(listed, recorded, "with {} validations", recorded.len());
+        }
+    }
+}
+
+/// A statement with a bound LIMIT and OFFSET, as every list page has, is
+/// planned once: binding a new page does not make SQLite parse and plan it
+/// again (it did, a quarter of a list's time, before the readers set the
+/// query planner stability guarantee).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_is_not_planned_again_for_each_limit_and_offset() {
+    use r2d2_sqlite::rusqlite::{StatementStatus, params};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir, 1);
+
+    let replanned = store
+        .read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id FROM runs WHERE contract_id = ?1 \
+                 ORDER BY started_at DESC, id DESC LIMIT ?2 OFFSET ?3",
+            )?;
+            for page in 0..5 {
+                let mut rows = stmt.query(params!["c", 50 + page, page * 50])?;
+                while rows.next()?.is_some() {}
+            }
+            Ok::<_, StoreError>(stmt.get_status(StatementStatus::RePrepare))
+        })
+        .await
+        .unwrap();
+
+    assert_eq!(replanned, 0);
+}
