@@ -210,6 +210,7 @@ impl Durability {
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
     pub durability: Durability,
+    /// Reader connections, and the threads reads run on (`threads`).
     pub read_connections: u32,
     /// How long a read waits for a free reader connection before it fails
     /// with `StoreError::Pool` (which the API answers with 503).
@@ -413,14 +414,14 @@ impl Store {
         std::fs::metadata(wal).map_or(0, |m| m.len())
     }
 
-    /// Runs `f` on a reader connection, on the read threads. `f`
-    /// fails with a store error or with the caller's own error type.
+    /// Runs `f` on a reader connection, on the read threads. `f` fails
+    /// with a store error or with the caller's own error type.
     ///
     /// No work for the departed: if the returned future is dropped (the
-    /// client went away) or the read (its wait for a connection included)
-    /// runs past the query deadline, SQLite interrupts its statement, so the
-    /// connection goes back to the pool at once; past the deadline the read
-    /// fails with `StoreError::Deadline`.
+    /// client went away) or the read (its wait in the queue and for a
+    /// connection included) runs past the query deadline, SQLite interrupts
+    /// its statement, so the connection goes back to the pool at once; past
+    /// the deadline the read fails with `StoreError::Deadline`.
     pub async fn read<T, E, F>(&self, f: F) -> Result<T, E>
     where
         F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
@@ -773,28 +774,24 @@ fn begin_snapshot(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Ends the read's transaction when dropped.
+/// Ends the read's transaction when dropped, whatever became of the read,
+/// so that no connection goes back to the pool holding a snapshot (which
+/// would keep checkpoints from finishing).
 struct EndSnapshot<'a>(&'a Connection);
 
 impl Drop for EndSnapshot<'_> {
     fn drop(&mut self) {
-        end_snapshot(self.0);
-    }
-}
-
-/// Ends the read's transaction, whatever became of the read, so that no
-/// connection goes back to the pool holding a snapshot (which would keep
-/// checkpoints from finishing).
-fn end_snapshot(conn: &Connection) {
-    if conn.is_autocommit() {
-        return;
-    }
-    let ended = conn
-        .prepare_cached("COMMIT")
-        .and_then(|mut s| s.execute([]))
-        .or_else(|_| conn.execute_batch("ROLLBACK").map(|()| 0));
-    if let Err(e) = ended {
-        tracing::error!(error = %e, "a read transaction could not be ended");
+        let conn = self.0;
+        if conn.is_autocommit() {
+            return;
+        }
+        let ended = conn
+            .prepare_cached("COMMIT")
+            .and_then(|mut s| s.execute([]))
+            .or_else(|_| conn.execute_batch("ROLLBACK").map(|()| 0));
+        if let Err(e) = ended {
+            tracing::error!(error = %e, "a read transaction could not be ended");
+        }
     }
 }
 
