@@ -740,10 +740,6 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Starts a read transaction, so that every statement of one read (a page,
-/// its count and its validation summaries) sees the same snapshot of the
-/// file, and SQLite takes its WAL read lock once per read rather than once
-/// per statement.
 /// Plans that do not depend on the values bound to a statement. Without
 /// this, the SQLite we bundle (3.53) reads a bound LIMIT or OFFSET while
 /// planning and marks the statement to be planned again whenever that
@@ -769,6 +765,10 @@ pub(crate) fn test_connection() -> Connection {
     conn
 }
 
+/// Starts a read transaction, so that every statement of one read (a page,
+/// its count and its validation summaries) sees the same snapshot of the
+/// file, and SQLite takes its WAL read lock once per read rather than once
+/// per statement.
 fn begin_snapshot(conn: &Connection) -> Result<(), StoreError> {
     conn.prepare_cached("BEGIN")?.execute([])?;
     Ok(())
