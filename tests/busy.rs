@@ -1,14 +1,13 @@
 //! A server whose database connections are all busy answers 503 with
 //! Retry-After, in the usual error shape, instead of a 500.
 
-use std::{sync::mpsc, time::Duration};
+mod common;
 
-use griot_registry::{
-    HttpOptions, build_app,
-    domain::time::Clock,
-    store::{Store, StoreOptions},
-};
-use poem::{EndpointExt, http::StatusCode, test::TestClient};
+use std::time::Duration;
+
+use common::{HeldReader, client_on};
+use griot_registry::store::{Store, StoreOptions};
+use poem::http::StatusCode;
 use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -24,24 +23,8 @@ async fn an_exhausted_read_pool_answers_503_with_retry_after() {
         },
     )
     .unwrap();
-    let (holding, held) = mpsc::channel();
-    let (release, released) = mpsc::channel::<()>();
-    let holder = std::thread::spawn({
-        let store = store.clone();
-        move || {
-            store.read_blocking(|_| {
-                holding.send(()).unwrap();
-                released.recv().unwrap();
-                Ok::<_, griot_registry::store::StoreError>(())
-            })
-        }
-    });
-    held.recv().unwrap();
-    let app = build_app(
-        griot_registry::new_app(store, Default::default(), Clock::System),
-        &HttpOptions::default(),
-    );
-    let client = TestClient::new(app.boxed());
+    let held = HeldReader::take(&store);
+    let client = client_on(store);
 
     // Act (a list: a get run is read on the async worker, tests/reads.rs)
     let resp = client.get("/api/v1/runs").send().await;
@@ -60,6 +43,5 @@ async fn an_exhausted_read_pool_answers_503_with_retry_after() {
     );
     assert_eq!(body["detail"].as_object().unwrap().len(), 2, "{body:#}");
 
-    release.send(()).unwrap();
-    holder.join().unwrap().unwrap();
+    held.release();
 }

@@ -2,17 +2,13 @@
 //! caller went away, is interrupted and its connection returned; the
 //! client of a read past the deadline gets 503 with Retry-After.
 
-use std::{
-    sync::mpsc,
-    time::{Duration, Instant},
-};
+mod common;
 
-use griot_registry::{
-    HttpOptions, build_app,
-    domain::time::Clock,
-    store::{Store, StoreError, StoreOptions},
-};
-use poem::{EndpointExt, http::StatusCode, test::TestClient};
+use std::time::{Duration, Instant};
+
+use common::{HeldReader, client_on};
+use griot_registry::store::{Store, StoreError, StoreOptions};
+use poem::http::StatusCode;
 use r2d2_sqlite::rusqlite::Connection;
 use serde_json::Value;
 
@@ -134,24 +130,8 @@ async fn a_list_past_the_deadline_answers_503_with_retry_after() {
         },
     )
     .unwrap();
-    let (holding, held) = mpsc::channel();
-    let (release, released) = mpsc::channel::<()>();
-    let holder = std::thread::spawn({
-        let store = store.clone();
-        move || {
-            store.read_blocking(|_| {
-                holding.send(()).unwrap();
-                released.recv().unwrap();
-                Ok::<_, StoreError>(())
-            })
-        }
-    });
-    held.recv().unwrap();
-    let app = build_app(
-        griot_registry::new_app(store.clone(), Default::default(), Clock::System),
-        &HttpOptions::default(),
-    );
-    let client = TestClient::new(app.boxed());
+    let held = HeldReader::take(&store);
+    let client = client_on(store.clone());
 
     // Act
     let started = Instant::now();
@@ -170,7 +150,6 @@ async fn a_list_past_the_deadline_answers_503_with_retry_after() {
     assert_eq!(body["detail"].as_object().unwrap().len(), 2, "{body:#}");
 
     // The list that gave up never runs once the connection is free.
-    release.send(()).unwrap();
-    holder.join().unwrap().unwrap();
+    held.release();
     assert_reader_returned(&store).await;
 }

@@ -4,17 +4,15 @@
 
 mod common;
 
-use std::{sync::mpsc, time::Duration};
+use std::time::Duration;
 
-use common::TestApp;
+use common::{HeldReader, TestApp, client_on};
 use griot_registry::{
-    HttpOptions,
     app::keys,
-    build_app,
-    domain::{keys::KeyScope, time::Clock},
+    domain::keys::KeyScope,
     store::{Store, StoreError, StoreOptions, TaskError},
 };
-use poem::{EndpointExt, http::StatusCode, test::TestClient};
+use poem::http::StatusCode;
 use serde_json::{Value, json};
 
 fn store(dir: &tempfile::TempDir, read_connections: u32) -> Store {
@@ -91,11 +89,7 @@ async fn a_get_run_is_answered_while_every_reader_is_held() {
     let dir = tempfile::tempdir().unwrap();
     let store = store(&dir, 1);
     let (_, key) = keys::create(&store, "bot", KeyScope::Write).unwrap();
-    let app = build_app(
-        griot_registry::new_app(store.clone(), Default::default(), Clock::System),
-        &HttpOptions::default(),
-    );
-    let client = TestClient::new(app.boxed());
+    let client = client_on(store.clone());
     let created: Value = client
         .post("/api/v1/runs")
         .header("X-API-Key", key.expose())
@@ -109,19 +103,7 @@ async fn a_get_run_is_answered_while_every_reader_is_held() {
         .unwrap();
     let id = created["id"].as_str().unwrap().to_owned();
 
-    let (holding, held) = mpsc::channel();
-    let (release, released) = mpsc::channel::<()>();
-    let holder = std::thread::spawn({
-        let store = store.clone();
-        move || {
-            store.read_blocking(|_| {
-                holding.send(()).unwrap();
-                released.recv().unwrap();
-                Ok::<_, StoreError>(())
-            })
-        }
-    });
-    held.recv().unwrap();
+    let held = HeldReader::take(&store);
 
     let got = client.get(format!("/api/v1/runs/{id}")).send().await;
     got.assert_status_is_ok();
@@ -138,8 +120,7 @@ async fn a_get_run_is_answered_while_every_reader_is_held() {
         .await
         .assert_status(StatusCode::SERVICE_UNAVAILABLE);
 
-    release.send(()).unwrap();
-    holder.join().unwrap().unwrap();
+    held.release();
 }
 
 /// A get run answers with all of the run's validations, oldest first, on

@@ -155,24 +155,25 @@ pub async fn get_record(app: &App, id: String) -> Result<RunDetail<RunRecord>, A
     let whole_id = id.clone();
     app.store
         .read_bounded(
-            move |c| {
-                let Some(run) = runs::find_record(c, &inline_id)? else {
-                    return Ok(Some(None));
-                };
-                let validations =
-                    validations::refs_for_run_upto(c, &inline_id, INLINE_VALIDATIONS)?;
-                Ok(validations.map(|validations| Some(RunDetail { run, validations })))
-            },
-            move |c| {
-                let Some(run) = runs::find_record(c, &whole_id)? else {
-                    return Ok(None);
-                };
-                let validations = validations::refs_for_run(c, &whole_id)?;
-                Ok::<_, AppError>(Some(RunDetail { run, validations }))
-            },
+            move |c| record_upto(c, &inline_id, INLINE_VALIDATIONS),
+            move |c| Ok::<_, AppError>(record_upto(c, &whole_id, usize::MAX)?.flatten()),
         )
         .await?
         .ok_or_else(|| AppError::not_found("Run", &id))
+}
+
+/// The run as reads answer with it, if it has at most `max` validations:
+/// `None` when it has more, `Some(None)` when there is no such run.
+fn record_upto(
+    c: &Connection,
+    id: &str,
+    max: usize,
+) -> Result<Option<Option<RunDetail<RunRecord>>>, StoreError> {
+    let Some(run) = runs::find_record(c, id)? else {
+        return Ok(Some(None));
+    };
+    let validations = validations::refs_for_run_upto(c, id, max)?;
+    Ok(validations.map(|validations| Some(RunDetail { run, validations })))
 }
 
 /// The most validations a get run reads on the async worker; a run with

@@ -359,3 +359,45 @@ pub fn snapshot_settings() -> insta::Settings {
     s.set_omit_expression(true);
     s
 }
+
+/// An HTTP client on the app served from `store` with default settings: for
+/// tests that open the store with options of their own.
+pub fn client_on(store: Store) -> TestClient<BoxEndpoint<'static, poem::Response>> {
+    let app = build_app(
+        griot_registry::new_app(store, Default::default(), Clock::System),
+        &HttpOptions::default(),
+    );
+    TestClient::new(app.boxed())
+}
+
+/// A read that holds one reader connection of `store` until released.
+pub struct HeldReader {
+    release: std::sync::mpsc::Sender<()>,
+    holder: std::thread::JoinHandle<Result<(), griot_registry::store::StoreError>>,
+}
+
+impl HeldReader {
+    /// Takes a reader connection and returns once it is held.
+    pub fn take(store: &Store) -> Self {
+        let (holding, held) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let holder = std::thread::spawn({
+            let store = store.clone();
+            move || {
+                store.read_blocking(|_| {
+                    holding.send(()).unwrap();
+                    released.recv().unwrap();
+                    Ok(())
+                })
+            }
+        });
+        held.recv().unwrap();
+        Self { release, holder }
+    }
+
+    /// Lets the connection go and waits until the read has ended.
+    pub fn release(self) {
+        self.release.send(()).unwrap();
+        self.holder.join().unwrap().unwrap();
+    }
+}
