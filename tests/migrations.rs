@@ -125,3 +125,76 @@ async fn keys_keep_working_through_the_admin_scope_migration() {
     )
     .unwrap();
 }
+
+/// The migration that rewrote the IN-list checks as comparisons.
+const CHECKS_MIGRATION: i64 = 9;
+
+/// Whether `conn` compiles an insert of a run into a temporary B-tree (the
+/// IN list of the status check, before migration 9).
+fn run_insert_builds_a_temporary_btree(conn: &Connection) -> bool {
+    let mut stmt = conn
+        .prepare("EXPLAIN INSERT INTO runs (id, status) VALUES (?1, ?2)")
+        .unwrap();
+    let mut rows = stmt.raw_query();
+    let mut found = false;
+    while let Some(row) = rows.next().unwrap() {
+        found |= row.get::<_, String>("opcode").unwrap() == "OpenEphemeral";
+    }
+    found
+}
+
+#[tokio::test]
+async fn the_check_rewrite_keeps_every_row_and_reaches_open_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("registry.db");
+    let id = "run_01HQ0000000000000000000000";
+    // A connection that has parsed the old schema, as a CLI running beside
+    // the server would have.
+    let beside = Connection::open(&path).unwrap();
+    beside
+        .execute_batch(&schema_before(CHECKS_MIGRATION))
+        .unwrap();
+    beside
+        .execute_batch(&format!("PRAGMA user_version = {}", CHECKS_MIGRATION - 1))
+        .unwrap();
+    beside
+        .execute(
+            "INSERT INTO runs (id, contract_id, status, started_at, created_by, updated_at) \
+             VALUES (?1, 'c', 'failed', '2024-01-15T10:00:00.000000Z', 'k', \
+             '2024-01-15T10:00:00.000000Z')",
+            params![id],
+        )
+        .unwrap();
+    assert!(run_insert_builds_a_temporary_btree(&beside));
+
+    let app = TestApp::in_dir(dir, Options::default());
+
+    // Its next statement finds the schema cookie bumped, and it parses the
+    // new text (EXPLAIN alone compiles with what the connection has).
+    let runs: i64 = beside
+        .query_row("SELECT count(*) FROM runs", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(runs, 1);
+    assert!(!run_insert_builds_a_temporary_btree(&beside));
+    let refused = beside
+        .execute(
+            "INSERT INTO runs (id, contract_id, status, started_at, created_by, updated_at) \
+             VALUES ('run_x', 'c', 'done', 't', 'k', 't')",
+            [],
+        )
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("CHECK constraint failed"),
+        "{refused}"
+    );
+    let check: String = beside
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    drop(beside);
+
+    let run = app.get_run(id).await.expect(StatusCode::OK);
+    assert_eq!(run["status"], "failed");
+    let page = app.list_runs("status=failed").await;
+    assert_eq!(page["total"], 1);
+}

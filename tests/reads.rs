@@ -183,3 +183,61 @@ async fn a_page_is_not_planned_again_for_each_limit_and_offset() {
 
     assert_eq!(replanned, 0);
 }
+
+/// A get run reads outside any transaction on the async worker; its run
+/// and validations still come from one snapshot, because the run's
+/// statement stays on its row while the validations are read. A validation
+/// committed in between is not half-seen: the count and the list agree.
+#[test]
+fn a_run_and_its_validations_are_read_in_one_snapshot() {
+    use griot_registry::store::{runs, validations};
+    use r2d2_sqlite::rusqlite::{Connection, params};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("registry.db");
+    drop(store(&dir, 1));
+    let writer = Connection::open(&path).unwrap();
+    let id = "run_01HQ0000000000000000000000";
+    writer
+        .execute(
+            "INSERT INTO runs (id, contract_id, status, started_at, created_by, updated_at) \
+             VALUES (?1, 'c', 'running', 't', 'k', 't')",
+            params![id],
+        )
+        .unwrap();
+    let validation = |n: u32| {
+        writer.execute(
+            "INSERT INTO validations (id, contract_id, run_id, status, recorded_at, recorded_by) \
+             VALUES (?1, 'c', ?2, 'passed', ?3, 'k')",
+            params![format!("val_{n}"), id, format!("2024-01-15T10:00:0{n}Z")],
+        )
+    };
+    validation(1).unwrap();
+
+    let reader = Connection::open(&path).unwrap();
+    let seen = runs::with_record(&reader, id, |run, count| {
+        validation(2)?;
+        let listed = validations::refs_for_run_upto(&reader, id, 64)?.unwrap();
+        Ok((run.id, count, listed.len()))
+    })
+    .unwrap()
+    .unwrap();
+    assert_eq!(seen, (id.to_owned(), 1, 1));
+    assert!(reader.is_autocommit());
+
+    let after = runs::with_record(&reader, id, |_, count| {
+        Ok((
+            count,
+            validations::refs_for_run_upto(&reader, id, 64)?
+                .unwrap()
+                .len(),
+        ))
+    })
+    .unwrap()
+    .unwrap();
+    assert_eq!(after, (2, 2));
+    assert_eq!(
+        runs::with_record(&reader, "run_missing", |_, n| Ok(n)).unwrap(),
+        None
+    );
+}

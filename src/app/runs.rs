@@ -163,17 +163,26 @@ pub async fn get_record(app: &App, id: String) -> Result<RunDetail<RunRecord>, A
 }
 
 /// The run as reads answer with it, if it has at most `max` validations:
-/// `None` when it has more, `Some(None)` when there is no such run.
+/// `None` when it has more, `Some(None)` when there is no such run. Its
+/// validations are read in the run's snapshot (`runs::with_record`), and
+/// not at all when its counts say it has none.
 fn record_upto(
     c: &Connection,
     id: &str,
     max: usize,
 ) -> Result<Option<Option<RunDetail<RunRecord>>>, StoreError> {
-    let Some(run) = runs::find_record(c, id)? else {
-        return Ok(Some(None));
-    };
-    let validations = validations::refs_for_run_upto(c, id, max)?;
-    Ok(validations.map(|validations| Some(RunDetail { run, validations })))
+    let read = runs::with_record(c, id, |run, count| {
+        let validations = match count {
+            0 => Some(Vec::new()),
+            n if n > max as u64 => None,
+            _ => validations::refs_for_run_upto(c, id, max)?,
+        };
+        Ok(validations.map(|validations| RunDetail { run, validations }))
+    })?;
+    Ok(match read {
+        None => Some(None),
+        Some(detail) => detail.map(Some),
+    })
 }
 
 /// The most validations a get run reads on the async worker; a run with

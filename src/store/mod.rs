@@ -488,7 +488,8 @@ impl Store {
     /// `whole` runs like [`Store::read`], with its deadline.
     ///
     /// A get run goes this way: one row and a run's few validations
-    /// (BENCHMARKS.md, "Reads on threads of their own").
+    /// (BENCHMARKS.md, "Reads on threads of their own"). `inline` runs
+    /// outside any transaction (see `try_inline`); `whole` in one.
     pub async fn read_bounded<T, E, I, F>(&self, inline: I, whole: F) -> Result<T, E>
     where
         I: Fn(&Connection) -> Result<Option<T>, StoreError>,
@@ -503,9 +504,16 @@ impl Store {
         }
     }
 
-    /// `f` on a free inline connection, in a snapshot of its own; `None`
-    /// when both are taken or the file is busy (the caller then reads on
-    /// the read threads, which wait for it).
+    /// `f` on a free inline connection; `None` when both are taken or the
+    /// file is busy (the caller then reads on the read threads, which wait
+    /// for it).
+    ///
+    /// No BEGIN here: `f` runs outside any transaction, so one statement is
+    /// one snapshot, and a read of several keeps its first statement on its
+    /// row while it runs the others (`runs::with_record`). A BEGIN and a
+    /// COMMIT around a one-statement read were two more statements for
+    /// nothing (BENCHMARKS.md, "Get run in one statement, and fewer
+    /// temporary B-trees").
     fn try_inline<T>(
         &self,
         f: &impl Fn(&Connection) -> Result<T, StoreError>,
@@ -513,15 +521,16 @@ impl Store {
         for slot in self.inline.iter() {
             let conn = match slot.try_lock() {
                 Ok(conn) => conn,
-                // A read that panicked still ended its snapshot (below).
+                // A read that panicked still ended its transaction (below).
                 Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
                 Err(std::sync::TryLockError::WouldBlock) => continue,
             };
             let read = {
-                // Ended however `f` ends: a snapshot left open would keep
-                // every later checkpoint from finishing.
+                // Should `f` open a transaction, it is ended however `f`
+                // ends: one left open would keep every later checkpoint
+                // from finishing.
                 let _snapshot = EndSnapshot(&conn);
-                begin_snapshot(&conn).and_then(|()| f(&conn))
+                f(&conn)
             };
             match read {
                 Err(StoreError::Sqlite(e)) if is_busy(&e) => return None,
@@ -816,6 +825,128 @@ mod tests {
                 m.version
             );
         }
+    }
+
+    /// Whether compiling `sql` (the programs of its triggers included)
+    /// yields a temporary B-tree: SQLite's EXPLAIN lists those programs too.
+    fn builds_a_temporary_btree(conn: &Connection, sql: &str) -> bool {
+        let mut stmt = conn.prepare(&format!("EXPLAIN {sql}")).unwrap();
+        // Parameters left unbound: the program is listed, not run.
+        let mut rows = stmt.raw_query();
+        let mut opcodes: Vec<String> = Vec::new();
+        while let Some(row) = rows.next().unwrap() {
+            opcodes.push(row.get("opcode").unwrap());
+        }
+        assert!(opcodes.len() > 3, "{sql}: {opcodes:?}");
+        opcodes.iter().any(|op| op == "OpenEphemeral")
+    }
+
+    /// Migration 9: no write of a run, its events, a validation or a
+    /// webhook message builds an IN list as a temporary B-tree, checks and
+    /// counter triggers included.
+    #[test]
+    fn writes_build_no_temporary_btrees() {
+        let conn = test_connection();
+        for sql in [
+            "INSERT INTO runs (id, contract_id, pipeline_name, status, started_at, created_by, \
+             updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "UPDATE runs SET pipeline_name = ?2, status = ?3, metadata = ?4 WHERE id = ?1",
+            "DELETE FROM runs WHERE id = ?1",
+            "INSERT INTO run_events (run_id, type, actor, occurred_at) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO validations (id, contract_id, run_id, status, recorded_at, recorded_by) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "UPDATE validations SET status = ?2 WHERE id = ?1",
+            "DELETE FROM validations WHERE id = ?1",
+            "INSERT INTO webhook_messages (id, webhook_id, event_type, subject_id, body, \
+             created_at, state, retry_from) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "UPDATE webhook_messages SET state = ?2 WHERE seq = ?1",
+        ] {
+            assert!(!builds_a_temporary_btree(&conn, sql), "{sql}");
+        }
+        // The same test does see one where SQLite builds it.
+        assert!(builds_a_temporary_btree(
+            &conn,
+            "SELECT 1 WHERE ?1 IN ('a', 'b', 'c')"
+        ));
+    }
+
+    /// The rewritten checks refuse what the IN lists refused, and accept
+    /// every value they accepted.
+    #[test]
+    fn the_rewritten_checks_refuse_what_they_refused() {
+        let conn = test_connection();
+        let run = |id: &str, status: &str| {
+            conn.execute(
+                "INSERT INTO runs (id, contract_id, status, started_at, created_by, updated_at) \
+                 VALUES (?1, 'c', ?2, 't', 'k', 't')",
+                [id, status],
+            )
+        };
+        let refused = |r: rusqlite::Result<usize>| {
+            r.unwrap_err()
+                .to_string()
+                .contains("CHECK constraint failed")
+        };
+        for (i, status) in ["pending", "running", "completed", "failed", "cancelled"]
+            .iter()
+            .enumerate()
+        {
+            run(&format!("run_{i}"), status).unwrap();
+        }
+        assert!(refused(run("run_x", "done")));
+        assert!(refused(run("run_y", "Pending")));
+        let event = |kind: &str| {
+            conn.execute(
+                "INSERT INTO run_events (run_id, type, actor, occurred_at) \
+                 VALUES ('run_0', ?1, 'k', 't')",
+                [kind],
+            )
+        };
+        for kind in ["created", "status_changed", "updated", "heartbeat_expired"] {
+            event(kind).unwrap();
+        }
+        assert!(refused(event("deleted")));
+        let validation = |id: &str, status: &str| {
+            conn.execute(
+                "INSERT INTO validations (id, contract_id, run_id, status, recorded_at, \
+                 recorded_by) VALUES (?1, 'c', 'run_0', ?2, 't', 'k')",
+                [id, status],
+            )
+        };
+        for (i, status) in ["passed", "failed", "warning", "skipped"]
+            .iter()
+            .enumerate()
+        {
+            validation(&format!("val_{i}"), status).unwrap();
+        }
+        assert!(refused(validation("val_x", "error")));
+        conn.execute(
+            "INSERT INTO webhooks (id, url, events, format, secret, created_at, created_by) \
+             VALUES ('wh_1', 'https://x', '[]', 'standard', 's', 't', 'k')",
+            [],
+        )
+        .unwrap();
+        let message = |id: &str, state: &str| {
+            conn.execute(
+                "INSERT INTO webhook_messages (id, webhook_id, event_type, subject_id, body, \
+                 created_at, state, retry_from) VALUES (?1, 'wh_1', 'e', 's', '{}', 't', ?2, 't')",
+                [id, state],
+            )
+        };
+        for (i, state) in ["pending", "delivered", "failed"].iter().enumerate() {
+            message(&format!("msg_{i}"), state).unwrap();
+        }
+        assert!(refused(message("msg_x", "queued")));
+        // The counters the rewritten triggers keep: contract 'c' has one
+        // validation of each status.
+        let n: i64 = conn
+            .query_row(
+                "SELECT n FROM validation_counts WHERE dims = 1 AND contract_id = 'c'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(n, 4);
     }
 
     /// A key read finds what the writer committed last, inline or, with

@@ -139,6 +139,43 @@ pub fn find_record(conn: &Connection, id: &str) -> Result<Option<RunRecord>, Sto
     query::by_id(conn, &FIND, id, record_from_row)
 }
 
+static FIND_COUNTED: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {COLUMNS}, validations_passed + validations_failed + validations_warning \
+         + validations_skipped FROM runs WHERE id = ?1"
+    )
+});
+
+/// A run as reads answer with it, handed to `then` with how many
+/// validations it has (the counts its triggers keep, see schema.sql
+/// migration 7); `None` when there is no such run.
+///
+/// `then` runs while this statement still has its row, so on a connection
+/// outside any transaction whatever `then` reads sees the same snapshot as
+/// the run: SQLite ends an implicit read transaction only when the last
+/// statement of the connection finishes. A get run reads this way on the
+/// async worker with one statement instead of four (BEGIN, the run, its
+/// validations, COMMIT) for a run without validations (BENCHMARKS.md,
+/// "Get run in one statement, and fewer temporary B-trees").
+pub fn with_record<T>(
+    conn: &Connection,
+    id: &str,
+    then: impl FnOnce(RunRecord, u64) -> Result<T, StoreError>,
+) -> Result<Option<T>, StoreError> {
+    let mut stmt = conn.prepare_cached(&FIND_COUNTED)?;
+    let mut rows = stmt.query([id])?;
+    let Some(row) = rows.next()? else {
+        return Ok(None);
+    };
+    // The sum follows the last of `COLUMNS`.
+    let validations: i64 = row.get(Col::heartbeat_deadline.at() + 1)?;
+    let validations = u64::try_from(validations)
+        .map_err(|_| StoreError::Corrupt(format!("run {id} counts {validations} validations")))?;
+    let run = record_from_row(row)?;
+    // `rows` is still on the run's row here: `then` reads in its snapshot.
+    then(run, validations).map(Some)
+}
+
 /// The contract a run belongs to, if the run exists.
 pub fn contract_of(conn: &Connection, id: &str) -> Result<Option<String>, StoreError> {
     Ok(conn
