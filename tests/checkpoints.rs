@@ -102,3 +102,80 @@ async fn the_writer_holds_show_in_the_metrics() {
         "{body}"
     );
 }
+
+/// Whether, with `options`, an idle store keeps another connection's
+/// checkpoint from copying a new write back (the checkpoint thread's read
+/// transaction on slot 0 of the WAL index does that); then, that the write
+/// is copied all the same within 5 s.
+fn idle_store_holds_the_wal_read_lock(options: &StoreOptions) -> bool {
+    use r2d2_sqlite::rusqlite::Connection;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.db");
+    let store = Store::open(&path, options).unwrap();
+    write_burst(&store, 1);
+    std::thread::sleep(Duration::from_millis(500));
+
+    let other = Connection::open(&path).unwrap();
+    // Frames in the WAL, and copied: after a checkpoint of `other`'s own,
+    // tried again while the store's thread is checkpointing (-1, -1).
+    let state = || -> (i64, i64) {
+        loop {
+            let state = other
+                .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                    Ok((r.get(1)?, r.get(2)?))
+                })
+                .unwrap();
+            if state.0 >= 0 {
+                return state;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    // The hold is let go for each checkpoint of the thread's (about every
+    // 100 ms when idle), so a try may fall in between: a few tries.
+    let held = (0..5).any(|_| {
+        other
+            .execute("INSERT INTO t (body) VALUES ('x')", [])
+            .unwrap();
+        let (frames, copied) = state();
+        assert!(frames > 0);
+        copied < frames
+    });
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (frames, copied) = state();
+        if copied >= frames {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{copied} of {frames} frames copied after 5 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(store);
+    held
+}
+
+/// The server's store, with the WAL all copied, holds a read transaction
+/// on its checkpoint thread between checkpoints, so that its reads take
+/// the WAL read lock without a syscall; the thread lets go to copy new
+/// writes at its next turn.
+#[test]
+fn an_idle_server_store_holds_the_wal_read_lock_and_still_copies_new_writes() {
+    let options = StoreOptions {
+        hold_idle_read_lock: true,
+        ..StoreOptions::default()
+    };
+    assert!(idle_store_holds_the_wal_read_lock(&options));
+}
+
+/// A command's store (`backup`, `prune`, `keys`, `webhooks`) never holds
+/// it: running beside the server, it would keep the server's checkpoints
+/// from copying anything back.
+#[test]
+fn a_command_line_store_does_not_hold_the_wal_read_lock() {
+    assert!(!idle_store_holds_the_wal_read_lock(&StoreOptions::default()));
+}

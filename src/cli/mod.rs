@@ -136,6 +136,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         durability: args.durability.into(),
         query_timeout: Duration::from_millis(args.query_timeout_ms),
         mmap_bytes: args.mmap_mib << 20,
+        hold_idle_read_lock: true,
         ..StoreOptions::default()
     };
     // Before the database is touched: a second server must not migrate or

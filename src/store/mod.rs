@@ -222,6 +222,12 @@ pub struct StoreOptions {
     /// (`mapped`, set as SQLite's `mmap_size`); 0 reads every page with a
     /// syscall.
     pub mmap_bytes: u64,
+    /// Whether the checkpoint thread holds a read transaction while the
+    /// WAL is all copied, so that this process's reads take the WAL read
+    /// lock without a syscall (`writer::Anchor`). For the server only: held
+    /// by a command that runs beside it, it would keep the server's
+    /// checkpoints from copying anything back for as long as it runs.
+    pub hold_idle_read_lock: bool,
 }
 
 impl Default for StoreOptions {
@@ -232,6 +238,7 @@ impl Default for StoreOptions {
             pool_timeout: Duration::from_secs(30),
             query_timeout: Duration::from_secs(5),
             mmap_bytes: 16 << 30,
+            hold_idle_read_lock: false,
         }
     }
 }
@@ -342,7 +349,12 @@ impl Store {
         let mut checkpointer = Connection::open(path)?;
         init(&mut checkpointer)?;
         let stats = std::sync::Arc::new(stats::StoreStats::default());
-        let writer = writer::Writer::start(conn, checkpointer, stats.clone())?;
+        let writer = writer::Writer::start(
+            conn,
+            checkpointer,
+            stats.clone(),
+            options.hold_idle_read_lock,
+        )?;
 
         // Only readers map the file, through one mapping they share
         // (`mapped`); without that VFS, each would map it on its own and

@@ -93,6 +93,7 @@ impl Writer {
         conn: Connection,
         checkpointer: Connection,
         stats: Arc<StoreStats>,
+        hold_idle_read_lock: bool,
     ) -> Result<Self, StoreError> {
         // SQLite's own checkpoint after a commit would run here, on the
         // writer, with every queued write waiting behind it: the checkpoint
@@ -114,7 +115,10 @@ impl Writer {
         let (checkpoint_turns, checkpoint_stats) = (turns.clone(), stats.clone());
         let checkpoints = thread::Builder::new()
             .name("griot-checkpoint".into())
-            .spawn(move || checkpoint_until(&checkpointer, &checkpoint_turns, &checkpoint_stats))
+            .spawn(move || {
+                let anchor = Anchor::new(&checkpointer, hold_idle_read_lock);
+                checkpoint_until(&checkpointer, anchor, &checkpoint_turns, &checkpoint_stats)
+            })
             .map_err(spawn_failed)?;
         let writer_turns = turns.clone();
         let counted = stats.clone();
@@ -351,6 +355,7 @@ fn checkpoint(conn: &Connection) -> rusqlite::Result<Option<WalState>> {
 /// at every attempt.
 fn checkpoint_until(
     conn: &Connection,
+    anchor: Anchor<'_>,
     turns: &Turns,
     stats: &StoreStats,
 ) -> rusqlite::Result<bool> {
@@ -358,8 +363,10 @@ fn checkpoint_until(
     let mut before = WalState::default();
     let mut quiet_since = None;
     loop {
+        anchor.release();
         let began = Instant::now();
         let result = checkpoint(conn);
+        let all_copied = matches!(result, Ok(Some(now)) if now.copied >= now.frames);
         let took = began.elapsed();
         let next = match result {
             Ok(Some(now)) => {
@@ -400,10 +407,70 @@ fn checkpoint_until(
             Next::Finish | Next::Soon => CHECKPOINT_SOON,
             Next::Idle => CHECKPOINT_IDLE,
         };
+        if next == Next::Idle && all_copied {
+            anchor.hold();
+        }
         if turns.sleep(pause) {
             // The writer has ended, or the server is stopping: one last copy
             // of everything, which also empties the WAL.
+            anchor.release();
             return truncate_wal(conn, super::BUSY_TIMEOUT);
+        }
+    }
+}
+
+/// A read transaction the checkpoint thread holds while it sleeps with the
+/// WAL all copied, so that reads meanwhile take their WAL read lock
+/// without a syscall.
+///
+/// A read takes a shared lock on one of the WAL index's read slots as it
+/// starts and drops it as it ends; SQLite makes that an `fcntl` on the
+/// `-shm` file only when no other connection of the process holds the same
+/// slot. With the WAL all copied every read takes slot 0, so one
+/// connection that holds it turns two syscalls per read (a get run's, a
+/// key lookup's) into a counter under a mutex (BENCHMARKS.md, "The WAL
+/// read lock, held once for the process"). Slot 0 keeps no frame from
+/// being written, only from being copied back: it is let go before every
+/// checkpoint, and held only when there was nothing to copy. (Should a
+/// commit land between that checkpoint and the hold, the hold is on that
+/// commit's slot instead and keeps later frames from being copied for one
+/// idle pause, 100 ms.)
+struct Anchor<'a> {
+    conn: &'a Connection,
+    /// Off in command-line stores (`StoreOptions::hold_idle_read_lock`).
+    enabled: bool,
+}
+
+impl<'a> Anchor<'a> {
+    fn new(conn: &'a Connection, enabled: bool) -> Self {
+        Self { conn, enabled }
+    }
+
+    fn hold(&self) {
+        if !self.enabled || !self.conn.is_autocommit() {
+            return;
+        }
+        // BEGIN alone takes no lock: the first read does.
+        let began = self.conn.execute_batch("BEGIN").and_then(|()| {
+            self.conn
+                .query_row("SELECT 1 FROM sqlite_schema LIMIT 1", [], |_| Ok(()))
+        });
+        if let Err(e) = began {
+            debug!(error = %e, "no read transaction to hold the WAL read lock with");
+            self.release();
+        }
+    }
+
+    fn release(&self) {
+        if self.conn.is_autocommit() {
+            return;
+        }
+        let ended = self
+            .conn
+            .execute_batch("COMMIT")
+            .or_else(|_| self.conn.execute_batch("ROLLBACK"));
+        if let Err(e) = ended {
+            error!(error = %e, "the checkpoint thread's read transaction could not be ended");
         }
     }
 }
