@@ -871,7 +871,9 @@ mod tests {
                 validations: validations.clone(),
             }
             .into();
-            let record = store::runs::find_record(&conn, &id).unwrap().unwrap();
+            let record = store::runs::with_record(&conn, &id, |record, _| Ok(record))
+                .unwrap()
+                .unwrap();
             let written = write_run(&RunDetail {
                 run: record,
                 validations,
@@ -888,7 +890,9 @@ mod tests {
         for i in 0..9 {
             let id = format!("run_{:026}", i);
             let run = store::runs::find(&conn, &id).unwrap().unwrap();
-            let stored = store::runs::find_record(&conn, &id).unwrap().unwrap();
+            let stored = store::runs::with_record(&conn, &id, |record, _| Ok(record))
+                .unwrap()
+                .unwrap();
             assert_eq!(run.record(), stored, "{id}");
         }
     }

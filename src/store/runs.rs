@@ -123,8 +123,8 @@ pub fn save(conn: &Connection, run: &Run) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Reads one row by id: built once, as reads by id are the hottest
-/// statement.
+/// Reads one row by id, for the writes that change a run: built once, as
+/// its text is looked up in the statement cache at every call.
 static FIND: LazyLock<String> =
     LazyLock::new(|| format!("SELECT {COLUMNS} FROM runs WHERE id = ?1"));
 
@@ -133,12 +133,8 @@ pub fn find(conn: &Connection, id: &str) -> Result<Option<Run>, StoreError> {
     query::by_id(conn, &FIND, id, from_row)
 }
 
-/// A run as reads answer with it.
-#[instrument(level = "debug", skip_all)]
-pub fn find_record(conn: &Connection, id: &str) -> Result<Option<RunRecord>, StoreError> {
-    query::by_id(conn, &FIND, id, record_from_row)
-}
-
+/// The same with the run's validation count: a get run's statement, the
+/// hottest of all.
 static FIND_COUNTED: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT {COLUMNS}, validations_passed + validations_failed + validations_warning \
